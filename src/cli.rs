@@ -1,0 +1,145 @@
+//! Command line: `mtn run`, `check`, `fns`, `docs`, `defs`, `daemon`, `jobs`, `history`, `trigger`,
+//! `completions`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::logging::LogFormat;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mtn",
+    version,
+    about = "Run maintenance scripts: backups, restore tests, rotation, retention, checks"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct Common {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    pub log_format: LogFormat,
+    /// More output (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Folder of stdlib modules (default: MTN_STDLIB, else `stdlib/` beside the binary or in the repo).
+    #[arg(long, env = "MTN_STDLIB", global = true)]
+    pub stdlib: Option<PathBuf>,
+    /// Config file with [policy] and [limits] (the daemon's mtn.toml works too).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    /// The script to run.
+    pub file: PathBuf,
+    /// Do everything up to the change: destructive functions report what they would do.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Script variables, visible as `vars.NAME` (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// Stop the run after this long (e.g. 30s, 10m, 2h); exit code 124.
+    #[arg(long, value_name = "DUR")]
+    pub timeout: Option<String>,
+    /// Exit with code 3 when the run ends with warnings.
+    #[arg(long)]
+    pub fail_on_warning: bool,
+    /// Allow writes and deletes under this folder (repeatable).
+    #[arg(long = "allow-path", value_name = "DIR")]
+    pub allow_path: Vec<PathBuf>,
+    /// Allow `exec` to run this program (repeatable).
+    #[arg(long = "allow-exec", value_name = "PROGRAM")]
+    pub allow_exec: Vec<String>,
+    /// Operation limit for the script (default 50,000,000).
+    #[arg(long, value_name = "N")]
+    pub max_operations: Option<u64>,
+    /// Where persisted state lives (default .mtn, or MTN_STATE_DIR).
+    #[arg(long, env = "MTN_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a script once.
+    Run {
+        #[command(flatten)]
+        args: RunArgs,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Compile scripts without running them; report syntax errors and unknown functions.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List every host function with its signature and summary.
+    Fns {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Only functions of this capability (core, files, db, storage, checks, notify, exec).
+        #[arg(long)]
+        category: Option<String>,
+    },
+    /// Print the function reference as Markdown (docs/reference.md is generated from this).
+    Docs {
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write Rhai definition files for editor completion.
+    Defs {
+        /// Folder to write the definitions into.
+        #[arg(long, default_value = ".mtn/defs")]
+        out: PathBuf,
+    },
+    /// Run scripts on cron schedules from mtn.toml, reloading edited scripts.
+    Daemon {
+        /// Config file (default ./mtn.toml).
+        #[arg(long, default_value = "mtn.toml")]
+        config: PathBuf,
+        /// Address for /healthz, /metrics, /status (overrides `listen` in the config).
+        #[arg(long)]
+        listen: Option<String>,
+        #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+        log_format: LogFormat,
+        #[arg(short, long, action = clap::ArgAction::Count)]
+        verbose: u8,
+    },
+    /// Show the daemon's jobs, schedules, next fire times and last results.
+    Jobs {
+        #[arg(long, default_value = "mtn.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the run history (of one job, or all).
+    History {
+        job: Option<String>,
+        #[arg(long, default_value = "mtn.toml")]
+        config: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running daemon to run a job now.
+    Trigger {
+        job: String,
+        #[arg(long, default_value = "mtn.toml")]
+        config: PathBuf,
+    },
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+}

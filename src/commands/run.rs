@@ -1,0 +1,258 @@
+//! `mtn run FILE`: run a script once.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rhai::{Dynamic, Map};
+
+use crate::cli::{Common, RunArgs};
+use crate::commands::{exit, find_stdlib, runtime};
+use crate::config::Config;
+use crate::engine::ctx::{RunCtx, StopReason};
+use crate::engine::runner::{execute, Status};
+use crate::logging::LogFormat;
+use crate::policy::Policy;
+
+fn usage_error(msg: &str) -> i32 {
+    eprintln!("error: {}", crate::redact::redact(msg));
+    exit::USAGE
+}
+
+/// `NAME=VALUE` → (name, typed value): integers, floats and booleans become numbers and bools.
+pub fn parse_set(item: &str) -> Result<(String, Dynamic), String> {
+    let (name, value) = item
+        .split_once('=')
+        .ok_or_else(|| format!("--set {item:?}: expected NAME=VALUE"))?;
+    let name = name.trim();
+    if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        return Err(format!(
+            "--set {item:?}: NAME must be letters, digits and _"
+        ));
+    }
+    Ok((name.to_string(), typed_value(value)))
+}
+
+pub fn typed_value(value: &str) -> Dynamic {
+    if let Ok(i) = value.parse::<i64>() {
+        Dynamic::from(i)
+    } else if let Ok(f) = value.parse::<f64>() {
+        Dynamic::from(f)
+    } else if value == "true" || value == "false" {
+        Dynamic::from(value == "true")
+    } else {
+        Dynamic::from(value.to_string())
+    }
+}
+
+pub fn verbosity(common: &Common) -> i8 {
+    if common.quiet {
+        -1
+    } else {
+        common.verbose.min(3) as i8
+    }
+}
+
+/// Policy from config + flags + MTN_ALLOW_PATHS.
+pub fn build_policy(cfg: Option<(&Config, PathBuf)>, args: &RunArgs) -> Policy {
+    let (pcfg, base) = match cfg {
+        Some((c, base)) => (c.policy.clone(), base),
+        None => (Default::default(), PathBuf::from(".")),
+    };
+    let env_paths: Vec<PathBuf> = std::env::var("MTN_ALLOW_PATHS")
+        .map(|v| {
+            v.split(':')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let explicit =
+        !pcfg.allow_paths.is_empty() || !args.allow_path.is_empty() || !env_paths.is_empty();
+    let mut policy = Policy::new(&pcfg, &base);
+    if explicit && pcfg.allow_paths.is_empty() {
+        // Explicit roots replace the defaults (cwd + temp) rather than adding to them.
+        policy = Policy::with_roots(vec![]);
+        for e in &pcfg.allow_exec {
+            policy.add_exec(e);
+        }
+    }
+    for p in args.allow_path.iter().chain(env_paths.iter()) {
+        policy.add_root(p);
+    }
+    for e in &args.allow_exec {
+        policy.add_exec(e);
+    }
+    policy
+}
+
+pub fn run(args: RunArgs, common: Common) -> i32 {
+    crate::logging::init(common.log_format, verbosity(&common));
+    let cfg = match &common.config {
+        Some(p) => match Config::load(p) {
+            Ok(c) => Some((c, Config::base_dir(p))),
+            Err(e) => return usage_error(&e),
+        },
+        None => None,
+    };
+    if !args.file.is_file() {
+        return usage_error(&format!(
+            "cannot read script {}: no such file",
+            args.file.display()
+        ));
+    }
+    let mut vars = Map::new();
+    for item in &args.set {
+        match parse_set(item) {
+            Ok((k, v)) => {
+                vars.insert(k.into(), v);
+            }
+            Err(e) => return usage_error(&e),
+        }
+    }
+    let timeout = match &args.timeout {
+        Some(t) => match crate::host::binding::parse_duration(t) {
+            Ok(d) => Some(d),
+            Err(e) => return usage_error(&format!("--timeout: {}", e.message)),
+        },
+        None => None,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return usage_error(&format!("cannot start the I/O runtime: {e}")),
+    };
+
+    let policy = build_policy(cfg.as_ref().map(|(c, b)| (c, b.clone())), &args);
+    let mut ctx = RunCtx::new(rt.handle().clone(), args.file.clone(), policy);
+    ctx.dry_run = args.dry_run;
+    ctx.vars = vars;
+    ctx.deadline = timeout.map(|t| Instant::now() + t);
+    if let Some((c, base)) = &cfg {
+        ctx.limits = c.limits.clone();
+        if let Some(s) = &c.state_dir {
+            ctx.state_dir = base.join(s);
+        }
+    }
+    if let Some(n) = args.max_operations {
+        ctx.limits.max_operations = n;
+    }
+    if let Some(s) = &args.state_dir {
+        ctx.state_dir = s.clone();
+    }
+    let stdlib = common.stdlib.clone().or_else(|| {
+        cfg.as_ref()
+            .and_then(|(c, b)| c.stdlib.as_ref().map(|s| b.join(s)))
+    });
+    ctx.stdlib_dir = find_stdlib(stdlib);
+    let ctx = Arc::new(ctx);
+
+    // Compile first: a syntax error is reported before anything runs.
+    let engine = crate::engine::build(ctx.clone());
+    let ast = match crate::engine::compile(&engine, &ctx, &args.file) {
+        Ok(ast) => ast,
+        Err(e) => {
+            let r = crate::engine::error::render(&e, &args.file);
+            report_error(common.log_format, &r.text, &r.message);
+            return exit::FAILED;
+        }
+    };
+    drop(engine);
+
+    if crate::logging::is_json() {
+        tracing::info!(target: "mtn::run", event = "run_start", script = %args.file.display(), dry_run = args.dry_run);
+    } else {
+        tracing::debug!(target: "mtn::run", "run start: {}{}", args.file.display(), if args.dry_run { " [dry-run]" } else { "" });
+    }
+    let script_ctx = ctx.clone();
+    let outcome = rt.block_on(async move {
+        if let Some(t) = timeout {
+            let c = script_ctx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(t).await;
+                c.stop(StopReason::Timeout);
+            });
+        }
+        let run_ctx = script_ctx.clone();
+        let mut task = tokio::task::spawn_blocking(move || execute(run_ctx, &ast));
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("cannot watch SIGTERM: {e}");
+                    return (&mut task).await.ok();
+                }
+            };
+        tokio::select! {
+            r = &mut task => return r.ok(),
+            _ = tokio::signal::ctrl_c() => script_ctx.stop(StopReason::Interrupted),
+            _ = term.recv() => script_ctx.stop(StopReason::Interrupted),
+        }
+        // The script ends at its next operation and host I/O is raced against the token; give
+        // it a moment to unwind (temporary files removed) but never hang on it.
+        tokio::time::timeout(Duration::from_secs(1), &mut task)
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+    });
+
+    let (status, code) = match &outcome {
+        Some(o) => match o.status {
+            Status::Ok => (Status::Ok, exit::OK),
+            Status::Warning if args.fail_on_warning => (Status::Warning, exit::WARNING),
+            Status::Warning => (Status::Warning, exit::OK),
+            Status::Failed => (Status::Failed, exit::FAILED),
+            Status::Timeout => (Status::Timeout, exit::TIMEOUT),
+            Status::Interrupted => (Status::Interrupted, exit::INTERRUPTED),
+        },
+        None => match ctx.stop_reason() {
+            Some(StopReason::Timeout) => (Status::Timeout, exit::TIMEOUT),
+            _ => (Status::Interrupted, exit::INTERRUPTED),
+        },
+    };
+    if let Some(r) = outcome.as_ref().and_then(|o| o.error.as_ref()) {
+        report_error(common.log_format, &r.text, &r.message);
+    }
+    let (calls, failures) = ctx.host_calls();
+    let ms = ctx.started.elapsed().as_millis() as u64;
+    let summary = format!(
+        "run {}: {} in {} ms, {} host call{} ({} failed){}",
+        status.as_str(),
+        args.file.display(),
+        ms,
+        calls,
+        if calls == 1 { "" } else { "s" },
+        failures,
+        if args.dry_run { " [dry-run]" } else { "" }
+    );
+    if !crate::logging::is_json() {
+        tracing::info!(target: "mtn::run", "{summary}");
+    } else {
+        tracing::info!(
+            target: "mtn::run",
+            event = "run_end",
+            status = status.as_str(),
+            duration_ms = ms,
+            host_calls = calls,
+            host_failures = failures,
+            dry_run = args.dry_run,
+            "{summary}"
+        );
+    }
+    // Do not wait for abandoned blocking work (a host call that ignored cancellation).
+    rt.shutdown_timeout(Duration::from_millis(100));
+    code
+}
+
+fn report_error(format: LogFormat, rendered: &str, message: &str) {
+    match format {
+        LogFormat::Human => eprint!("{}", crate::redact::redact(rendered)),
+        LogFormat::Json => {
+            let location = rendered
+                .lines()
+                .find_map(|l| l.trim_start().strip_prefix("--> "))
+                .unwrap_or("")
+                .to_string();
+            tracing::error!(target: "mtn::run", event = "error", location = %location, rendered = %rendered, "{}", message);
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! `RunCtx`: everything a host function needs to know about the run it is part of.
+//!
+//! One `RunCtx` per script run. Host bindings capture an `Arc<RunCtx>` and use it to bridge
+//! async I/O (`block_on`, raced against cancellation), to check dry-run and the safety policy,
+//! and to record host-call events for the run summary.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rhai::Map;
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+use crate::host::error::{ErrorKind, HostError, HostResult};
+use crate::policy::Policy;
+
+/// Why a run was stopped from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Timeout,
+    Interrupted,
+    Shutdown,
+}
+
+/// Limits applied to every engine; settable in config for people who really need more.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_operations: u64,
+    pub max_call_levels: usize,
+    pub max_expr_depth: usize,
+    pub max_function_expr_depth: usize,
+    pub max_string_size: usize,
+    pub max_array_size: usize,
+    pub max_map_size: usize,
+    pub max_modules: usize,
+    pub max_functions: usize,
+    pub max_variables: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            // Generous for real procedures (loops over 100k files), small enough that a runaway
+            // loop ends in seconds.
+            max_operations: 50_000_000,
+            max_call_levels: 64,
+            max_expr_depth: 64,
+            max_function_expr_depth: 32,
+            max_string_size: 64 * 1024 * 1024,
+            max_array_size: 1_000_000,
+            max_map_size: 100_000,
+            max_modules: 64,
+            max_functions: 2_000,
+            max_variables: 10_000,
+        }
+    }
+}
+
+pub struct RunCtx {
+    pub handle: Handle,
+    pub token: CancellationToken,
+    stop_reason: AtomicU8,
+    pub deadline: Option<Instant>,
+    pub dry_run: bool,
+    pub policy: Policy,
+    pub limits: Limits,
+    /// The script's path as the user gave it (for messages) and its folder.
+    pub script: PathBuf,
+    pub script_dir: PathBuf,
+    pub stdlib_dir: Option<PathBuf>,
+    /// Where persisted state lives (consecutive failures, last restore test).
+    pub state_dir: PathBuf,
+    /// `--set NAME=VALUE` values, exposed to scripts as `vars`.
+    pub vars: Map,
+    /// Job name when run by the daemon.
+    pub job: Option<String>,
+    warned: AtomicBool,
+    host_calls: AtomicU64,
+    host_failures: AtomicU64,
+    pub started: Instant,
+}
+
+impl RunCtx {
+    pub fn new(handle: Handle, script: PathBuf, policy: Policy) -> Self {
+        let script_dir = script
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    p.to_path_buf()
+                }
+            })
+            .unwrap_or_else(|| PathBuf::from("."));
+        RunCtx {
+            handle,
+            token: CancellationToken::new(),
+            stop_reason: AtomicU8::new(0),
+            deadline: None,
+            dry_run: false,
+            policy,
+            limits: Limits::default(),
+            script,
+            script_dir,
+            stdlib_dir: None,
+            state_dir: PathBuf::from(".mtn"),
+            vars: Map::new(),
+            job: None,
+            warned: AtomicBool::new(false),
+            host_calls: AtomicU64::new(0),
+            host_failures: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    /// Stop the run: the script ends at its next operation and host I/O in flight is abandoned.
+    pub fn stop(&self, reason: StopReason) {
+        let code = match reason {
+            StopReason::Timeout => 1,
+            StopReason::Interrupted => 2,
+            StopReason::Shutdown => 3,
+        };
+        let _ = self
+            .stop_reason
+            .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
+        self.token.cancel();
+    }
+
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        match self.stop_reason.load(Ordering::SeqCst) {
+            1 => Some(StopReason::Timeout),
+            2 => Some(StopReason::Interrupted),
+            3 => Some(StopReason::Shutdown),
+            _ => None,
+        }
+    }
+
+    fn stopped_error(&self) -> HostError {
+        match self.stop_reason() {
+            Some(StopReason::Timeout) => HostError::new(ErrorKind::Timeout, "run timed out"),
+            Some(StopReason::Interrupted) => HostError::new(ErrorKind::Cancelled, "interrupted"),
+            Some(StopReason::Shutdown) | None => {
+                HostError::new(ErrorKind::Cancelled, "cancelled (shutting down)")
+            }
+        }
+    }
+
+    /// Fail fast if the run is already stopped.
+    pub fn check_cancelled(&self) -> HostResult<()> {
+        if self.token.is_cancelled() {
+            Err(self.stopped_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Run a future to completion from the script's (blocking) thread, racing it against the
+    /// run's cancellation token. When the token fires, the future is dropped, which closes its
+    /// sockets and kills child processes spawned with `kill_on_drop`.
+    pub fn block_on<T, F>(&self, fut: F) -> HostResult<T>
+    where
+        F: Future<Output = HostResult<T>>,
+    {
+        self.check_cancelled()?;
+        let token = self.token.clone();
+        let res = self.handle.block_on(async move {
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => None,
+                r = fut => Some(r),
+            }
+        });
+        match res {
+            Some(r) => r,
+            None => Err(self.stopped_error()),
+        }
+    }
+
+    /// A sleep that ends early (with an error) when the run is cancelled.
+    pub fn sleep(&self, d: Duration) -> HostResult<()> {
+        self.block_on(async move {
+            tokio::time::sleep(d).await;
+            Ok(())
+        })
+    }
+
+    /// Time left before the deadline, if there is one.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    pub fn set_warned(&self) {
+        self.warned.store(true, Ordering::SeqCst);
+    }
+    pub fn warned(&self) -> bool {
+        self.warned.load(Ordering::SeqCst)
+    }
+    pub fn count_call(&self, ok: bool) {
+        self.host_calls.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.host_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    pub fn host_calls(&self) -> (u64, u64) {
+        (
+            self.host_calls.load(Ordering::Relaxed),
+            self.host_failures.load(Ordering::Relaxed),
+        )
+    }
+}
+
+pub type Ctx = Arc<RunCtx>;

@@ -1,0 +1,116 @@
+//! Building the Rhai engine, in one place.
+//!
+//! Every engine mtn uses (for `run`, `check`, `fns`, the daemon) comes from [`build`], so limits,
+//! disabled symbols, cancellation and the host functions are the same everywhere.
+
+pub mod check;
+pub mod ctx;
+pub mod error;
+pub mod registry;
+pub mod resolver;
+pub mod runner;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, Scope, AST};
+
+use crate::engine::ctx::{Ctx, RunCtx, StopReason};
+use crate::engine::resolver::ScriptResolver;
+
+/// Build an engine for one run.
+pub fn build(ctx: Ctx) -> Engine {
+    let mut engine = Engine::new();
+    let l = &ctx.limits;
+    engine
+        .set_max_operations(l.max_operations)
+        .set_max_call_levels(l.max_call_levels)
+        .set_max_expr_depths(l.max_expr_depth, l.max_function_expr_depth)
+        .set_max_string_size(l.max_string_size)
+        .set_max_array_size(l.max_array_size)
+        .set_max_map_size(l.max_map_size)
+        .set_max_modules(l.max_modules)
+        .set_max_functions(l.max_functions)
+        .set_max_variables(l.max_variables)
+        .set_strict_variables(true)
+        .set_fail_on_invalid_map_property(true);
+    // Code built from strings at run time would bypass `mtn check` and the review of a script.
+    engine.disable_symbol("eval");
+
+    let progress_ctx = ctx.clone();
+    engine.on_progress(move |_ops| {
+        if progress_ctx.token.is_cancelled() {
+            let why = match progress_ctx.stop_reason() {
+                Some(StopReason::Timeout) => "run timed out",
+                Some(StopReason::Interrupted) => "interrupted",
+                _ => "cancelled (shutting down)",
+            };
+            Some(Dynamic::from(why))
+        } else {
+            None
+        }
+    });
+    engine.on_print(|s| {
+        let s = crate::redact::redact(s);
+        tracing::info!(target: "mtn::script", "{s}");
+    });
+    engine.on_debug(|s, src, pos| {
+        let s = crate::redact::redact(s);
+        let src = src.unwrap_or("script");
+        tracing::debug!(target: "mtn::script", "{src}:{pos}: {s}");
+    });
+    engine.set_module_resolver(ScriptResolver::new(
+        &ctx.script_dir,
+        ctx.stdlib_dir.as_deref(),
+    ));
+
+    let mut r = registry::Registrar::new(&mut engine, ctx);
+    crate::host::register_all(&mut r);
+    engine
+}
+
+/// The scope every script starts with: `vars` (from `--set` or a job's `vars`).
+pub fn initial_scope(ctx: &RunCtx) -> Scope<'static> {
+    let mut scope = Scope::new();
+    scope.push_constant("vars", ctx.vars.clone());
+    scope
+}
+
+/// Compile a script file with the run's scope, so strict variables know `vars`.
+pub fn compile(
+    engine: &Engine,
+    ctx: &RunCtx,
+    path: &Path,
+) -> Result<AST, Box<rhai::EvalAltResult>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Box::new(rhai::EvalAltResult::ErrorSystem(
+            format!("cannot read {}", path.display()),
+            Box::new(e),
+        ))
+    })?;
+    compile_text(engine, ctx, path, &text)
+}
+
+pub fn compile_text(
+    engine: &Engine,
+    ctx: &RunCtx,
+    path: &Path,
+    text: &str,
+) -> Result<AST, Box<rhai::EvalAltResult>> {
+    let scope = initial_scope(ctx);
+    let mut ast = engine
+        .compile_with_scope(&scope, text)
+        .map_err(Box::<rhai::EvalAltResult>::from)?;
+    ast.set_source(path.to_string_lossy().to_string());
+    Ok(ast)
+}
+
+/// An engine for listing functions and checking scripts: no run attached.
+pub fn metadata_engine(handle: tokio::runtime::Handle) -> Engine {
+    let ctx = Arc::new(RunCtx::new(
+        handle,
+        "check.rhai".into(),
+        crate::policy::Policy::with_roots(vec![]),
+    ));
+    build(ctx)
+}

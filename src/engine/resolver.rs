@@ -1,0 +1,137 @@
+//! `import "x" as y;` resolution, confined to the script's folder and the stdlib folder.
+//!
+//! A module path is looked up as `<root>/<path>.rhai` in the importing file's own folder (when
+//! it lies inside a root), then the script's folder, then the stdlib folder. The file found is
+//! canonicalized and must still lie inside one of the roots, so neither `../` nor a symlink can
+//! pull code in from elsewhere. Every module file resolved is recorded, so the daemon knows
+//! which scripts to recompile when a module changes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rhai::{Engine, EvalAltResult, Module, ModuleResolver, Position, Scope, Shared, AST};
+
+pub struct ScriptResolver {
+    roots: Vec<PathBuf>,
+    cache: Mutex<HashMap<PathBuf, Shared<Module>>>,
+    deps: Mutex<Vec<PathBuf>>,
+}
+
+impl ScriptResolver {
+    pub fn new(script_dir: &Path, stdlib_dir: Option<&Path>) -> Self {
+        let mut roots = Vec::new();
+        for r in [Some(script_dir), stdlib_dir].into_iter().flatten() {
+            if let Ok(c) = r.canonicalize() {
+                if !roots.contains(&c) {
+                    roots.push(c);
+                }
+            }
+        }
+        ScriptResolver {
+            roots,
+            cache: Mutex::new(HashMap::new()),
+            deps: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Module files resolved so far.
+    pub fn dependencies(&self) -> Vec<PathBuf> {
+        self.deps.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Find the file for `path` as imported from `source` (the importing file, if known).
+    pub fn locate(&self, source: Option<&str>, path: &str) -> Result<PathBuf, String> {
+        if path.is_empty() || Path::new(path).is_absolute() {
+            return Err(format!(
+                "module path {path:?} must be relative (a name like \"backup\" or \"lib/util\")"
+            ));
+        }
+        let file = if path.ends_with(".rhai") {
+            path.to_string()
+        } else {
+            format!("{path}.rhai")
+        };
+        let mut search: Vec<PathBuf> = Vec::new();
+        if let Some(src) = source {
+            if let Some(parent) = Path::new(src).parent().and_then(|p| p.canonicalize().ok()) {
+                if self.roots.iter().any(|r| parent.starts_with(r)) {
+                    search.push(parent);
+                }
+            }
+        }
+        search.extend(self.roots.iter().cloned());
+        for dir in &search {
+            let candidate = dir.join(&file);
+            if let Ok(real) = candidate.canonicalize() {
+                if self.roots.iter().any(|r| real.starts_with(r)) {
+                    return Ok(real);
+                }
+                return Err(format!(
+                    "module {path:?} resolves to {} which is outside the script and stdlib folders",
+                    real.display()
+                ));
+            }
+        }
+        let looked: Vec<String> = search.iter().map(|d| d.display().to_string()).collect();
+        Err(format!(
+            "module {path:?} not found (looked for {file} in {})",
+            looked.join(", ")
+        ))
+    }
+
+    fn record(&self, p: &Path) {
+        let mut deps = self.deps.lock().unwrap_or_else(|e| e.into_inner());
+        if !deps.iter().any(|d| d == p) {
+            deps.push(p.to_path_buf());
+        }
+    }
+}
+
+/// Compile a file, tagging the AST with its path so errors name it.
+pub fn compile_file(engine: &Engine, path: &Path) -> Result<AST, Box<EvalAltResult>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Box::new(EvalAltResult::ErrorSystem(
+            format!("cannot read {}", path.display()),
+            Box::new(e),
+        ))
+    })?;
+    let mut ast = engine.compile(&text).map_err(Box::<EvalAltResult>::from)?;
+    ast.set_source(path.to_string_lossy().to_string());
+    Ok(ast)
+}
+
+impl ModuleResolver for ScriptResolver {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        let file = self
+            .locate(source, path)
+            .map_err(|msg| Box::new(EvalAltResult::ErrorModuleNotFound(msg, pos)))?;
+        if let Some(m) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&file)
+        {
+            return Ok(m.clone());
+        }
+        self.record(&file);
+        let shown = file.to_string_lossy().to_string();
+        let ast = compile_file(engine, &file)
+            .map_err(|e| Box::new(EvalAltResult::ErrorInModule(shown.clone(), e, pos)))?;
+        let mut module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
+            .map_err(|e| Box::new(EvalAltResult::ErrorInModule(shown.clone(), e, pos)))?;
+        module.build_index();
+        let shared: Shared<Module> = module.into();
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(file, shared.clone());
+        Ok(shared)
+    }
+}

@@ -1,0 +1,28 @@
+//! The functions scripts call, one module per capability.
+
+pub mod binding;
+pub mod check;
+pub mod compress;
+pub mod core;
+pub mod db;
+pub mod error;
+pub mod exec;
+pub mod fs;
+pub mod notify;
+pub mod rotate;
+pub mod storage;
+
+use crate::engine::registry::Registrar;
+
+/// Register every host function. The order decides nothing but the order of `mtn fns`.
+pub fn register_all(r: &mut Registrar) {
+    core::register(r);
+    fs::register(r);
+    rotate::register(r);
+    compress::register(r);
+    db::register(r);
+    storage::register(r);
+    check::register(r);
+    notify::register(r);
+    exec::register(r);
+}

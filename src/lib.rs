@@ -1,0 +1,13 @@
+//! mtn as a library: the engine, the host functions and the daemon, so benchmarks and tests can
+//! drive the cores directly. The `mtn` binary is a thin CLI over it.
+
+pub mod atomic;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod engine;
+pub mod host;
+pub mod logging;
+pub mod policy;
+pub mod redact;

@@ -1,0 +1,13 @@
+//! Integration tests: they drive the real `mtn` binary against real files, processes and
+//! servers started by tests/run.sh. One binary (faster to build), one module per capability.
+
+mod support;
+
+mod checks;
+mod daemon;
+mod db;
+mod engine;
+mod files;
+mod mongo;
+mod procedures;
+mod storage;

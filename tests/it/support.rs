@@ -1,0 +1,98 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub fn mtn_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mtn"))
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A `Command` for the mtn binary with a clean, predictable environment.
+pub fn mtn() -> Command {
+    let mut c = Command::new(mtn_path());
+    c.env_remove("MTN_LOG")
+        .env("MTN_STDLIB", repo().join("stdlib"));
+    c.stdin(Stdio::null());
+    c
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+    /// Panic with both streams when the exit code is not `code`.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}, got {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// Write `text` to `dir/name` and run it with `mtn run`, from `dir`, with extra args.
+pub fn run_script(dir: &Path, name: &str, text: &str, args: &[&str]) -> Run {
+    run_script_env(dir, name, text, args, &[])
+}
+
+pub fn run_script_env(
+    dir: &Path,
+    name: &str,
+    text: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write script");
+    let mut c = mtn();
+    c.current_dir(dir).arg("run").arg(&path).args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    Run::from(c.output().expect("run mtn"))
+}
+
+/// A variable exported by tests/run.sh. Missing means the suite was not started through it:
+/// that is a failure, never a skip.
+pub fn env_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: run the suite with `bash tests/run.sh`, which starts the servers"
+        )
+    })
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("mtn-it")
+        .tempdir()
+        .expect("tempdir")
+}
