@@ -117,11 +117,18 @@ pub fn host_functions(engine: &Engine) -> Vec<FnInfo> {
         false,
     );
     out.sort_by(|a, b| {
-        (a.category.as_str(), a.name.as_str(), a.params.len()).cmp(&(
-            b.category.as_str(),
-            b.name.as_str(),
-            b.params.len(),
-        ))
+        (
+            a.category.as_str(),
+            a.name.as_str(),
+            a.params.len(),
+            &a.signature,
+        )
+            .cmp(&(
+                b.category.as_str(),
+                b.name.as_str(),
+                b.params.len(),
+                &b.signature,
+            ))
     });
     out
 }

@@ -111,7 +111,7 @@ impl ModuleResolver for ScriptResolver {
     ) -> Result<Shared<Module>, Box<EvalAltResult>> {
         let file = self
             .locate(source, path)
-            .map_err(|msg| Box::new(EvalAltResult::ErrorModuleNotFound(msg, pos)))?;
+            .map_err(|msg| Box::new(EvalAltResult::ErrorRuntime(msg.into(), pos)))?;
         if let Some(m) = self
             .cache
             .lock()

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Local, TimeZone, Utc};
-use rhai::{Dynamic, EvalAltResult, ImmutableString};
+use rhai::{Dynamic, EvalAltResult, FnPtr, Map, NativeCallContext};
+use serde::Deserialize;
 
 use crate::engine::registry::Registrar;
 use crate::host::binding::{call, parse_duration, RhaiResult};
@@ -44,20 +45,9 @@ fn log_at(level: &str, msg: &str) -> Result<(), HostError> {
     Ok(())
 }
 
-fn seconds_of(d: &Dynamic) -> Result<f64, HostError> {
-    if let Ok(i) = d.as_int() {
-        return Ok(i as f64);
-    }
-    if let Ok(f) = d.as_float() {
-        return Ok(f);
-    }
-    if let Some(s) = d.read_lock::<ImmutableString>() {
-        return Ok(parse_duration(&s)?.as_secs_f64());
-    }
-    Err(HostError::invalid(format!(
-        "expected a duration (seconds or a string like \"5m\"), got {}",
-        d.type_name()
-    )))
+fn do_sleep(ctx: &crate::engine::ctx::RunCtx, secs: f64) -> RhaiResult {
+    let secs = if secs.is_finite() { secs.max(0.0) } else { 0.0 };
+    call(ctx, "sleep", || ctx.sleep(Duration::from_secs_f64(secs)))
 }
 
 fn failure(kind: ErrorKind, function: &str, msg: &str) -> Box<EvalAltResult> {
@@ -223,17 +213,26 @@ pub fn register(r: &mut Registrar) {
                 .map_err(|e| e.into_rhai("duration"))
         },
     );
+    // Rhai's own `sleep(INT)`/`sleep(FLOAT)` block the thread uncancellably; these exact-type
+    // overloads take precedence over them (a `Dynamic` parameter would not).
+    let doc = "Pause for a number of seconds or a duration string; ends at once when the run is cancelled or times out.\n\n```rhai\nsleep(\"1s\");\nsleep(0.5);\n```";
+    let ctx = r.ctx.clone();
+    r.add("sleep", &["seconds: i64"], "()", doc, move |s: i64| {
+        do_sleep(&ctx, s.max(0) as f64)
+    });
+    let ctx = r.ctx.clone();
+    r.add("sleep", &["seconds: f64"], "()", doc, move |s: f64| {
+        do_sleep(&ctx, s)
+    });
     let ctx = r.ctx.clone();
     r.add(
         "sleep",
-        &["duration: ?"],
+        &["duration: &str"],
         "()",
-        "Pause for a number of seconds or a duration string; ends at once when the run is cancelled or times out.\n\n```rhai\nsleep(\"1s\");\n```",
-        move |d: Dynamic| -> RhaiResult {
-            let secs = seconds_of(&d).map_err(|e| e.into_rhai("sleep"))?;
-            ctx.sleep(Duration::from_secs_f64(secs.max(0.0)))
-                .map(|_| Dynamic::UNIT)
-                .map_err(|e| e.into_rhai("sleep"))
+        doc,
+        move |s: &str| -> RhaiResult {
+            let secs = parse_duration(s).map_err(|e| e.into_rhai("sleep"))?;
+            do_sleep(&ctx, secs.as_secs_f64())
         },
     );
     r.add(
@@ -258,6 +257,26 @@ pub fn register(r: &mut Registrar) {
             Err(failure(ErrorKind::Failed, "fail", &msg.to_string()))
         },
     );
+    let ctx = r.ctx.clone();
+    r.add(
+        "retry",
+        &["f: FnPtr", "options: Map"],
+        "?",
+        "Call `f` until it succeeds. Options: `attempts` (3), `delay` (\"1s\"), `backoff` (2.0). Returns what `f` returns; after the last attempt the last error is raised. Timeouts and cancellation are never retried.\n\n```rhai\nlet n = retry(|| 40 + 2, #{ attempts: 5, delay: \"2s\" });\n```",
+        move |nctx: NativeCallContext, f: FnPtr, options: Map| {
+            let o = crate::host::binding::opts::<RetryOptions>("retry", &options)
+                .map_err(|e| e.into_rhai("retry"))?;
+            retry(&nctx, &ctx, &f, o)
+        },
+    );
+    let ctx = r.ctx.clone();
+    r.add(
+        "retry",
+        &["f: FnPtr"],
+        "?",
+        "Call `f` up to 3 times with 1 s, then 2 s between attempts.\n\n```rhai\nlet n = retry(|| 40 + 2);\n```",
+        move |nctx: NativeCallContext, f: FnPtr| retry(&nctx, &ctx, &f, RetryOptions::default()),
+    );
     r.add(
         "hostname",
         &[],
@@ -276,10 +295,10 @@ pub fn register(r: &mut Registrar) {
         },
     );
     r.add(
-        "var",
+        "var_or",
         &["name: &str", "default: ?"],
         "?",
-        "A `--set NAME=VALUE` value (also a daemon job's `vars`), or `default`. `vars` holds them all as a map.\n\n```rhai\nlet keep = var(\"keep\", \"14\").parse_int();\n```",
+        "A `--set NAME=VALUE` value (also a daemon job's `vars`), or `default`. `vars` holds them all as a map.\n\n```rhai\nlet keep = var_or(\"keep\", 14);\n```",
         {
             let ctx = r.ctx.clone();
             move |name: &str, default: Dynamic| -> Dynamic {
@@ -287,6 +306,52 @@ pub fn register(r: &mut Registrar) {
             }
         },
     );
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RetryOptions {
+    attempts: u32,
+    #[serde(with = "crate::host::binding::serde_duration")]
+    delay: Duration,
+    backoff: f64,
+}
+
+impl Default for RetryOptions {
+    fn default() -> Self {
+        RetryOptions {
+            attempts: 3,
+            delay: Duration::from_secs(1),
+            backoff: 2.0,
+        }
+    }
+}
+
+/// Call `f` until it succeeds, up to `attempts` times, sleeping `delay × backoff^n` between
+/// tries. Timeouts and cancellation are never retried.
+fn retry(
+    nctx: &NativeCallContext,
+    ctx: &crate::engine::ctx::RunCtx,
+    f: &FnPtr,
+    opts: RetryOptions,
+) -> Result<Dynamic, Box<EvalAltResult>> {
+    let attempts = opts.attempts.max(1);
+    let mut delay = opts.delay;
+    let mut attempt = 1;
+    loop {
+        match f.call_within_context::<Dynamic>(nctx, ()) {
+            Ok(v) => return Ok(v),
+            Err(e) if matches!(*e, EvalAltResult::ErrorTerminated(..)) => return Err(e),
+            Err(e) if attempt >= attempts => return Err(e),
+            Err(e) => {
+                let shown = crate::redact::redact(&e.to_string());
+                tracing::warn!(target: "mtn::script", "retry: attempt {attempt}/{attempts} failed: {shown}; next in {:.1}s", delay.as_secs_f64());
+                ctx.sleep(delay).map_err(|e| e.into_rhai("retry"))?;
+                delay = delay.mul_f64(opts.backoff.clamp(1.0, 10.0));
+                attempt += 1;
+            }
+        }
+    }
 }
 
 pub fn hostname() -> String {
