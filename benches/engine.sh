@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Engine benchmark: `mtn run` of a trivial script (median wall time, peak RSS) and `mtn check` of a
+# 2,000-line script. Targets: run ≤ 10 ms and ≤ 15 MiB; check ≤ 50 ms.
+# Compared with the shell it replaces: `bash -c true` for start-up cost.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine; }
+command -v /usr/bin/time >/dev/null || apt-get install -y -qq time
+cargo build --release --quiet
+MTN="$PWD/target/release/mtn"
+W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
+echo 'let x = 1 + 1; log(`x = ${x}`);' > "$W/trivial.rhai"
+python3 - "$W/big.rhai" <<'PY'
+import sys
+lines = []
+for i in range(200):
+    lines += [f"fn step_{i}(x) {{",
+              f"    let y = x + {i};",
+              f"    if y % 2 == 0 {{ log(`even ${{y}}`); }} else {{ warn(`odd ${{y}}`); }}",
+              f"    let t = duration(\"{i}m\");",
+              f"    let m = #{{ a: y, b: t, c: [1, 2, 3] }};",
+              f"    m.a + m.c.len()",
+              "}",
+              f"let r_{i} = step_{i}({i});",
+              f"assert(r_{i} > 0, \"step {i}\");",
+              ""]
+open(sys.argv[1], "w").write("\n".join(lines) + "\n")
+PY
+echo "script lines: $(wc -l < "$W/big.rhai")"
+hyperfine -N --warmup 5 --runs 50 --export-json "$W/run.json" "$MTN run -q $W/trivial.rhai" "bash -c true" >/dev/null
+hyperfine -N --warmup 3 --runs 30 --export-json "$W/check.json" "$MTN check -q $W/big.rhai" >/dev/null
+RSS=$( { /usr/bin/time -v "$MTN" run -q "$W/trivial.rhai" >/dev/null; } 2>&1 | awk '/Maximum resident/ {print $6}')
+python3 - "$W/run.json" "$W/check.json" "$RSS" <<'PY'
+import json, sys
+run = json.load(open(sys.argv[1]))["results"]
+chk = json.load(open(sys.argv[2]))["results"]
+rss = int(sys.argv[3])
+mtn_ms = run[0]["median"] * 1000
+bash_ms = run[1]["median"] * 1000
+print(f"mtn run trivial:   median {mtn_ms:.1f} ms (target <= 10 ms); bash -c true {bash_ms:.1f} ms; ratio {mtn_ms / bash_ms:.1f}x")
+print(f"mtn run peak RSS:  {rss / 1024:.1f} MiB (target <= 15 MiB)")
+print(f"mtn check 2,000 lines: median {chk[0]['median'] * 1000:.1f} ms (target <= 50 ms)")
+PY
