@@ -417,7 +417,7 @@ pub async fn stats(raw_url: &str, opts: StatsOptions) -> HostResult<MyStats> {
         opts.threshold().as_secs()
     )).await?);
     let largest = parse_batch(&run_sql(&url, None, &format!(
-        "SELECT CONCAT(table_schema, '.', table_name) AS `table`, data_length + index_length AS bytes, table_rows AS `rows`, data_free AS free_bytes \
+        "SELECT CONCAT(table_schema, '.', table_name) AS `table`, data_length + index_length AS bytes, table_rows AS `rows`, NULL AS dead_tuples, data_free AS free_bytes \
          FROM information_schema.tables WHERE table_schema = {} AND table_type = 'BASE TABLE' ORDER BY data_length + index_length DESC LIMIT {}",
         lit(&url.database), opts.top()
     )).await?);

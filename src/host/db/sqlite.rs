@@ -294,9 +294,18 @@ pub fn stats(url: &str, opts: StatsOptions) -> HostResult<SqliteStats> {
     };
     for n in names {
         let rows: i64 = c.query_row(&format!("SELECT count(*) FROM {}", q(&n)), [], |r| r.get(0)).map_err(sql_err(format!("counting {n}")))?;
+        // dbstat is compiled into the bundled SQLite; fall back to null if a build lacks it.
+        let bytes: Value = c
+            .query_row("SELECT sum(pgsize) FROM dbstat WHERE name = ?1", [&n], |r| r.get::<_, Option<i64>>(0))
+            .ok()
+            .flatten()
+            .map(Value::from)
+            .unwrap_or(Value::Null);
         let mut m = Map::new();
         m.insert("table".into(), n.into());
+        m.insert("bytes".into(), bytes);
         m.insert("rows".into(), rows.into());
+        m.insert("dead_tuples".into(), Value::from(0));
         tables.push(m);
     }
     tables.sort_by_key(|m| std::cmp::Reverse(m.get("rows").and_then(|v| v.as_i64()).unwrap_or(0)));
