@@ -89,9 +89,11 @@ pub fn parse_size(text: &str) -> HostResult<u64> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| HostError::invalid(format!("invalid size {text:?} (use e.g. 1048576, \"10MB\", \"1GiB\")")))?;
+    let n: f64 = num.parse().map_err(|_| {
+        HostError::invalid(format!(
+            "invalid size {text:?} (use e.g. 1048576, \"10MB\", \"1GiB\")"
+        ))
+    })?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
@@ -117,9 +119,19 @@ pub fn destination(to: Option<&str>, name: &str, ext: &str) -> PathBuf {
     let stamp = chrono::Local::now().format("%Y-%m-%d_%H%M%S");
     let safe: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    let safe = if safe.is_empty() { "db".to_string() } else { safe };
+    let safe = if safe.is_empty() {
+        "db".to_string()
+    } else {
+        safe
+    };
     let file = format!("{safe}_{stamp}{ext}");
     match to {
         None => PathBuf::from("backups").join(file),
@@ -172,7 +184,11 @@ fn compound_ext(name: &str) -> &str {
 /// when names follow `<db>_<stamp>`).
 pub fn previous_dump(dest: &Path) -> Option<(PathBuf, u64)> {
     let dir = dest.parent()?;
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     let name = dest.file_name()?.to_string_lossy().to_string();
     let ext = compound_ext(&name).to_string();
     let prefix = name.rsplitn(3, '_').nth(2).map(|p| format!("{p}_"));
@@ -232,8 +248,12 @@ impl DumpWriter {
                     .map_err(|e| HostError::io(format!("creating {}", parent.display()), &e))?;
             }
         }
-        let file = AtomicFile::create(dest)
-            .map_err(|e| HostError::io(format!("creating {}", crate::atomic::tmp_path(dest).display()), &e))?;
+        let file = AtomicFile::create(dest).map_err(|e| {
+            HostError::io(
+                format!("creating {}", crate::atomic::tmp_path(dest).display()),
+                &e,
+            )
+        })?;
         let hashed = HashingWriter::new(file);
         let sink = match gzip {
             Some(level) => Sink::Gz(ParallelGzWriter::with_options(
@@ -244,7 +264,11 @@ impl DumpWriter {
             )),
             None => Sink::Raw(hashed, 0),
         };
-        Ok(DumpWriter { sink, started: Instant::now(), tail: Vec::with_capacity(TAIL * 2) })
+        Ok(DumpWriter {
+            sink,
+            started: Instant::now(),
+            tail: Vec::with_capacity(TAIL * 2),
+        })
     }
 
     /// Copy everything from `src` (a pipe from the dump tool) into the dump.
@@ -271,7 +295,14 @@ impl DumpWriter {
         };
         let (mut file, bytes, sha256) = hashed.finish();
         file.flush()?;
-        Ok(Finished { file, bytes, raw_bytes: raw, sha256, tail: self.tail, started: self.started })
+        Ok(Finished {
+            file,
+            bytes,
+            raw_bytes: raw,
+            sha256,
+            tail: self.tail,
+            started: self.started,
+        })
     }
 }
 
@@ -343,10 +374,14 @@ pub fn authorize(ctx: &RunCtx, dest: &Path) -> HostResult<PathBuf> {
 
 /// Open a dump for reading: transparently gunzips `.gz` / gzip-magic files.
 pub fn open_dump(path: &Path) -> HostResult<Box<dyn Read + Send>> {
-    let mut f = File::open(path).map_err(|e| HostError::io(format!("opening dump {}", path.display()), &e))?;
+    let mut f = File::open(path)
+        .map_err(|e| HostError::io(format!("opening dump {}", path.display()), &e))?;
     let mut magic = [0u8; 2];
-    let n = f.read(&mut magic).map_err(|e| HostError::io(format!("reading {}", path.display()), &e))?;
-    let f = File::open(path).map_err(|e| HostError::io(format!("opening dump {}", path.display()), &e))?;
+    let n = f
+        .read(&mut magic)
+        .map_err(|e| HostError::io(format!("reading {}", path.display()), &e))?;
+    let f = File::open(path)
+        .map_err(|e| HostError::io(format!("opening dump {}", path.display()), &e))?;
     if n == 2 && magic == [0x1f, 0x8b] {
         Ok(Box::new(io::BufReader::with_capacity(
             256 * 1024,
@@ -388,21 +423,38 @@ mod tests {
         assert_eq!(parse_size("1 KiB").unwrap(), 1024);
         assert!(parse_size("3 parsecs").is_err());
         assert_eq!(gzip_level(&None).unwrap(), Some(6));
-        assert_eq!(gzip_level(&Some(CompressOpt::Text("gzip:9".into()))).unwrap(), Some(9));
-        assert_eq!(gzip_level(&Some(CompressOpt::Text("none".into()))).unwrap(), None);
+        assert_eq!(
+            gzip_level(&Some(CompressOpt::Text("gzip:9".into()))).unwrap(),
+            Some(9)
+        );
+        assert_eq!(
+            gzip_level(&Some(CompressOpt::Text("none".into()))).unwrap(),
+            None
+        );
         assert!(gzip_level(&Some(CompressOpt::Level(12))).is_err());
     }
 
     #[test]
     fn previous_dump_and_shrink() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("app_2024-01-01_000000.sql.gz"), vec![0u8; 1000]).unwrap();
-        std::fs::write(dir.path().join("other_2024-01-02_000000.sql.gz"), vec![0u8; 10]).unwrap();
+        std::fs::write(
+            dir.path().join("app_2024-01-01_000000.sql.gz"),
+            vec![0u8; 1000],
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("other_2024-01-02_000000.sql.gz"),
+            vec![0u8; 10],
+        )
+        .unwrap();
         let dest = dir.path().join("app_2024-01-03_000000.sql.gz");
         let (p, b) = previous_dump(&dest).unwrap();
         assert!(p.ends_with("app_2024-01-01_000000.sql.gz"));
         assert_eq!(b, 1000);
-        let s = Sanity { min_size: Some(100), max_shrink: Some(0.5) };
+        let s = Sanity {
+            min_size: Some(100),
+            max_shrink: Some(0.5),
+        };
         assert!(s.check(&dest, 600).is_ok());
         assert!(s.check(&dest, 400).is_err());
         assert!(s.check(&dest, 50).is_err());

@@ -26,7 +26,11 @@ use crate::host::binding::{call, call_dyn, dynamic_to_json, opts, parse_duration
 use crate::host::error::{HostError, HostResult};
 
 /// Rows of any engine, column name → JSON value.
-pub async fn query(url: &str, sql: &str, params: &[Value]) -> HostResult<Vec<serde_json::Map<String, Value>>> {
+pub async fn query(
+    url: &str,
+    sql: &str,
+    params: &[Value],
+) -> HostResult<Vec<serde_json::Map<String, Value>>> {
     match Engine::of(url)? {
         Engine::Postgres => postgres::query(url, sql, params).await,
         Engine::Mysql => mysql::query(url, sql, params).await,
@@ -36,7 +40,9 @@ pub async fn query(url: &str, sql: &str, params: &[Value]) -> HostResult<Vec<ser
 }
 
 fn mongo_sql(function: &str) -> HostError {
-    HostError::invalid(format!("{function}: MongoDB has no SQL; use the mongo_* functions"))
+    HostError::invalid(format!(
+        "{function}: MongoDB has no SQL; use the mongo_* functions"
+    ))
 }
 
 fn params_json(params: &Array) -> HostResult<Vec<Value>> {
@@ -53,7 +59,10 @@ fn age_of(d: &Dynamic) -> HostResult<std::time::Duration> {
     if let Some(s) = d.read_lock::<rhai::ImmutableString>() {
         return parse_duration(&s);
     }
-    Err(HostError::invalid(format!("age must be a duration like \"90d\" or seconds, got {}", d.type_name())))
+    Err(HostError::invalid(format!(
+        "age must be a duration like \"90d\" or seconds, got {}",
+        d.type_name()
+    )))
 }
 
 fn dump_db(ctx: &Ctx, url: &str, map: &Map) -> RhaiResult {
@@ -82,7 +91,9 @@ fn restore_db(ctx: &Ctx, dump: &str, url: &str, map: &Map) -> RhaiResult {
         let o: RestoreOptions = opts("restore_db", map)?;
         let path = Path::new(dump);
         if !path.exists() {
-            return Err(HostError::not_found(format!("restore_db: dump {dump} does not exist")));
+            return Err(HostError::not_found(format!(
+                "restore_db: dump {dump} does not exist"
+            )));
         }
         match engine {
             Engine::Postgres => ctx.block_on(postgres::restore(ctx, path, url, o)),
@@ -92,11 +103,20 @@ fn restore_db(ctx: &Ctx, dump: &str, url: &str, map: &Map) -> RhaiResult {
     })
 }
 
-fn restore_test_fn(nctx: &NativeCallContext, ctx: &Ctx, dump: &str, url: &str, checks: Dynamic, map: &Map) -> RhaiResult {
+fn restore_test_fn(
+    nctx: &NativeCallContext,
+    ctx: &Ctx,
+    dump: &str,
+    url: &str,
+    checks: Dynamic,
+    map: &Map,
+) -> RhaiResult {
     crate::redact::register_url(url);
     let engine = Engine::of(url).map_err(|e| e.into_rhai("restore_test"))?;
     if engine == Engine::Mongo {
-        return call_dyn(ctx, "restore_test", || mongo::restore_test(nctx, ctx, dump, url, checks, map));
+        return call_dyn(ctx, "restore_test", || {
+            mongo::restore_test(nctx, ctx, dump, url, checks, map)
+        });
     }
     call(ctx, "restore_test", || {
         let o: RestoreTestOptions = opts("restore_test", map)?;
@@ -153,16 +173,27 @@ fn db_stats(ctx: &Ctx, url: &str, map: &Map) -> RhaiResult {
     })
 }
 
-fn delete_rows(ctx: &Ctx, url: &str, table: &str, column: &str, age: &Dynamic, map: &Map) -> RhaiResult {
+fn delete_rows(
+    ctx: &Ctx,
+    url: &str,
+    table: &str,
+    column: &str,
+    age: &Dynamic,
+    map: &Map,
+) -> RhaiResult {
     crate::redact::register_url(url);
     call(ctx, "delete_rows_older_than", || {
         let o: DeleteOptions = opts("delete_rows_older_than", map)?;
         let age = age_of(age)?;
         match Engine::of(url)? {
-            Engine::Postgres => ctx.block_on(postgres::delete_older(ctx, url, table, column, age, o)),
+            Engine::Postgres => {
+                ctx.block_on(postgres::delete_older(ctx, url, table, column, age, o))
+            }
             Engine::Mysql => ctx.block_on(mysql::delete_older(ctx, url, table, column, age, o)),
             Engine::Sqlite => sqlite::delete_older(ctx, url, table, column, age, o),
-            Engine::Mongo => Err(HostError::invalid("delete_rows_older_than: for MongoDB use the mongo_* cleanup functions")),
+            Engine::Mongo => Err(HostError::invalid(
+                "delete_rows_older_than: for MongoDB use the mongo_* cleanup functions",
+            )),
         }
     })
 }
@@ -227,14 +258,38 @@ if !t.ok { fail(`restore test failed: ${t.checks}`); }
 pub fn register(r: &mut Registrar) {
     r.category("db");
     let c = r.ctx.clone();
-    r.add("dump_db", &["url: &str"], "Map", DUMP_DOC, move |url: &str| dump_db(&c, url, &Map::new()));
+    r.add(
+        "dump_db",
+        &["url: &str"],
+        "Map",
+        DUMP_DOC,
+        move |url: &str| dump_db(&c, url, &Map::new()),
+    );
     let c = r.ctx.clone();
-    r.add("dump_db", &["url: &str", "opts: Map"], "Map", DUMP_DOC, move |url: &str, o: Map| dump_db(&c, url, &o));
+    r.add(
+        "dump_db",
+        &["url: &str", "opts: Map"],
+        "Map",
+        DUMP_DOC,
+        move |url: &str, o: Map| dump_db(&c, url, &o),
+    );
 
     let c = r.ctx.clone();
-    r.add("restore_db", &["dump: &str", "url: &str"], "Map", RESTORE_DOC, move |d: &str, url: &str| restore_db(&c, d, url, &Map::new()));
+    r.add(
+        "restore_db",
+        &["dump: &str", "url: &str"],
+        "Map",
+        RESTORE_DOC,
+        move |d: &str, url: &str| restore_db(&c, d, url, &Map::new()),
+    );
     let c = r.ctx.clone();
-    r.add("restore_db", &["dump: &str", "url: &str", "opts: Map"], "Map", RESTORE_DOC, move |d: &str, url: &str, o: Map| restore_db(&c, d, url, &o));
+    r.add(
+        "restore_db",
+        &["dump: &str", "url: &str", "opts: Map"],
+        "Map",
+        RESTORE_DOC,
+        move |d: &str, url: &str, o: Map| restore_db(&c, d, url, &o),
+    );
 
     let c = r.ctx.clone();
     r.add(
@@ -242,7 +297,9 @@ pub fn register(r: &mut Registrar) {
         &["dump: &str", "url: &str", "checks: ?"],
         "Map",
         RESTORE_TEST_DOC,
-        move |nctx: NativeCallContext, d: &str, url: &str, checks: Dynamic| restore_test_fn(&nctx, &c, d, url, checks, &Map::new()),
+        move |nctx: NativeCallContext, d: &str, url: &str, checks: Dynamic| {
+            restore_test_fn(&nctx, &c, d, url, checks, &Map::new())
+        },
     );
     let c = r.ctx.clone();
     r.add(
@@ -250,44 +307,120 @@ pub fn register(r: &mut Registrar) {
         &["dump: &str", "url: &str", "checks: ?", "opts: Map"],
         "Map",
         RESTORE_TEST_DOC,
-        move |nctx: NativeCallContext, d: &str, url: &str, checks: Dynamic, o: Map| restore_test_fn(&nctx, &c, d, url, checks, &o),
+        move |nctx: NativeCallContext, d: &str, url: &str, checks: Dynamic, o: Map| {
+            restore_test_fn(&nctx, &c, d, url, checks, &o)
+        },
     );
 
     let qdoc = "Run a query and return its rows as an array of maps with typed values.\n\nNumbers, strings, bools, `()` for NULL, timestamps as ISO strings, json as maps. Parameters are `$1, $2` (PostgreSQL) or `?` (MySQL, SQLite).\n\n```rhai\nlet rows = db_query(\"sqlite://example/app.db\", \"SELECT count(*) AS n FROM orders WHERE status = ?\", [\"paid\"]);\nlog(rows[0].n);\n```";
     let c = r.ctx.clone();
-    r.add("db_query", &["url: &str", "sql: &str"], "Array", qdoc, move |url: &str, sql: &str| db_query(&c, url, sql, &Array::new()));
+    r.add(
+        "db_query",
+        &["url: &str", "sql: &str"],
+        "Array",
+        qdoc,
+        move |url: &str, sql: &str| db_query(&c, url, sql, &Array::new()),
+    );
     let c = r.ctx.clone();
-    r.add("db_query", &["url: &str", "sql: &str", "params: Array"], "Array", qdoc, move |url: &str, sql: &str, p: Array| db_query(&c, url, sql, &p));
+    r.add(
+        "db_query",
+        &["url: &str", "sql: &str", "params: Array"],
+        "Array",
+        qdoc,
+        move |url: &str, sql: &str, p: Array| db_query(&c, url, sql, &p),
+    );
 
     let edoc = "Run a statement (or several, without parameters) and return the number of rows affected.\n\nIn dry-run the statement is only prepared (checked), not run.\n\n```rhai\nlet n = db_exec(\"sqlite://example/app.db\", \"UPDATE customers SET email = lower(email)\");\n```";
     let c = r.ctx.clone();
-    r.add("db_exec", &["url: &str", "sql: &str"], "i64", edoc, move |url: &str, sql: &str| db_exec(&c, url, sql, &Array::new()));
+    r.add(
+        "db_exec",
+        &["url: &str", "sql: &str"],
+        "i64",
+        edoc,
+        move |url: &str, sql: &str| db_exec(&c, url, sql, &Array::new()),
+    );
     let c = r.ctx.clone();
-    r.add("db_exec", &["url: &str", "sql: &str", "params: Array"], "i64", edoc, move |url: &str, sql: &str, p: Array| db_exec(&c, url, sql, &p));
+    r.add(
+        "db_exec",
+        &["url: &str", "sql: &str", "params: Array"],
+        "i64",
+        edoc,
+        move |url: &str, sql: &str, p: Array| db_exec(&c, url, sql, &p),
+    );
 
     let vdoc = "Reclaim space and refresh planner statistics: PostgreSQL VACUUM (ANALYZE), MySQL ANALYZE/OPTIMIZE TABLE, SQLite VACUUM + ANALYZE + integrity_check.\n\nOptions: `full` (VACUUM FULL / OPTIMIZE TABLE), `analyze` (default true), `tables` (default all). Returns `#{ database, size_before, size_after, tables, integrity, duration_ms, dry_run }`.\n\n```rhai\nlet v = vacuum(\"sqlite://example/app.db\");\nlog(`${v.size_before} -> ${v.size_after} bytes`);\n```";
     let c = r.ctx.clone();
-    r.add("vacuum", &["url: &str"], "Map", vdoc, move |url: &str| vacuum(&c, url, &Map::new()));
+    r.add("vacuum", &["url: &str"], "Map", vdoc, move |url: &str| {
+        vacuum(&c, url, &Map::new())
+    });
     let c = r.ctx.clone();
-    r.add("vacuum", &["url: &str", "opts: Map"], "Map", vdoc, move |url: &str, o: Map| vacuum(&c, url, &o));
+    r.add(
+        "vacuum",
+        &["url: &str", "opts: Map"],
+        "Map",
+        vdoc,
+        move |url: &str, o: Map| vacuum(&c, url, &o),
+    );
 
     let sdoc = "Database health: size, connections, long-running queries, largest tables, dead tuples.\n\nOptions: `long_running` (threshold, default \"5m\"), `top` (tables listed, default 10). Returns `#{ engine, database, server_version, size_bytes, connections, max_connections, long_running, largest_tables, dead_tuples }`.\n\n```rhai\nlet s = db_stats(\"sqlite://example/app.db\");\nlog(`${s.size_bytes} bytes`);\n```";
     let c = r.ctx.clone();
-    r.add("db_stats", &["url: &str"], "Map", sdoc, move |url: &str| db_stats(&c, url, &Map::new()));
+    r.add("db_stats", &["url: &str"], "Map", sdoc, move |url: &str| {
+        db_stats(&c, url, &Map::new())
+    });
     let c = r.ctx.clone();
-    r.add("db_stats", &["url: &str", "opts: Map"], "Map", sdoc, move |url: &str, o: Map| db_stats(&c, url, &o));
+    r.add(
+        "db_stats",
+        &["url: &str", "opts: Map"],
+        "Map",
+        sdoc,
+        move |url: &str, o: Map| db_stats(&c, url, &o),
+    );
 
     let ddoc = "Delete rows whose timestamp column is older than `age`, in batches so no long lock is held.\n\nEach batch (default 10,000 rows) is its own short statement, with a pause (default 100ms) between batches. Options: `batch`, `pause`, `max_batches`. In dry-run the matching rows are only counted. Returns `#{ table, deleted, batches, matching, duration_ms, dry_run }`.\n\n```rhai\nlet r = delete_rows_older_than(\"sqlite://example/app.db\", \"audit_log\", \"created_at\", \"90d\");\nlog(`deleted ${r.deleted} rows in ${r.batches} batches`);\n```";
     let c = r.ctx.clone();
-    r.add("delete_rows_older_than", &["url: &str", "table: &str", "column: &str", "age: ?"], "Map", ddoc, move |url: &str, t: &str, col: &str, age: Dynamic| delete_rows(&c, url, t, col, &age, &Map::new()));
+    r.add(
+        "delete_rows_older_than",
+        &["url: &str", "table: &str", "column: &str", "age: ?"],
+        "Map",
+        ddoc,
+        move |url: &str, t: &str, col: &str, age: Dynamic| {
+            delete_rows(&c, url, t, col, &age, &Map::new())
+        },
+    );
     let c = r.ctx.clone();
-    r.add("delete_rows_older_than", &["url: &str", "table: &str", "column: &str", "age: ?", "opts: Map"], "Map", ddoc, move |url: &str, t: &str, col: &str, age: Dynamic, o: Map| delete_rows(&c, url, t, col, &age, &o));
+    r.add(
+        "delete_rows_older_than",
+        &[
+            "url: &str",
+            "table: &str",
+            "column: &str",
+            "age: ?",
+            "opts: Map",
+        ],
+        "Map",
+        ddoc,
+        move |url: &str, t: &str, col: &str, age: Dynamic, o: Map| {
+            delete_rows(&c, url, t, col, &age, &o)
+        },
+    );
 
     let xdoc = "Export a table to CSV (with header) or JSON lines, streamed (PostgreSQL uses COPY).\n\nGzipped when `to` ends in `.gz` (or `compress` says so); written atomically with a `.sha256` sidecar. Options: `format` (\"csv\" | \"jsonl\"), `compress`. Returns `#{ path, rows, bytes, sha256, duration_ms, dry_run }`.\n\n```rhai\nexport_table(\"sqlite://example/app.db\", \"customers\", \"backups/customers.csv\");\n```";
     let c = r.ctx.clone();
-    r.add("export_table", &["url: &str", "table: &str", "to: &str"], "Map", xdoc, move |url: &str, t: &str, to: &str| export_table(&c, url, t, to, &Map::new()));
+    r.add(
+        "export_table",
+        &["url: &str", "table: &str", "to: &str"],
+        "Map",
+        xdoc,
+        move |url: &str, t: &str, to: &str| export_table(&c, url, t, to, &Map::new()),
+    );
     let c = r.ctx.clone();
-    r.add("export_table", &["url: &str", "table: &str", "to: &str", "opts: Map"], "Map", xdoc, move |url: &str, t: &str, to: &str, o: Map| export_table(&c, url, t, to, &o));
+    r.add(
+        "export_table",
+        &["url: &str", "table: &str", "to: &str", "opts: Map"],
+        "Map",
+        xdoc,
+        move |url: &str, t: &str, to: &str, o: Map| export_table(&c, url, t, to, &o),
+    );
 
     mongo::register(r);
 }

@@ -78,19 +78,40 @@ fn client(url: &ServerUrl) -> HostResult<Client> {
     if let Some(u) = &url.user {
         args.push(format!("--user={u}"));
     }
-    args.push("--connect-timeout=10".into());
     Ok(Client { _defaults: f, args })
 }
 
 fn classify(url: &ServerUrl, tool: &str, stderr: &str) -> HostError {
     let who = url.user.clone().unwrap_or_default();
-    let msg = if stderr.is_empty() { "(no error output)" } else { stderr };
+    let msg = if stderr.is_empty() {
+        "(no error output)"
+    } else {
+        stderr
+    };
     if msg.contains("1045") || msg.contains("Access denied") {
-        HostError::new(ErrorKind::PermissionDenied, format!("authentication failed for user {who} at {}: {msg} (check the password in the URL)", url.endpoint()))
-    } else if msg.contains("ERROR 2002") || msg.contains("ERROR 2003") || msg.contains("ERROR 2005") || msg.contains("2013") || msg.contains("Can't connect") {
-        HostError::network(format!("cannot connect to MySQL/MariaDB at {}: {msg}", url.endpoint()))
+        HostError::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "authentication failed for user {who} at {}: {msg} (check the password in the URL)",
+                url.endpoint()
+            ),
+        )
+    } else if msg.contains("ERROR 2002")
+        || msg.contains("ERROR 2003")
+        || msg.contains("ERROR 2005")
+        || msg.contains("2013")
+        || msg.contains("Can't connect")
+    {
+        HostError::network(format!(
+            "cannot connect to MySQL/MariaDB at {}: {msg}",
+            url.endpoint()
+        ))
     } else if msg.contains("1049") || msg.contains("Unknown database") {
-        HostError::not_found(format!("database {:?} does not exist on {}: {msg}", url.database, url.endpoint()))
+        HostError::not_found(format!(
+            "database {:?} does not exist on {}: {msg}",
+            url.database,
+            url.endpoint()
+        ))
     } else {
         HostError::server(format!("{tool} ({}): {msg}", url.without_password()))
     }
@@ -105,7 +126,12 @@ async fn run_sql(url: &ServerUrl, db: Option<&str>, sql: &str) -> HostResult<Str
     let prog = cli()?;
     let c = client(url)?;
     let mut cmd = tools::command(&prog);
-    cmd.args(&c.args).arg("--batch").arg("--execute").arg(sql);
+    // mariadb-dump has no --connect-timeout; the dump runs after this check has connected.
+    cmd.args(&c.args)
+        .arg("--connect-timeout=10")
+        .arg("--batch")
+        .arg("--execute")
+        .arg(sql);
     if let Some(db) = db.filter(|d| !d.is_empty()) {
         cmd.arg(format!("--database={db}"));
     }
@@ -141,7 +167,9 @@ fn unescape(cell: &str) -> Value {
 /// The CLI prints every value as text; give numbers back their type.
 fn typed(s: String) -> Value {
     let plain_int = !s.is_empty()
-        && s.trim_start_matches('-').chars().all(|c| c.is_ascii_digit())
+        && s.trim_start_matches('-')
+            .chars()
+            .all(|c| c.is_ascii_digit())
         && !(s.trim_start_matches('-').len() > 1 && s.trim_start_matches('-').starts_with('0'));
     if plain_int {
         if let Ok(i) = s.parse::<i64>() {
@@ -153,10 +181,18 @@ fn typed(s: String) -> Value {
 
 fn parse_batch(out: &str) -> Vec<Map<String, Value>> {
     let mut lines = out.lines();
-    let Some(header) = lines.next() else { return Vec::new() };
+    let Some(header) = lines.next() else {
+        return Vec::new();
+    };
     let names: Vec<&str> = header.split('\t').collect();
     lines
-        .map(|l| names.iter().map(|n| n.to_string()).zip(l.split('\t').map(unescape)).collect())
+        .map(|l| {
+            names
+                .iter()
+                .map(|n| n.to_string())
+                .zip(l.split('\t').map(unescape))
+                .collect()
+        })
         .collect()
 }
 
@@ -181,11 +217,22 @@ pub fn bind(sql: &str, params: &[Value]) -> HostResult<String> {
                 out.push(c);
             }
             None if c == '?' => {
-                let v = params.get(i).ok_or_else(|| HostError::invalid(format!("SQL has more ? placeholders than the {} parameters given", params.len())))?;
+                let v = params.get(i).ok_or_else(|| {
+                    HostError::invalid(format!(
+                        "SQL has more ? placeholders than the {} parameters given",
+                        params.len()
+                    ))
+                })?;
                 i += 1;
                 out.push_str(&match v {
                     Value::Null => "NULL".to_string(),
-                    Value::Bool(b) => if *b { "TRUE".into() } else { "FALSE".into() },
+                    Value::Bool(b) => {
+                        if *b {
+                            "TRUE".into()
+                        } else {
+                            "FALSE".into()
+                        }
+                    }
                     Value::Number(n) => n.to_string(),
                     Value::String(s) => lit(s),
                     other => lit(&other.to_string()),
@@ -195,7 +242,10 @@ pub fn bind(sql: &str, params: &[Value]) -> HostResult<String> {
         }
     }
     if i != params.len() {
-        return Err(HostError::invalid(format!("{} parameters given but the SQL has {i} ? placeholders", params.len())));
+        return Err(HostError::invalid(format!(
+            "{} parameters given but the SQL has {i} ? placeholders",
+            params.len()
+        )));
     }
     Ok(out)
 }
@@ -206,14 +256,22 @@ pub fn bind(sql: &str, params: &[Value]) -> HostResult<String> {
 pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<DumpReport> {
     let url = ServerUrl::parse(raw_url)?;
     if url.database.is_empty() {
-        return Err(HostError::invalid("dump_db: the MySQL URL names no database (mysql://user:pw@host/DB)"));
+        return Err(HostError::invalid(
+            "dump_db: the MySQL URL names no database (mysql://user:pw@host/DB)",
+        ));
     }
     if opts.format.as_deref().is_some_and(|f| f != "plain") {
-        return Err(HostError::invalid("dump_db: MySQL/MariaDB dumps are plain SQL; drop the `format` option"));
+        return Err(HostError::invalid(
+            "dump_db: MySQL/MariaDB dumps are plain SQL; drop the `format` option",
+        ));
     }
     let gzip = dump_file::gzip_level(&opts.compress)?;
     let sanity = opts.sanity()?;
-    let dest = dump_file::destination(opts.to.as_deref(), &url.database, if gzip.is_some() { ".sql.gz" } else { ".sql" });
+    let dest = dump_file::destination(
+        opts.to.as_deref(),
+        &url.database,
+        if gzip.is_some() { ".sql.gz" } else { ".sql" },
+    );
     let dest = ctx.policy.check_write(&dest)?;
     let prog = tools::find_tool(&["mariadb-dump", "mysqldump"], PACKAGE)?;
     // Fails fast with a clear message on a wrong password, host or database.
@@ -223,8 +281,15 @@ pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<
     }
     let c = client(&url)?;
     let mut cmd = tools::command(&prog);
-    cmd.args(&c.args)
-        .args(["--single-transaction", "--quick", "--routines", "--events", "--triggers", "--hex-blob", "--no-tablespaces"]);
+    cmd.args(&c.args).args([
+        "--single-transaction",
+        "--quick",
+        "--routines",
+        "--events",
+        "--triggers",
+        "--hex-blob",
+        "--no-tablespaces",
+    ]);
     if opts.schema_only {
         cmd.arg("--no-data");
     }
@@ -234,7 +299,9 @@ pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<
     for t in &opts.exclude_tables {
         cmd.arg(format!("--ignore-table={}.{t}", url.database));
     }
-    cmd.arg(&url.database).args(&opts.tables).stdout(Stdio::piped());
+    cmd.arg(&url.database)
+        .args(&opts.tables)
+        .stdout(Stdio::piped());
     let mut child = tools::spawn(&mut cmd, &prog)?;
     let stderr = tools::drain_stderr(&mut child);
     let out = tools::stdout_file(&mut child)?;
@@ -242,11 +309,18 @@ pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<
     let threads = opts.threads;
     let writer = tokio::task::spawn_blocking(move || -> HostResult<dump_file::Finished> {
         let mut w = DumpWriter::create(&dest2, gzip, threads)?;
-        w.copy_from(out).map_err(|e| HostError::io(format!("writing {}", dest2.display()), &e))?;
-        w.finish().map_err(|e| HostError::io(format!("writing {}", dest2.display()), &e))
+        w.copy_from(out)
+            .map_err(|e| HostError::io(format!("writing {}", dest2.display()), &e))?;
+        w.finish()
+            .map_err(|e| HostError::io(format!("writing {}", dest2.display()), &e))
     });
-    let finished = writer.await.map_err(|e| HostError::other(format!("dump writer failed: {e}")))?;
-    let status = child.wait().await.map_err(|e| HostError::io("waiting for mariadb-dump", &e))?;
+    let finished = writer
+        .await
+        .map_err(|e| HostError::other(format!("dump writer failed: {e}")))?;
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| HostError::io("waiting for mariadb-dump", &e))?;
     let err = stderr.await.unwrap_or_default();
     drop(c);
     if !status.success() {
@@ -262,36 +336,77 @@ pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<
 }
 
 pub async fn database_exists(url: &ServerUrl, name: &str) -> HostResult<bool> {
-    let out = run_sql(url, None, &format!("SELECT COUNT(*) AS n FROM information_schema.schemata WHERE schema_name = {}", lit(name))).await?;
-    Ok(parse_batch(&out).first().and_then(|r| r.get("n")).and_then(|v| v.as_i64()).unwrap_or(0) > 0)
+    let out = run_sql(
+        url,
+        None,
+        &format!(
+            "SELECT COUNT(*) AS n FROM information_schema.schemata WHERE schema_name = {}",
+            lit(name)
+        ),
+    )
+    .await?;
+    Ok(parse_batch(&out)
+        .first()
+        .and_then(|r| r.get("n"))
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0)
+        > 0)
 }
 
 pub async fn create_database(url: &ServerUrl, name: &str) -> HostResult<()> {
-    run_sql(url, None, &format!("CREATE DATABASE {}", q(name))).await.map(|_| ())
+    run_sql(url, None, &format!("CREATE DATABASE {}", q(name)))
+        .await
+        .map(|_| ())
 }
 
 pub async fn drop_database(url: &ServerUrl, name: &str) -> HostResult<()> {
-    run_sql(url, None, &format!("DROP DATABASE IF EXISTS {}", q(name))).await.map(|_| ())
+    run_sql(url, None, &format!("DROP DATABASE IF EXISTS {}", q(name)))
+        .await
+        .map(|_| ())
 }
 
-pub async fn restore(ctx: &RunCtx, dump: &Path, raw_url: &str, opts: RestoreOptions) -> HostResult<RestoreReport> {
+pub async fn restore(
+    ctx: &RunCtx,
+    dump: &Path,
+    raw_url: &str,
+    opts: RestoreOptions,
+) -> HostResult<RestoreReport> {
     let started = Instant::now();
     let url = ServerUrl::parse(raw_url)?;
     let head = dump_file::sniff(dump)?;
     if head.starts_with(b"PGDMP") || head.starts_with(b"SQLite format 3") {
-        return Err(HostError::invalid(format!("{} is not a MySQL/MariaDB SQL dump", dump.display())));
+        return Err(HostError::invalid(format!(
+            "{} is not a MySQL/MariaDB SQL dump",
+            dump.display()
+        )));
     }
     let prog = cli()?;
     if !database_exists(&url, &url.database).await? {
         if !opts.create {
-            return Err(HostError::not_found(format!("restore_db: database {:?} does not exist on {} (pass create: true to create it)", url.database, url.endpoint())));
+            return Err(HostError::not_found(format!(
+                "restore_db: database {:?} does not exist on {} (pass create: true to create it)",
+                url.database,
+                url.endpoint()
+            )));
         }
         if !ctx.dry_run {
             create_database(&url, &url.database).await?;
         }
     } else {
-        let out = run_sql(&url, None, &format!("SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = {}", lit(&url.database))).await?;
-        let n = parse_batch(&out).first().and_then(|r| r.get("n")).and_then(|v| v.as_i64()).unwrap_or(0);
+        let out = run_sql(
+            &url,
+            None,
+            &format!(
+                "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = {}",
+                lit(&url.database)
+            ),
+        )
+        .await?;
+        let n = parse_batch(&out)
+            .first()
+            .and_then(|r| r.get("n"))
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0);
         if n > 0 {
             if !opts.clean {
                 return Err(HostError::refused(format!("restore_db: database {:?} on {} is not empty ({n} tables); pass clean: true to drop and recreate it", url.database, url.endpoint())));
@@ -306,7 +421,10 @@ pub async fn restore(ctx: &RunCtx, dump: &Path, raw_url: &str, opts: RestoreOpti
     if !ctx.dry_run {
         let c = client(&url)?;
         let mut cmd = tools::command(&prog);
-        cmd.args(&c.args).arg("--batch").arg(format!("--database={}", url.database)).stdin(Stdio::piped());
+        cmd.args(&c.args)
+            .arg("--batch")
+            .arg(format!("--database={}", url.database))
+            .stdin(Stdio::piped());
         let mut child = tools::spawn(&mut cmd, &prog)?;
         let stderr = tools::drain_stderr(&mut child);
         let stdin = tools::stdin_file(&mut child)?;
@@ -317,11 +435,19 @@ pub async fn restore(ctx: &RunCtx, dump: &Path, raw_url: &str, opts: RestoreOpti
             match std::io::copy(&mut r, &mut w) {
                 Ok(_) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                Err(e) => Err(HostError::io(format!("reading dump {}", dump2.display()), &e)),
+                Err(e) => Err(HostError::io(
+                    format!("reading dump {}", dump2.display()),
+                    &e,
+                )),
             }
         });
-        let fed = feeder.await.map_err(|e| HostError::other(format!("restore feeder failed: {e}")))?;
-        let status = child.wait().await.map_err(|e| HostError::io("waiting for mariadb", &e))?;
+        let fed = feeder
+            .await
+            .map_err(|e| HostError::other(format!("restore feeder failed: {e}")))?;
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| HostError::io("waiting for mariadb", &e))?;
         let err = stderr.await.unwrap_or_default();
         if !status.success() {
             return Err(classify(&url, "mariadb", &err));
@@ -340,7 +466,11 @@ pub async fn restore(ctx: &RunCtx, dump: &Path, raw_url: &str, opts: RestoreOpti
 // ---------------------------------------------------------------------------------------------
 // queries and maintenance
 
-pub async fn query(raw_url: &str, sql: &str, params: &[Value]) -> HostResult<Vec<Map<String, Value>>> {
+pub async fn query(
+    raw_url: &str,
+    sql: &str,
+    params: &[Value],
+) -> HostResult<Vec<Map<String, Value>>> {
     let url = ServerUrl::parse(raw_url)?;
     let out = run_sql(&url, Some(&url.database), &bind(sql, params)?).await?;
     Ok(parse_batch(&out))
@@ -354,14 +484,28 @@ pub async fn exec(raw_url: &str, sql: &str, params: &[Value], dry_run: bool) -> 
         return Ok(0);
     }
     let body = sql.trim().trim_end_matches(';');
-    let out = run_sql(&url, Some(&url.database), &format!("{body};\nSELECT ROW_COUNT() AS n")).await?;
-    let n = out.lines().last().and_then(|l| l.trim().parse::<i64>().ok()).unwrap_or(0);
+    let out = run_sql(
+        &url,
+        Some(&url.database),
+        &format!("{body};\nSELECT ROW_COUNT() AS n"),
+    )
+    .await?;
+    let n = out
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse::<i64>().ok())
+        .unwrap_or(0);
     Ok(n.max(0) as u64)
 }
 
 async fn size_of(url: &ServerUrl) -> HostResult<u64> {
     let out = run_sql(url, None, &format!("SELECT COALESCE(SUM(data_length + index_length), 0) AS n FROM information_schema.tables WHERE table_schema = {}", lit(&url.database))).await?;
-    Ok(parse_batch(&out).first().and_then(|r| r.get("n")).and_then(|v| v.as_i64()).unwrap_or(0).max(0) as u64)
+    Ok(parse_batch(&out)
+        .first()
+        .and_then(|r| r.get("n"))
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0)
+        .max(0) as u64)
 }
 
 pub async fn vacuum(ctx: &RunCtx, raw_url: &str, opts: VacuumOptions) -> HostResult<VacuumReport> {
@@ -370,7 +514,10 @@ pub async fn vacuum(ctx: &RunCtx, raw_url: &str, opts: VacuumOptions) -> HostRes
     let before = size_of(&url).await?;
     let tables = if opts.tables.is_empty() {
         let out = run_sql(&url, None, &format!("SELECT table_name AS t FROM information_schema.tables WHERE table_schema = {} AND table_type = 'BASE TABLE'", lit(&url.database))).await?;
-        parse_batch(&out).iter().filter_map(|r| r.get("t").and_then(|v| v.as_str()).map(String::from)).collect()
+        parse_batch(&out)
+            .iter()
+            .filter_map(|r| r.get("t").and_then(|v| v.as_str()).map(String::from))
+            .collect()
     } else {
         opts.tables.clone()
     };
@@ -410,7 +557,12 @@ pub struct MyStats {
 pub async fn stats(raw_url: &str, opts: StatsOptions) -> HostResult<MyStats> {
     let url = ServerUrl::parse(raw_url)?;
     let head = parse_batch(&run_sql(&url, None, "SELECT VERSION() AS v, @@max_connections AS m, (SELECT COUNT(*) FROM information_schema.processlist) AS c").await?);
-    let get = |k: &str| head.first().and_then(|r| r.get(k)).cloned().unwrap_or(Value::Null);
+    let get = |k: &str| {
+        head.first()
+            .and_then(|r| r.get(k))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
     let long_running = parse_batch(&run_sql(&url, None, &format!(
         "SELECT id AS pid, user, command AS state, time AS seconds, LEFT(info, 500) AS query FROM information_schema.processlist \
          WHERE command NOT IN ('Sleep', 'Daemon', 'Binlog Dump') AND time >= {} AND id <> CONNECTION_ID() ORDER BY time DESC",
@@ -434,18 +586,42 @@ pub async fn stats(raw_url: &str, opts: StatsOptions) -> HostResult<MyStats> {
     })
 }
 
-pub async fn delete_older(ctx: &RunCtx, raw_url: &str, table: &str, column: &str, age: Duration, opts: DeleteOptions) -> HostResult<DeleteReport> {
+pub async fn delete_older(
+    ctx: &RunCtx,
+    raw_url: &str,
+    table: &str,
+    column: &str,
+    age: Duration,
+    opts: DeleteOptions,
+) -> HostResult<DeleteReport> {
     let started = Instant::now();
     let url = ServerUrl::parse(raw_url)?;
     let cond = format!("{} < NOW() - INTERVAL {} SECOND", q(column), age.as_secs());
     let count_sql = format!("SELECT COUNT(*) AS n FROM {} WHERE {cond}", q(table));
-    let count = |out: String| parse_batch(&out).first().and_then(|r| r.get("n")).and_then(|v| v.as_i64()).unwrap_or(0).max(0) as u64;
+    let count = |out: String| {
+        parse_batch(&out)
+            .first()
+            .and_then(|r| r.get("n"))
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0)
+            .max(0) as u64
+    };
     let matching = count(run_sql(&url, Some(&url.database), &count_sql).await?);
     if ctx.dry_run {
-        return Ok(DeleteReport { table: table.into(), deleted: 0, batches: 0, matching, duration_ms: started.elapsed().as_millis() as u64, dry_run: true });
+        return Ok(DeleteReport {
+            table: table.into(),
+            deleted: 0,
+            batches: 0,
+            matching,
+            duration_ms: started.elapsed().as_millis() as u64,
+            dry_run: true,
+        });
     }
     let batch = opts.batch();
-    let del = format!("DELETE FROM {} WHERE {cond} LIMIT {batch};\nSELECT ROW_COUNT() AS n", q(table));
+    let del = format!(
+        "DELETE FROM {} WHERE {cond} LIMIT {batch};\nSELECT ROW_COUNT() AS n",
+        q(table)
+    );
     let (mut deleted, mut batches) = (0u64, 0u64);
     loop {
         let n = count(run_sql(&url, Some(&url.database), &del).await?);
@@ -459,19 +635,44 @@ pub async fn delete_older(ctx: &RunCtx, raw_url: &str, table: &str, column: &str
         tokio::time::sleep(opts.pause()).await;
     }
     let left = count(run_sql(&url, Some(&url.database), &count_sql).await?);
-    Ok(DeleteReport { table: table.into(), deleted, batches, matching: left, duration_ms: started.elapsed().as_millis() as u64, dry_run: false })
+    Ok(DeleteReport {
+        table: table.into(),
+        deleted,
+        batches,
+        matching: left,
+        duration_ms: started.elapsed().as_millis() as u64,
+        dry_run: false,
+    })
 }
 
-pub async fn export(ctx: &RunCtx, raw_url: &str, table: &str, to: &str, opts: ExportOptions) -> HostResult<ExportReport> {
+pub async fn export(
+    ctx: &RunCtx,
+    raw_url: &str,
+    table: &str,
+    to: &str,
+    opts: ExportOptions,
+) -> HostResult<ExportReport> {
     let started = Instant::now();
     let url = ServerUrl::parse(raw_url)?;
     let format = opts.format()?;
     let gzip = opts.gzip(to)?;
     let dest = ctx.policy.check_write(Path::new(to))?;
     // A wrong table name fails here, in dry-run too.
-    run_sql(&url, Some(&url.database), &format!("SELECT * FROM {} LIMIT 0", q(table))).await?;
+    run_sql(
+        &url,
+        Some(&url.database),
+        &format!("SELECT * FROM {} LIMIT 0", q(table)),
+    )
+    .await?;
     if ctx.dry_run {
-        return Ok(ExportReport { path: dest.display().to_string(), rows: 0, bytes: 0, sha256: String::new(), duration_ms: 0, dry_run: true });
+        return Ok(ExportReport {
+            path: dest.display().to_string(),
+            rows: 0,
+            bytes: 0,
+            sha256: String::new(),
+            duration_ms: 0,
+            dry_run: true,
+        });
     }
     let prog = cli()?;
     let c = client(&url)?;
@@ -504,16 +705,20 @@ pub async fn export(ctx: &RunCtx, raw_url: &str, table: &str, to: &str, opts: Ex
             let vals: Vec<Value> = line.split('\t').map(unescape).collect();
             match format {
                 ExportFormat::Csv => {
-                    let f: Vec<String> = vals.iter().map(|v| match v {
-                        Value::Null => String::new(),
-                        Value::String(s) => super::sqlite::csv_field(s),
-                        o => o.to_string(),
-                    }).collect();
+                    let f: Vec<String> = vals
+                        .iter()
+                        .map(|v| match v {
+                            Value::Null => String::new(),
+                            Value::String(s) => super::sqlite::csv_field(s),
+                            o => o.to_string(),
+                        })
+                        .collect();
                     writeln!(w, "{}", f.join(",")).map_err(io)?;
                 }
                 ExportFormat::Jsonl => {
                     let obj: Map<String, Value> = names.iter().cloned().zip(vals).collect();
-                    serde_json::to_writer(&mut w, &obj).map_err(|e| HostError::other(e.to_string()))?;
+                    serde_json::to_writer(&mut w, &obj)
+                        .map_err(|e| HostError::other(e.to_string()))?;
                     w.write_all(b"\n").map_err(io)?;
                 }
             }
@@ -521,8 +726,13 @@ pub async fn export(ctx: &RunCtx, raw_url: &str, table: &str, to: &str, opts: Ex
         }
         Ok((w.finish().map_err(io)?, rows))
     });
-    let res = writer.await.map_err(|e| HostError::other(format!("export writer failed: {e}")))?;
-    let status = child.wait().await.map_err(|e| HostError::io("waiting for mariadb", &e))?;
+    let res = writer
+        .await
+        .map_err(|e| HostError::other(format!("export writer failed: {e}")))?;
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| HostError::io("waiting for mariadb", &e))?;
     let err = stderr.await.unwrap_or_default();
     drop(c);
     if !status.success() {
@@ -530,7 +740,14 @@ pub async fn export(ctx: &RunCtx, raw_url: &str, table: &str, to: &str, opts: Ex
     }
     let (finished, rows) = res?;
     let r = finished.commit(&dump_file::Sanity::default(), "export")?;
-    Ok(ExportReport { path: r.path, rows, bytes: r.bytes, sha256: r.sha256, duration_ms: started.elapsed().as_millis() as u64, dry_run: false })
+    Ok(ExportReport {
+        path: r.path,
+        rows,
+        bytes: r.bytes,
+        sha256: r.sha256,
+        duration_ms: started.elapsed().as_millis() as u64,
+        dry_run: false,
+    })
 }
 
 #[cfg(test)]

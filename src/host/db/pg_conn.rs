@@ -57,7 +57,10 @@ pub async fn connect(url: &ServerUrl) -> HostResult<Client> {
     let sslmode = url
         .query_param("sslmode")
         .unwrap_or_else(|| "prefer".to_string());
-    let overall = *cfg.get_connect_timeout().unwrap_or(&DEFAULT_CONNECT_TIMEOUT) + Duration::from_secs(5);
+    let overall = *cfg
+        .get_connect_timeout()
+        .unwrap_or(&DEFAULT_CONNECT_TIMEOUT)
+        + Duration::from_secs(5);
     let fut = async {
         match sslmode.as_str() {
             "disable" => {
@@ -116,7 +119,8 @@ fn tls_config(verify: bool, rootcert: Option<&str>) -> HostResult<rustls::Client
             let pem = std::fs::read(path)
                 .map_err(|e| HostError::io(format!("reading sslrootcert {path}"), &e))?;
             for cert in rustls_pemfile::certs(&mut &pem[..]) {
-                let cert = cert.map_err(|e| HostError::invalid(format!("sslrootcert {path}: {e}")))?;
+                let cert =
+                    cert.map_err(|e| HostError::invalid(format!("sslrootcert {path}: {e}")))?;
                 roots
                     .add(cert)
                     .map_err(|e| HostError::invalid(format!("sslrootcert {path}: {e}")))?;
@@ -147,7 +151,12 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -155,7 +164,12 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
@@ -192,7 +206,11 @@ pub fn classify(url: &ServerUrl, e: &tokio_postgres::Error) -> HostError {
     HostError::network(format!(
         "cannot connect to PostgreSQL at {}: {text}{}",
         url.endpoint(),
-        if source.is_empty() { String::new() } else { format!(": {source}") }
+        if source.is_empty() {
+            String::new()
+        } else {
+            format!(": {source}")
+        }
     ))
 }
 

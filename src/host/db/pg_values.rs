@@ -31,14 +31,26 @@ impl<'a> FromSql<'a> for Val {
             }
             Type::JSON | Type::JSONB => Value::from_sql(ty, raw)?,
             Type::TIMESTAMPTZ => Value::String(
-                DateTime::<Utc>::from_sql(ty, raw)?.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                DateTime::<Utc>::from_sql(ty, raw)?
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
             ),
-            Type::TIMESTAMP => Value::String(NaiveDateTime::from_sql(ty, raw)?.format("%Y-%m-%dT%H:%M:%S%.f").to_string()),
+            Type::TIMESTAMP => Value::String(
+                NaiveDateTime::from_sql(ty, raw)?
+                    .format("%Y-%m-%dT%H:%M:%S%.f")
+                    .to_string(),
+            ),
             Type::DATE => Value::String(NaiveDate::from_sql(ty, raw)?.to_string()),
             Type::TIME => Value::String(NaiveTime::from_sql(ty, raw)?.to_string()),
             Type::UUID if raw.len() == 16 => {
                 let h = hex::encode(raw);
-                Value::String(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]))
+                Value::String(format!(
+                    "{}-{}-{}-{}-{}",
+                    &h[0..8],
+                    &h[8..12],
+                    &h[12..16],
+                    &h[16..20],
+                    &h[20..]
+                ))
             }
             Type::BYTEA => Value::String(format!("\\x{}", hex::encode(raw))),
             Type::INTERVAL if raw.len() == 16 => {
@@ -46,7 +58,9 @@ impl<'a> FromSql<'a> for Val {
                 let days = i32::from_be_bytes(raw[8..12].try_into()?);
                 let months = i32::from_be_bytes(raw[12..16].try_into()?);
                 // Seconds, with a month taken as 30 days as PostgreSQL's own EXTRACT(epoch) does.
-                Value::from(micros as f64 / 1e6 + days as f64 * 86400.0 + months as f64 * 30.0 * 86400.0)
+                Value::from(
+                    micros as f64 / 1e6 + days as f64 * 86400.0 + months as f64 * 30.0 * 86400.0,
+                )
             }
             Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::NAME_ARRAY => {
                 Value::from(Vec::<String>::from_sql(ty, raw)?)
@@ -120,7 +134,9 @@ pub fn row_to_json(row: &Row) -> HostResult<Map<String, Value>> {
             HostError::invalid(format!(
                 "column {:?}: {}",
                 col.name(),
-                std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string())
+                std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| e.to_string())
             ))
         })?;
         m.insert(col.name().to_string(), v.0);
@@ -159,7 +175,9 @@ impl ToSql for Param {
                 other => other.to_string().as_str().to_sql(ty, out),
             },
             Type::JSON | Type::JSONB => match v {
-                Value::String(s) => serde_json::from_str::<Value>(s).unwrap_or(v.clone()).to_sql(ty, out),
+                Value::String(s) => serde_json::from_str::<Value>(s)
+                    .unwrap_or(v.clone())
+                    .to_sql(ty, out),
                 other => other.to_sql(ty, out),
             },
             Type::TIMESTAMPTZ => {
@@ -190,7 +208,9 @@ impl ToSql for Param {
 
 fn as_i64(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }

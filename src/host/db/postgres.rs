@@ -56,7 +56,13 @@ async fn checked_tool(tool: &str, server: Option<u32>) -> HostResult<PathBuf> {
     if let Some(server) = server {
         let mut cmd = tools::command(&path);
         cmd.arg("--version");
-        let out = tools::run_output(cmd, &path, |e| HostError::new(ErrorKind::MissingTool, format!("{tool} --version failed: {e}"))).await?;
+        let out = tools::run_output(cmd, &path, |e| {
+            HostError::new(
+                ErrorKind::MissingTool,
+                format!("{tool} --version failed: {e}"),
+            )
+        })
+        .await?;
         if let Some(mine) = tools::major_version(&out) {
             if mine < server {
                 return Err(HostError::new(
@@ -74,17 +80,29 @@ async fn checked_tool(tool: &str, server: Option<u32>) -> HostResult<PathBuf> {
 
 fn tool_failure(tool: &str, url: &ServerUrl, stderr: &str) -> HostError {
     let lower = stderr.to_ascii_lowercase();
-    let kind = if lower.contains("password authentication failed") || lower.contains("no password supplied") {
+    let kind = if lower.contains("password authentication failed")
+        || lower.contains("no password supplied")
+    {
         ErrorKind::PermissionDenied
-    } else if lower.contains("could not connect") || lower.contains("connection refused") || lower.contains("timeout") {
+    } else if lower.contains("could not connect")
+        || lower.contains("connection refused")
+        || lower.contains("timeout")
+    {
         ErrorKind::Network
     } else if lower.contains("server version mismatch") {
         ErrorKind::MissingTool
     } else {
         ErrorKind::Server
     };
-    let stderr = if stderr.is_empty() { "(no error output)" } else { stderr };
-    HostError::new(kind, format!("{tool} failed for {}: {stderr}", url.without_password()))
+    let stderr = if stderr.is_empty() {
+        "(no error output)"
+    } else {
+        stderr
+    };
+    HostError::new(
+        kind,
+        format!("{tool} failed for {}: {stderr}", url.without_password()),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -99,14 +117,14 @@ pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<
         ("plain", None) => ".sql",
         ("custom", _) => ".dump",
         ("directory", _) => ".dir",
-        (other, _) => {
-            return Err(HostError::invalid(format!(
-                "dump_db: format {other:?} is not valid (use \"plain\", \"custom\" or \"directory\")"
-            )))
-        }
+        (other, _) => return Err(HostError::invalid(format!(
+            "dump_db: format {other:?} is not valid (use \"plain\", \"custom\" or \"directory\")"
+        ))),
     };
     if opts.schema_only && opts.data_only {
-        return Err(HostError::invalid("dump_db: schema_only and data_only exclude each other"));
+        return Err(HostError::invalid(
+            "dump_db: schema_only and data_only exclude each other",
+        ));
     }
     let sanity = opts.sanity()?;
     let dest = dump_file::destination(opts.to.as_deref(), &url.database, ext);
@@ -122,7 +140,8 @@ pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<
 
     let mut cmd = tools::command(&pg_dump);
     libpq_env(&mut cmd, &url);
-    cmd.arg("--no-password").arg(format!("--dbname={}", tool_dsn(&url)));
+    cmd.arg("--no-password")
+        .arg(format!("--dbname={}", tool_dsn(&url)));
     cmd.arg(format!("--format={}", &format[..1]));
     for t in &opts.tables {
         cmd.arg(format!("--table={t}"));
@@ -152,10 +171,18 @@ pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<
     let dest2 = dest.clone();
     let writer = tokio::task::spawn_blocking(move || -> HostResult<dump_file::Finished> {
         let mut w = DumpWriter::create(&dest2, level, threads)?;
-        w.copy_from(out)
-            .map_err(|e| HostError::io(format!("writing {}", crate::atomic::tmp_path(&dest2).display()), &e))?;
-        w.finish()
-            .map_err(|e| HostError::io(format!("writing {}", crate::atomic::tmp_path(&dest2).display()), &e))
+        w.copy_from(out).map_err(|e| {
+            HostError::io(
+                format!("writing {}", crate::atomic::tmp_path(&dest2).display()),
+                &e,
+            )
+        })?;
+        w.finish().map_err(|e| {
+            HostError::io(
+                format!("writing {}", crate::atomic::tmp_path(&dest2).display()),
+                &e,
+            )
+        })
     });
     let finished = writer
         .await
@@ -192,11 +219,16 @@ async fn verify_archive(path: &Path, url: &ServerUrl) -> HostResult<()> {
     let mut cmd = tools::command(&pg_restore);
     cmd.arg("--list").arg(path);
     let out = tools::run_output(cmd, &pg_restore, |e| {
-        HostError::verification(format!("pg_restore --list rejects the new dump of {}: {e}", url.database))
+        HostError::verification(format!(
+            "pg_restore --list rejects the new dump of {}: {e}",
+            url.database
+        ))
     })
     .await?;
     if !out.contains("TOC Entries") {
-        return Err(HostError::verification("pg_restore --list shows no table of contents"));
+        return Err(HostError::verification(
+            "pg_restore --list shows no table of contents",
+        ));
     }
     Ok(())
 }
@@ -213,7 +245,8 @@ async fn dump_directory(
     let tmp = crate::atomic::tmp_path(dest);
     let _ = std::fs::remove_dir_all(&tmp);
     if let Some(p) = dest.parent() {
-        std::fs::create_dir_all(p).map_err(|e| HostError::io(format!("creating {}", p.display()), &e))?;
+        std::fs::create_dir_all(p)
+            .map_err(|e| HostError::io(format!("creating {}", p.display()), &e))?;
     }
     struct RemoveDir(PathBuf, bool);
     impl Drop for RemoveDir {
@@ -224,10 +257,14 @@ async fn dump_directory(
         }
     }
     let mut guard = RemoveDir(tmp.clone(), false);
-    cmd.arg(format!("--jobs={}", opts.jobs.unwrap_or(2).max(1))).arg(format!("--file={}", tmp.display()));
+    cmd.arg(format!("--jobs={}", opts.jobs.unwrap_or(2).max(1)))
+        .arg(format!("--file={}", tmp.display()));
     let mut child = tools::spawn(&mut cmd, pg_dump)?;
     let stderr = tools::drain_stderr(&mut child);
-    let status = child.wait().await.map_err(|e| HostError::io("waiting for pg_dump", &e))?;
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| HostError::io("waiting for pg_dump", &e))?;
     let err_text = stderr.await.unwrap_or_default();
     if !status.success() {
         return Err(tool_failure("pg_dump", url, &err_text));
@@ -241,7 +278,8 @@ async fn dump_directory(
         .collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
-        let (n, h) = crate::atomic::sha256_file(&e.path()).map_err(|err| HostError::io(format!("hashing {}", e.path().display()), &err))?;
+        let (n, h) = crate::atomic::sha256_file(&e.path())
+            .map_err(|err| HostError::io(format!("hashing {}", e.path().display()), &err))?;
         bytes += n;
         lines.push_str(&format!("{h}  {}\n", e.file_name().to_string_lossy()));
     }
@@ -249,7 +287,8 @@ async fn dump_directory(
     if let Ok(f) = std::fs::File::open(&tmp) {
         let _ = f.sync_all();
     }
-    std::fs::rename(&tmp, dest).map_err(|e| HostError::io(format!("renaming to {}", dest.display()), &e))?;
+    std::fs::rename(&tmp, dest)
+        .map_err(|e| HostError::io(format!("renaming to {}", dest.display()), &e))?;
     guard.1 = true;
     crate::atomic::sync_dir(dest);
     let digest = {
@@ -276,7 +315,10 @@ async fn dump_directory(
 
 async fn database_exists(admin: &Client, name: &str) -> HostResult<bool> {
     let row = admin
-        .query_one("SELECT count(*) FROM pg_database WHERE datname = $1", &[&name])
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
         .await
         .map_err(|e| query_error(&e))?;
     Ok(row.get::<_, i64>(0) > 0)
@@ -341,13 +383,19 @@ fn archive_kind(dump: &Path) -> HostResult<Archive> {
         if dump.join("toc.dat").exists() {
             return Ok(Archive::Directory);
         }
-        return Err(HostError::invalid(format!("{} is a directory without toc.dat: not a pg_dump directory archive", dump.display())));
+        return Err(HostError::invalid(format!(
+            "{} is a directory without toc.dat: not a pg_dump directory archive",
+            dump.display()
+        )));
     }
     let head = dump_file::sniff(dump)?;
     if head.starts_with(b"PGDMP") {
         Ok(Archive::Custom)
     } else if head.starts_with(b"SQLite format 3") {
-        Err(HostError::invalid(format!("{} is an SQLite database: restore it with a sqlite:// URL", dump.display())))
+        Err(HostError::invalid(format!(
+            "{} is an SQLite database: restore it with a sqlite:// URL",
+            dump.display()
+        )))
     } else {
         Ok(Archive::Plain)
     }
@@ -390,12 +438,21 @@ async fn prepare_target(url: &ServerUrl, opts: &RestoreOptions, dry_run: bool) -
     Ok(())
 }
 
-pub async fn restore(ctx: &RunCtx, dump: &Path, raw_url: &str, opts: RestoreOptions) -> HostResult<RestoreReport> {
+pub async fn restore(
+    ctx: &RunCtx,
+    dump: &Path,
+    raw_url: &str,
+    opts: RestoreOptions,
+) -> HostResult<RestoreReport> {
     let started = Instant::now();
     let url = ServerUrl::parse(raw_url)?;
     let kind = archive_kind(dump)?;
     let dump_bytes = std::fs::metadata(dump).map(|m| m.len()).unwrap_or(0);
-    let tool = if kind == Archive::Plain { "psql" } else { "pg_restore" };
+    let tool = if kind == Archive::Plain {
+        "psql"
+    } else {
+        "pg_restore"
+    };
     let tool_path = checked_tool(tool, None).await?;
     prepare_target(&url, &opts, ctx.dry_run).await?;
     let format = match kind {
@@ -407,9 +464,16 @@ pub async fn restore(ctx: &RunCtx, dump: &Path, raw_url: &str, opts: RestoreOpti
         let mut cmd = tools::command(&tool_path);
         libpq_env(&mut cmd, &url);
         if kind == Archive::Plain {
-            cmd.args(["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
-                .arg(format!("--dbname={}", tool_dsn(&url)))
-                .stdin(Stdio::piped());
+            cmd.args([
+                "-X",
+                "-q",
+                "--no-password",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "--single-transaction",
+            ])
+            .arg(format!("--dbname={}", tool_dsn(&url)))
+            .stdin(Stdio::piped());
             let mut child = tools::spawn(&mut cmd, &tool_path)?;
             let stderr = tools::drain_stderr(&mut child);
             let stdin = tools::stdin_file(&mut child)?;
@@ -421,11 +485,19 @@ pub async fn restore(ctx: &RunCtx, dump: &Path, raw_url: &str, opts: RestoreOpti
                     Ok(_) => Ok(()),
                     // psql stopped reading (ON_ERROR_STOP): its stderr says why.
                     Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                    Err(e) => Err(HostError::io(format!("reading dump {}", dump2.display()), &e)),
+                    Err(e) => Err(HostError::io(
+                        format!("reading dump {}", dump2.display()),
+                        &e,
+                    )),
                 }
             });
-            let fed = feeder.await.map_err(|e| HostError::other(format!("restore feeder failed: {e}")))?;
-            let status = child.wait().await.map_err(|e| HostError::io("waiting for psql", &e))?;
+            let fed = feeder
+                .await
+                .map_err(|e| HostError::other(format!("restore feeder failed: {e}")))?;
+            let status = child
+                .wait()
+                .await
+                .map_err(|e| HostError::io("waiting for psql", &e))?;
             let err_text = stderr.await.unwrap_or_default();
             if !status.success() {
                 return Err(tool_failure("psql", &url, &err_text));
@@ -443,7 +515,10 @@ pub async fn restore(ctx: &RunCtx, dump: &Path, raw_url: &str, opts: RestoreOpti
             cmd.arg(dump);
             let mut child = tools::spawn(&mut cmd, &tool_path)?;
             let stderr = tools::drain_stderr(&mut child);
-            let status = child.wait().await.map_err(|e| HostError::io("waiting for pg_restore", &e))?;
+            let status = child
+                .wait()
+                .await
+                .map_err(|e| HostError::io("waiting for pg_restore", &e))?;
             let err_text = stderr.await.unwrap_or_default();
             if !status.success() {
                 return Err(tool_failure("pg_restore", &url, &err_text));
@@ -466,16 +541,27 @@ fn params_of(params: &[Value]) -> Vec<Param> {
     params.iter().cloned().map(Param).collect()
 }
 
-pub async fn query(raw_url: &str, sql: &str, params: &[Value]) -> HostResult<Vec<Map<String, Value>>> {
+pub async fn query(
+    raw_url: &str,
+    sql: &str,
+    params: &[Value],
+) -> HostResult<Vec<Map<String, Value>>> {
     let url = ServerUrl::parse(raw_url)?;
     let client = connect(&url).await?;
     query_on(&client, sql, params).await
 }
 
-pub async fn query_on(client: &Client, sql: &str, params: &[Value]) -> HostResult<Vec<Map<String, Value>>> {
+pub async fn query_on(
+    client: &Client,
+    sql: &str,
+    params: &[Value],
+) -> HostResult<Vec<Map<String, Value>>> {
     let ps = params_of(params);
     let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = ps.iter().map(|p| p as _).collect();
-    let rows = client.query(sql, &refs).await.map_err(|e| param_or_query_error(&e))?;
+    let rows = client
+        .query(sql, &refs)
+        .await
+        .map_err(|e| param_or_query_error(&e))?;
     rows.iter().map(row_to_json).collect()
 }
 
@@ -501,7 +587,10 @@ pub async fn exec(raw_url: &str, sql: &str, params: &[Value], dry_run: bool) -> 
     }
     if params.is_empty() {
         // simple_query runs several statements and still reports row counts.
-        let msgs = client.simple_query(sql).await.map_err(|e| query_error(&e))?;
+        let msgs = client
+            .simple_query(sql)
+            .await
+            .map_err(|e| query_error(&e))?;
         return Ok(msgs
             .iter()
             .map(|m| match m {
@@ -512,7 +601,10 @@ pub async fn exec(raw_url: &str, sql: &str, params: &[Value], dry_run: bool) -> 
     }
     let ps = params_of(params);
     let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = ps.iter().map(|p| p as _).collect();
-    client.execute(sql, &refs).await.map_err(|e| param_or_query_error(&e))
+    client
+        .execute(sql, &refs)
+        .await
+        .map_err(|e| param_or_query_error(&e))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -538,8 +630,16 @@ pub async fn vacuum(ctx: &RunCtx, raw_url: &str, opts: VacuumOptions) -> HostRes
     if opts.analyze.unwrap_or(true) {
         flags.push("ANALYZE");
     }
-    let head = if flags.is_empty() { "VACUUM".to_string() } else { format!("VACUUM ({})", flags.join(", ")) };
-    let targets: Vec<String> = if opts.tables.is_empty() { vec![String::new()] } else { opts.tables.iter().map(|t| q(t)).collect() };
+    let head = if flags.is_empty() {
+        "VACUUM".to_string()
+    } else {
+        format!("VACUUM ({})", flags.join(", "))
+    };
+    let targets: Vec<String> = if opts.tables.is_empty() {
+        vec![String::new()]
+    } else {
+        opts.tables.iter().map(|t| q(t)).collect()
+    };
     if !ctx.dry_run {
         for t in &targets {
             client
@@ -580,10 +680,19 @@ pub async fn stats(raw_url: &str, opts: StatsOptions) -> HostResult<PgStats> {
         let c = &c;
         async move { c.query_one(sql, &[]).await.map_err(|e| query_error(&e)) }
     };
-    let version: String = one("SELECT current_setting('server_version')").await?.get(0);
-    let connections: i64 = one("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()").await?.get(0);
-    let max_connections: i32 = one("SELECT current_setting('max_connections')::int4").await?.get(0);
-    let dead: i64 = one("SELECT coalesce(sum(n_dead_tup), 0)::int8 FROM pg_stat_user_tables").await?.get(0);
+    let version: String = one("SELECT current_setting('server_version')")
+        .await?
+        .get(0);
+    let connections: i64 =
+        one("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+            .await?
+            .get(0);
+    let max_connections: i32 = one("SELECT current_setting('max_connections')::int4")
+        .await?
+        .get(0);
+    let dead: i64 = one("SELECT coalesce(sum(n_dead_tup), 0)::int8 FROM pg_stat_user_tables")
+        .await?
+        .get(0);
     let threshold = opts.threshold().as_secs_f64();
     let long_running = query_on(
         &c,
@@ -657,7 +766,9 @@ pub async fn delete_older(
         let n = c
             .execute(&stmt, &[&secs, &(batch as i64)])
             .await
-            .map_err(|e| query_error(&e).context(format!("deleting from {table} (after {deleted} rows)")))?;
+            .map_err(|e| {
+                query_error(&e).context(format!("deleting from {table} (after {deleted} rows)"))
+            })?;
         deleted += n;
         if n > 0 {
             batches += 1;
@@ -686,7 +797,13 @@ pub async fn delete_older(
 // ---------------------------------------------------------------------------------------------
 // export
 
-pub async fn export(ctx: &RunCtx, raw_url: &str, table: &str, to: &str, opts: ExportOptions) -> HostResult<ExportReport> {
+pub async fn export(
+    ctx: &RunCtx,
+    raw_url: &str,
+    table: &str,
+    to: &str,
+    opts: ExportOptions,
+) -> HostResult<ExportReport> {
     let started = Instant::now();
     let url = ServerUrl::parse(raw_url)?;
     let format = opts.format()?;
@@ -699,9 +816,19 @@ pub async fn export(ctx: &RunCtx, raw_url: &str, table: &str, to: &str, opts: Ex
         ExportFormat::Jsonl => format!("COPY (SELECT row_to_json(x)::text FROM {t} x) TO STDOUT"),
     };
     // Plan it even in dry-run so a wrong table name shows up.
-    let stream = c.copy_out(sql.as_str()).await.map_err(|e| query_error(&e).context(format!("export_table {table}")))?;
+    let stream = c
+        .copy_out(sql.as_str())
+        .await
+        .map_err(|e| query_error(&e).context(format!("export_table {table}")))?;
     if ctx.dry_run {
-        return Ok(ExportReport { path: dest.display().to_string(), rows: 0, bytes: 0, sha256: String::new(), duration_ms: 0, dry_run: true });
+        return Ok(ExportReport {
+            path: dest.display().to_string(),
+            rows: 0,
+            bytes: 0,
+            sha256: String::new(),
+            duration_ms: 0,
+            dry_run: true,
+        });
     }
     let mut w = DumpWriter::create(&dest, gzip, None)?;
     let mut counter = RowCounter::new(format);
@@ -710,12 +837,22 @@ pub async fn export(ctx: &RunCtx, raw_url: &str, table: &str, to: &str, opts: Ex
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| query_error(&e).context(format!("export_table {table}")))?;
         let data = counter.feed(&chunk);
-        w.write_all(&data).map_err(|e| HostError::io(format!("writing {}", dest.display()), &e))?;
+        w.write_all(&data)
+            .map_err(|e| HostError::io(format!("writing {}", dest.display()), &e))?;
     }
     let rows = counter.rows();
-    let finished = w.finish().map_err(|e| HostError::io(format!("writing {}", dest.display()), &e))?;
+    let finished = w
+        .finish()
+        .map_err(|e| HostError::io(format!("writing {}", dest.display()), &e))?;
     let r = finished.commit(&dump_file::Sanity::default(), "export")?;
-    Ok(ExportReport { path: r.path, rows, bytes: r.bytes, sha256: r.sha256, duration_ms: started.elapsed().as_millis() as u64, dry_run: false })
+    Ok(ExportReport {
+        path: r.path,
+        rows,
+        bytes: r.bytes,
+        sha256: r.sha256,
+        duration_ms: started.elapsed().as_millis() as u64,
+        dry_run: false,
+    })
 }
 
 /// Counts rows in COPY output and, for jsonl, undoes COPY's text-format escaping.
@@ -728,7 +865,12 @@ struct RowCounter {
 
 impl RowCounter {
     fn new(format: ExportFormat) -> Self {
-        RowCounter { format, lines: 0, in_quotes: false, pending_escape: false }
+        RowCounter {
+            format,
+            lines: 0,
+            in_quotes: false,
+            pending_escape: false,
+        }
     }
     fn feed(&mut self, data: &[u8]) -> Vec<u8> {
         match self.format {

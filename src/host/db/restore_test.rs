@@ -61,9 +61,13 @@ impl Scratch {
         }
         self.dropped = true;
         if let Some(d) = self.dir.take() {
-            return d.close().map_err(|e| HostError::io("removing the scratch SQLite database", &e));
+            return d
+                .close()
+                .map_err(|e| HostError::io("removing the scratch SQLite database", &e));
         }
-        let Some(server) = self.server.clone() else { return Ok(()) };
+        let Some(server) = self.server.clone() else {
+            return Ok(());
+        };
         let name = self.name.clone();
         let engine = self.engine;
         let fut = async move {
@@ -79,11 +83,19 @@ impl Scratch {
         let res = self.ctx.handle.block_on(async {
             tokio::time::timeout(Duration::from_secs(60), fut)
                 .await
-                .unwrap_or_else(|_| Err(HostError::network("timed out dropping the scratch database")))
+                .unwrap_or_else(|_| {
+                    Err(HostError::network(
+                        "timed out dropping the scratch database",
+                    ))
+                })
         });
         match &res {
-            Ok(()) => tracing::info!(target: "mtn::db", database = %self.name, "scratch database dropped"),
-            Err(e) => tracing::error!(target: "mtn::db", database = %self.name, error = %crate::redact::redact(&e.message), "could not drop the scratch database"),
+            Ok(()) => {
+                tracing::info!(target: "mtn::db", database = %self.name, "scratch database dropped")
+            }
+            Err(e) => {
+                tracing::error!(target: "mtn::db", database = %self.name, error = %crate::redact::redact(&e.message), "could not drop the scratch database")
+            }
         }
         res
     }
@@ -113,11 +125,20 @@ pub fn run(
     let engine = Engine::of(server_url)?;
     let dump_path = PathBuf::from(dump);
     if !dump_path.exists() {
-        return Err(HostError::not_found(format!("restore_test: dump {dump} does not exist")));
+        return Err(HostError::not_found(format!(
+            "restore_test: dump {dump} does not exist"
+        )));
     }
     let checks = Checks::from(checks)?;
     let name = scratch_name();
-    let mut scratch = Scratch { ctx: ctx.clone(), engine, server: None, name: name.clone(), dir: None, dropped: true };
+    let mut scratch = Scratch {
+        ctx: ctx.clone(),
+        engine,
+        server: None,
+        name: name.clone(),
+        dir: None,
+        dropped: true,
+    };
     let deadline = opts.timeout.map(|t| Instant::now() + t);
     let within = |what: &str| -> HostResult<Duration> {
         match deadline {
@@ -125,7 +146,10 @@ pub fn run(
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    Err(HostError::new(crate::host::error::ErrorKind::Verification, format!("restore_test timed out ({what})")))
+                    Err(HostError::new(
+                        crate::host::error::ErrorKind::Verification,
+                        format!("restore_test timed out ({what})"),
+                    ))
                 } else {
                     Ok(left)
                 }
@@ -178,7 +202,12 @@ pub fn run(
 
     // Restore.
     let restore_started = Instant::now();
-    let ropts = RestoreOptions { create: true, clean: false, jobs: opts.jobs, no_owner: opts.no_owner };
+    let ropts = RestoreOptions {
+        create: true,
+        clean: false,
+        jobs: opts.jobs,
+        no_owner: opts.no_owner,
+    };
     let limit = within("before restoring")?;
     let restored: HostResult<()> = match engine {
         Engine::Sqlite => {
@@ -197,9 +226,11 @@ pub fn run(
                         mysql::restore(&c, &d, &u, ropts).await.map(|_| ())
                     }
                 };
-                tokio::time::timeout(limit, fut)
-                    .await
-                    .unwrap_or_else(|_| Err(HostError::verification("restore_test timed out while restoring")))
+                tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+                    Err(HostError::verification(
+                        "restore_test timed out while restoring",
+                    ))
+                })
             })
         }
     };
@@ -217,15 +248,32 @@ pub fn run(
                 let got = ctx.block_on(async move {
                     tokio::time::timeout(limit, super::query(&u, &s2, &[]))
                         .await
-                        .unwrap_or_else(|_| Err(HostError::verification("restore_test timed out in a check")))
+                        .unwrap_or_else(|_| {
+                            Err(HostError::verification("restore_test timed out in a check"))
+                        })
                 });
                 results.push(match got {
                     Ok(rows) => {
-                        let actual = rows.first().and_then(|r| r.values().next().cloned()).unwrap_or(Value::Null);
+                        let actual = rows
+                            .first()
+                            .and_then(|r| r.values().next().cloned())
+                            .unwrap_or(Value::Null);
                         let ok = matches(&expected, &actual);
-                        CheckResult { check: sql, expected, actual, ok, error: None }
+                        CheckResult {
+                            check: sql,
+                            expected,
+                            actual,
+                            ok,
+                            error: None,
+                        }
                     }
-                    Err(e) => CheckResult { check: sql, expected, actual: Value::Null, ok: false, error: Some(crate::redact::redact(&e.message)) },
+                    Err(e) => CheckResult {
+                        check: sql,
+                        expected,
+                        actual: Value::Null,
+                        ok: false,
+                        error: Some(crate::redact::redact(&e.message)),
+                    },
                 });
             }
         }
@@ -235,29 +283,62 @@ pub fn run(
                 Ok(v) => {
                     let ok = !(v.is_bool() && !v.as_bool().unwrap_or(true));
                     let actual = crate::host::binding::dynamic_to_json(&v).unwrap_or(Value::Null);
-                    CheckResult { check: "closure".into(), expected: Value::Bool(true), actual, ok, error: None }
+                    CheckResult {
+                        check: "closure".into(),
+                        expected: Value::Bool(true),
+                        actual,
+                        ok,
+                        error: None,
+                    }
                 }
                 Err(e) => {
                     if matches!(*e, rhai::EvalAltResult::ErrorTerminated(..)) {
                         // Cancellation/timeout inside the closure: the guard still drops the scratch db.
-                        return Err(HostError::new(crate::host::error::ErrorKind::Cancelled, e.to_string()));
+                        return Err(HostError::new(
+                            crate::host::error::ErrorKind::Cancelled,
+                            e.to_string(),
+                        ));
                     }
-                    CheckResult { check: "closure".into(), expected: Value::Bool(true), actual: Value::Null, ok: false, error: Some(crate::redact::redact(&e.to_string())) }
+                    CheckResult {
+                        check: "closure".into(),
+                        expected: Value::Bool(true),
+                        actual: Value::Null,
+                        ok: false,
+                        error: Some(crate::redact::redact(&e.to_string())),
+                    }
                 }
             });
         }
     }
     let ok = results.iter().all(|r| r.ok);
-    scratch.drop_now().map_err(|e| e.context(format!("restore_test: dropping scratch database {name}")))?;
+    scratch
+        .drop_now()
+        .map_err(|e| e.context(format!("restore_test: dropping scratch database {name}")))?;
     let duration_ms = started.elapsed().as_millis() as u64;
     if ok {
         record_success(ctx, dump, server_url, duration_ms)?;
     }
-    Ok(RestoreTestReport { ok, checks: results, database: name, restore_ms, duration_ms, dropped: true, dry_run: false })
+    Ok(RestoreTestReport {
+        ok,
+        checks: results,
+        database: name,
+        restore_ms,
+        duration_ms,
+        dropped: true,
+        dry_run: false,
+    })
 }
 
 fn dry(name: String, started: Instant) -> RestoreTestReport {
-    RestoreTestReport { ok: true, checks: Vec::new(), database: name, restore_ms: 0, duration_ms: started.elapsed().as_millis() as u64, dropped: false, dry_run: true }
+    RestoreTestReport {
+        ok: true,
+        checks: Vec::new(),
+        database: name,
+        restore_ms: 0,
+        duration_ms: started.elapsed().as_millis() as u64,
+        dropped: false,
+        dry_run: true,
+    }
 }
 
 enum Checks {
@@ -328,7 +409,8 @@ pub fn matches(expected: &Value, actual: &Value) -> bool {
 
 fn record_success(ctx: &Ctx, dump: &str, url: &str, duration_ms: u64) -> HostResult<()> {
     let dir: &Path = &ctx.state_dir;
-    std::fs::create_dir_all(dir).map_err(|e| HostError::io(format!("creating state directory {}", dir.display()), &e))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| HostError::io(format!("creating state directory {}", dir.display()), &e))?;
     let doc = serde_json::json!({
         "timestamp": chrono::Utc::now().timestamp(),
         "dump": dump,
@@ -337,7 +419,8 @@ fn record_success(ctx: &Ctx, dump: &str, url: &str, duration_ms: u64) -> HostRes
         "duration_ms": duration_ms,
     });
     let path = dir.join("last_restore_test.json");
-    crate::atomic::write_atomic(&path, doc.to_string().as_bytes()).map_err(|e| HostError::io(format!("writing {}", path.display()), &e))
+    crate::atomic::write_atomic(&path, doc.to_string().as_bytes())
+        .map_err(|e| HostError::io(format!("writing {}", path.display()), &e))
 }
 
 #[cfg(test)]

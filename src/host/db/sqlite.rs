@@ -26,16 +26,25 @@ fn sql_err(context: impl std::fmt::Display) -> impl FnOnce(rusqlite::Error) -> H
 
 fn open_existing(path: &Path, write: bool) -> HostResult<Connection> {
     if !path.exists() {
-        return Err(HostError::not_found(format!("SQLite database {} does not exist", path.display())));
+        return Err(HostError::not_found(format!(
+            "SQLite database {} does not exist",
+            path.display()
+        )));
     }
     let flags = if write {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
-    let c = Connection::open_with_flags(path, flags).map_err(sql_err(format!("opening {}", path.display())))?;
+    let c = Connection::open_with_flags(path, flags)
+        .map_err(sql_err(format!("opening {}", path.display())))?;
     // Wait for a writer instead of failing with SQLITE_BUSY.
-    c.busy_timeout(Duration::from_secs(30)).map_err(sql_err("busy_timeout"))?;
+    c.busy_timeout(Duration::from_secs(30))
+        .map_err(sql_err("busy_timeout"))?;
     Ok(c)
 }
 
@@ -48,15 +57,32 @@ fn file_size(path: &Path) -> u64 {
 
 pub fn dump(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<DumpReport> {
     let src = sqlite_path(url)?;
-    if opts.format.as_deref().is_some_and(|f| f != "plain" && f != "sqlite") {
-        return Err(HostError::invalid("dump_db: SQLite dumps have one format (a database file); drop the `format` option"));
+    if opts
+        .format
+        .as_deref()
+        .is_some_and(|f| f != "plain" && f != "sqlite")
+    {
+        return Err(HostError::invalid(
+            "dump_db: SQLite dumps have one format (a database file); drop the `format` option",
+        ));
     }
-    if !opts.tables.is_empty() || !opts.exclude_tables.is_empty() || opts.schema_only || opts.data_only {
+    if !opts.tables.is_empty()
+        || !opts.exclude_tables.is_empty()
+        || opts.schema_only
+        || opts.data_only
+    {
         return Err(HostError::invalid("dump_db: tables, exclude_tables, schema_only and data_only are PostgreSQL/MySQL options; an SQLite dump is the whole file"));
     }
     let gzip = dump_file::gzip_level(&opts.compress)?;
-    let stem = src.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "db".into());
-    let dest = dump_file::destination(opts.to.as_deref(), &stem, if gzip.is_some() { ".db.gz" } else { ".db" });
+    let stem = src
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "db".into());
+    let dest = dump_file::destination(
+        opts.to.as_deref(),
+        &stem,
+        if gzip.is_some() { ".db.gz" } else { ".db" },
+    );
     let dest = ctx.policy.check_write(&dest)?;
     let sanity = opts.sanity()?;
     let source = open_existing(&src, false)?;
@@ -64,16 +90,23 @@ pub fn dump(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<DumpReport
         return Ok(dump_file::dry_run_report(&dest, "sqlite"));
     }
     let parent = dest.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| HostError::io(format!("creating {}", parent.display()), &e))?;
+    std::fs::create_dir_all(parent)
+        .map_err(|e| HostError::io(format!("creating {}", parent.display()), &e))?;
     // The consistent copy goes next to the destination (same file system, cleaned up on drop).
     let scratch = tempfile::Builder::new()
         .prefix(".mtn-sqlite-")
         .tempdir_in(parent)
-        .map_err(|e| HostError::io(format!("creating a temporary folder in {}", parent.display()), &e))?;
+        .map_err(|e| {
+            HostError::io(
+                format!("creating a temporary folder in {}", parent.display()),
+                &e,
+            )
+        })?;
     let copy = scratch.path().join("copy.db");
     {
         let mut dst = Connection::open(&copy).map_err(sql_err("opening the backup copy"))?;
-        let backup = rusqlite::backup::Backup::new(&source, &mut dst).map_err(sql_err("starting the SQLite backup"))?;
+        let backup = rusqlite::backup::Backup::new(&source, &mut dst)
+            .map_err(sql_err("starting the SQLite backup"))?;
         loop {
             ctx.check_cancelled()?;
             // Small steps release the read lock often, so the application's writers keep going.
@@ -88,17 +121,28 @@ pub fn dump(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<DumpReport
         .and_then(|c| c.query_row("PRAGMA quick_check", [], |r| r.get(0)))
         .map_err(sql_err("checking the backup copy"))?;
     if check != "ok" {
-        return Err(HostError::verification(format!("the backup copy of {} fails quick_check: {check}", src.display())));
+        return Err(HostError::verification(format!(
+            "the backup copy of {} fails quick_check: {check}",
+            src.display()
+        )));
     }
     let mut w = DumpWriter::create(&dest, gzip, opts.threads)?;
     let f = std::fs::File::open(&copy).map_err(|e| HostError::io("reading the backup copy", &e))?;
-    w.copy_from(f).map_err(|e| HostError::io(format!("writing {}", dest.display()), &e))?;
+    w.copy_from(f)
+        .map_err(|e| HostError::io(format!("writing {}", dest.display()), &e))?;
     ctx.check_cancelled()?;
-    let finished = w.finish().map_err(|e| HostError::io(format!("writing {}", dest.display()), &e))?;
+    let finished = w
+        .finish()
+        .map_err(|e| HostError::io(format!("writing {}", dest.display()), &e))?;
     finished.commit(&sanity, "sqlite")
 }
 
-pub fn restore(ctx: &RunCtx, dump: &Path, url: &str, opts: RestoreOptions) -> HostResult<RestoreReport> {
+pub fn restore(
+    ctx: &RunCtx,
+    dump: &Path,
+    url: &str,
+    opts: RestoreOptions,
+) -> HostResult<RestoreReport> {
     let started = Instant::now();
     let target = sqlite_path(url)?;
     let head = dump_file::sniff(dump)?;
@@ -112,7 +156,11 @@ pub fn restore(ctx: &RunCtx, dump: &Path, url: &str, opts: RestoreOptions) -> Ho
     if resolved.exists() {
         let c = open_existing(&resolved, false)?;
         let n: i64 = c
-            .query_row("SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'",
+                [],
+                |r| r.get(0),
+            )
             .map_err(sql_err("inspecting the target"))?;
         if n > 0 && !opts.clean {
             return Err(HostError::refused(format!(
@@ -143,23 +191,38 @@ pub fn restore(ctx: &RunCtx, dump: &Path, url: &str, opts: RestoreOptions) -> Ho
 pub fn restore_into(dump: &Path, resolved: &Path) -> HostResult<()> {
     {
         let parent = resolved.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(|e| HostError::io(format!("creating {}", parent.display()), &e))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| HostError::io(format!("creating {}", parent.display()), &e))?;
         let scratch = tempfile::Builder::new()
             .prefix(".mtn-sqlite-")
             .tempdir_in(parent)
-            .map_err(|e| HostError::io(format!("creating a temporary folder in {}", parent.display()), &e))?;
+            .map_err(|e| {
+                HostError::io(
+                    format!("creating a temporary folder in {}", parent.display()),
+                    &e,
+                )
+            })?;
         let plain = scratch.path().join("restore.db");
         {
             let mut r = dump_file::open_dump(dump)?;
-            let mut f = std::fs::File::create(&plain).map_err(|e| HostError::io("writing the restore copy", &e))?;
-            std::io::copy(&mut r, &mut f).map_err(|e| HostError::io(format!("reading {}", dump.display()), &e))?;
-            f.flush().map_err(|e| HostError::io("writing the restore copy", &e))?;
+            let mut f = std::fs::File::create(&plain)
+                .map_err(|e| HostError::io("writing the restore copy", &e))?;
+            std::io::copy(&mut r, &mut f)
+                .map_err(|e| HostError::io(format!("reading {}", dump.display()), &e))?;
+            f.flush()
+                .map_err(|e| HostError::io("writing the restore copy", &e))?;
         }
         // Through the backup API into the (possibly open) target, so readers see old or new.
-        let mut dst = Connection::open(resolved).map_err(sql_err(format!("opening {}", resolved.display())))?;
-        dst.busy_timeout(Duration::from_secs(30)).map_err(sql_err("busy_timeout"))?;
-        dst.restore(rusqlite::MAIN_DB, &plain, None::<fn(rusqlite::backup::Progress)>)
-            .map_err(sql_err(format!("restoring into {}", resolved.display())))?;
+        let mut dst = Connection::open(resolved)
+            .map_err(sql_err(format!("opening {}", resolved.display())))?;
+        dst.busy_timeout(Duration::from_secs(30))
+            .map_err(sql_err("busy_timeout"))?;
+        dst.restore(
+            rusqlite::MAIN_DB,
+            &plain,
+            None::<fn(rusqlite::backup::Progress)>,
+        )
+        .map_err(sql_err(format!("restoring into {}", resolved.display())))?;
     }
     Ok(())
 }
@@ -200,12 +263,17 @@ fn query_on(c: &Connection, sql: &str, params: &[Value]) -> HostResult<Vec<Map<S
     let mut stmt = c.prepare(sql).map_err(sql_err("db_query"))?;
     let names: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
     let ps: Vec<SqlValue> = params.iter().map(to_sql).collect();
-    let mut rows = stmt.query(rusqlite::params_from_iter(ps.iter())).map_err(sql_err("db_query"))?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(ps.iter()))
+        .map_err(sql_err("db_query"))?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(sql_err("db_query"))? {
         let mut m = Map::new();
         for (i, n) in names.iter().enumerate() {
-            m.insert(n.clone(), from_sql(row.get_ref(i).map_err(sql_err("db_query"))?));
+            m.insert(
+                n.clone(),
+                from_sql(row.get_ref(i).map_err(sql_err("db_query"))?),
+            );
         }
         out.push(m);
     }
@@ -251,7 +319,10 @@ pub fn vacuum(ctx: &RunCtx, url: &str, opts: VacuumOptions) -> HostResult<Vacuum
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .map_err(sql_err("integrity_check"))?;
     if integrity != "ok" {
-        return Err(HostError::verification(format!("{} fails integrity_check: {integrity}", path.display())));
+        return Err(HostError::verification(format!(
+            "{} fails integrity_check: {integrity}",
+            path.display()
+        )));
     }
     Ok(VacuumReport {
         database: path.display().to_string(),
@@ -281,7 +352,10 @@ pub struct SqliteStats {
 pub fn stats(url: &str, opts: StatsOptions) -> HostResult<SqliteStats> {
     let path = sqlite_path(url)?;
     let c = open_existing(&path, false)?;
-    let pragma = |p: &str| -> HostResult<i64> { c.query_row(&format!("PRAGMA {p}"), [], |r| r.get(0)).map_err(sql_err(p.to_string())) };
+    let pragma = |p: &str| -> HostResult<i64> {
+        c.query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))
+            .map_err(sql_err(p.to_string()))
+    };
     let page_size = pragma("page_size")?;
     let free = pragma("freelist_count")?;
     let mut tables: Vec<Map<String, Value>> = Vec::new();
@@ -289,14 +363,23 @@ pub fn stats(url: &str, opts: StatsOptions) -> HostResult<SqliteStats> {
         let mut s = c
             .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
             .map_err(sql_err("listing tables"))?;
-        let rows = s.query_map([], |r| r.get::<_, String>(0)).map_err(sql_err("listing tables"))?;
-        rows.collect::<Result<_, _>>().map_err(sql_err("listing tables"))?
+        let rows = s
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(sql_err("listing tables"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql_err("listing tables"))?
     };
     for n in names {
-        let rows: i64 = c.query_row(&format!("SELECT count(*) FROM {}", q(&n)), [], |r| r.get(0)).map_err(sql_err(format!("counting {n}")))?;
+        let rows: i64 = c
+            .query_row(&format!("SELECT count(*) FROM {}", q(&n)), [], |r| r.get(0))
+            .map_err(sql_err(format!("counting {n}")))?;
         // dbstat is compiled into the bundled SQLite; fall back to null if a build lacks it.
         let bytes: Value = c
-            .query_row("SELECT sum(pgsize) FROM dbstat WHERE name = ?1", [&n], |r| r.get::<_, Option<i64>>(0))
+            .query_row(
+                "SELECT sum(pgsize) FROM dbstat WHERE name = ?1",
+                [&n],
+                |r| r.get::<_, Option<i64>>(0),
+            )
             .ok()
             .flatten()
             .map(Value::from)
@@ -324,7 +407,14 @@ pub fn stats(url: &str, opts: StatsOptions) -> HostResult<SqliteStats> {
     })
 }
 
-pub fn delete_older(ctx: &RunCtx, url: &str, table: &str, column: &str, age: Duration, opts: DeleteOptions) -> HostResult<DeleteReport> {
+pub fn delete_older(
+    ctx: &RunCtx,
+    url: &str,
+    table: &str,
+    column: &str,
+    age: Duration,
+    opts: DeleteOptions,
+) -> HostResult<DeleteReport> {
     let started = Instant::now();
     let path = sqlite_path(url)?;
     let c = open_existing(&path, !ctx.dry_run)?;
@@ -344,14 +434,24 @@ pub fn delete_older(ctx: &RunCtx, url: &str, table: &str, column: &str, age: Dur
     };
     let matching = count(&c)?;
     if ctx.dry_run {
-        return Ok(DeleteReport { table: table.into(), deleted: 0, batches: 0, matching, duration_ms: started.elapsed().as_millis() as u64, dry_run: true });
+        return Ok(DeleteReport {
+            table: table.into(),
+            deleted: 0,
+            batches: 0,
+            matching,
+            duration_ms: started.elapsed().as_millis() as u64,
+            dry_run: true,
+        });
     }
-    let del = format!("DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} WHERE {cond} LIMIT ?2)");
+    let del =
+        format!("DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} WHERE {cond} LIMIT ?2)");
     let batch = opts.batch();
     let (mut deleted, mut batches) = (0u64, 0u64);
     loop {
         ctx.check_cancelled()?;
-        let n = c.execute(&del, rusqlite::params![secs, batch as i64]).map_err(sql_err(format!("deleting from {table}")))? as u64;
+        let n = c
+            .execute(&del, rusqlite::params![secs, batch as i64])
+            .map_err(sql_err(format!("deleting from {table}")))? as u64;
         deleted += n;
         if n > 0 {
             batches += 1;
@@ -361,19 +461,41 @@ pub fn delete_older(ctx: &RunCtx, url: &str, table: &str, column: &str, age: Dur
         }
         ctx.sleep(opts.pause())?;
     }
-    Ok(DeleteReport { table: table.into(), deleted, batches, matching: count(&c)?, duration_ms: started.elapsed().as_millis() as u64, dry_run: false })
+    Ok(DeleteReport {
+        table: table.into(),
+        deleted,
+        batches,
+        matching: count(&c)?,
+        duration_ms: started.elapsed().as_millis() as u64,
+        dry_run: false,
+    })
 }
 
-pub fn export(ctx: &RunCtx, url: &str, table: &str, to: &str, opts: ExportOptions) -> HostResult<ExportReport> {
+pub fn export(
+    ctx: &RunCtx,
+    url: &str,
+    table: &str,
+    to: &str,
+    opts: ExportOptions,
+) -> HostResult<ExportReport> {
     let started = Instant::now();
     let path = sqlite_path(url)?;
     let format = opts.format()?;
     let gzip = opts.gzip(to)?;
     let dest: PathBuf = ctx.policy.check_write(Path::new(to))?;
     let c = open_existing(&path, false)?;
-    let mut stmt = c.prepare(&format!("SELECT * FROM {}", q(table))).map_err(sql_err(format!("export_table {table}")))?;
+    let mut stmt = c
+        .prepare(&format!("SELECT * FROM {}", q(table)))
+        .map_err(sql_err(format!("export_table {table}")))?;
     if ctx.dry_run {
-        return Ok(ExportReport { path: dest.display().to_string(), rows: 0, bytes: 0, sha256: String::new(), duration_ms: 0, dry_run: true });
+        return Ok(ExportReport {
+            path: dest.display().to_string(),
+            rows: 0,
+            bytes: 0,
+            sha256: String::new(),
+            duration_ms: 0,
+            dry_run: true,
+        });
     }
     let names: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
     let mut w = DumpWriter::create(&dest, gzip, None)?;
@@ -382,9 +504,14 @@ pub fn export(ctx: &RunCtx, url: &str, table: &str, to: &str, opts: ExportOption
         let header: Vec<String> = names.iter().map(|n| csv_field(n)).collect();
         writeln!(w, "{}", header.join(",")).map_err(io)?;
     }
-    let mut rows = stmt.query([]).map_err(sql_err(format!("export_table {table}")))?;
+    let mut rows = stmt
+        .query([])
+        .map_err(sql_err(format!("export_table {table}")))?;
     let mut count = 0u64;
-    while let Some(row) = rows.next().map_err(sql_err(format!("export_table {table}")))? {
+    while let Some(row) = rows
+        .next()
+        .map_err(sql_err(format!("export_table {table}")))?
+    {
         if count % 10_000 == 0 {
             ctx.check_cancelled()?;
         }
@@ -406,7 +533,8 @@ pub fn export(ctx: &RunCtx, url: &str, table: &str, to: &str, opts: ExportOption
             }
             ExportFormat::Jsonl => {
                 let obj: Map<String, Value> = names.iter().cloned().zip(vals).collect();
-                serde_json::to_writer(&mut w, &obj).map_err(|e| HostError::other(format!("export_table: {e}")))?;
+                serde_json::to_writer(&mut w, &obj)
+                    .map_err(|e| HostError::other(format!("export_table: {e}")))?;
                 w.write_all(b"\n").map_err(io)?;
             }
         }
@@ -414,7 +542,14 @@ pub fn export(ctx: &RunCtx, url: &str, table: &str, to: &str, opts: ExportOption
     }
     let finished = w.finish().map_err(io)?;
     let r = finished.commit(&dump_file::Sanity::default(), "export")?;
-    Ok(ExportReport { path: r.path, rows: count, bytes: r.bytes, sha256: r.sha256, duration_ms: started.elapsed().as_millis() as u64, dry_run: false })
+    Ok(ExportReport {
+        path: r.path,
+        rows: count,
+        bytes: r.bytes,
+        sha256: r.sha256,
+        duration_ms: started.elapsed().as_millis() as u64,
+        dry_run: false,
+    })
 }
 
 /// RFC 4180 quoting, only when needed.

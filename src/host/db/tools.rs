@@ -124,15 +124,22 @@ pub async fn run_output(
 
 /// `major` of a version string like "pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)".
 pub fn major_version(text: &str) -> Option<u32> {
-    text.split_whitespace()
-        .find_map(|w| w.split('.').next().and_then(|m| m.parse::<u32>().ok()).filter(|_| w.contains('.')))
+    text.split_whitespace().find_map(|w| {
+        w.split('.')
+            .next()
+            .and_then(|m| m.parse::<u32>().ok())
+            .filter(|_| w.contains('.'))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn versions() {
-        assert_eq!(super::major_version("pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)"), Some(15));
+        assert_eq!(
+            super::major_version("pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)"),
+            Some(15)
+        );
         assert_eq!(super::major_version("psql (PostgreSQL) 16.1"), Some(16));
     }
 }

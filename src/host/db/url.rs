@@ -49,8 +49,9 @@ impl ServerUrl {
             ))
         })?;
         let decode = |s: &str| {
-            percent_decode(s)
-                .map_err(|_| HostError::invalid("database URL: user or password is not valid UTF-8"))
+            percent_decode(s).map_err(|_| {
+                HostError::invalid("database URL: user or password is not valid UTF-8")
+            })
         };
         let password = match url.password() {
             Some(p) => {
@@ -167,14 +168,21 @@ mod tests {
         assert_eq!(Engine::of("mariadb://x/y").unwrap(), Engine::Mysql);
         assert_eq!(Engine::of("mongodb+srv://x/y").unwrap(), Engine::Mongo);
         assert!(Engine::of("redis://x").is_err());
-        let u = ServerUrl::parse("postgres://bob:p%40ss@db.example:6543/app?sslmode=require").unwrap();
+        let u =
+            ServerUrl::parse("postgres://bob:p%40ss@db.example:6543/app?sslmode=require").unwrap();
         assert_eq!(u.password.as_deref(), Some("p@ss"));
         assert_eq!(u.database, "app");
         assert_eq!(u.port, Some(6543));
         assert!(!u.without_password().contains("p%40ss"));
         assert_eq!(u.with_database("other").database, "other");
-        assert_eq!(sqlite_path("sqlite://example/app.db").unwrap(), PathBuf::from("example/app.db"));
-        assert_eq!(sqlite_path("sqlite:///tmp/a.db").unwrap(), PathBuf::from("/tmp/a.db"));
+        assert_eq!(
+            sqlite_path("sqlite://example/app.db").unwrap(),
+            PathBuf::from("example/app.db")
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/a.db").unwrap(),
+            PathBuf::from("/tmp/a.db")
+        );
         assert_eq!(quote_ident("public.my\"t", '"'), "\"public\".\"my\"\"t\"");
     }
 }
