@@ -175,7 +175,7 @@ try {{ restore_db(r.path, "{dst_url}"); fail("not refused"); }} catch (e) {{ ass
     // The file is an ordinary gzip of an ordinary SQL dump: `gunzip -c f | psql` restores it.
     let plain = unique("mtn_plain");
     psql("postgres", &format!("CREATE DATABASE {plain}"));
-    let gz = Command::new("gunzip")
+    let mut gz = Command::new("gunzip")
         .arg("-c")
         .arg(&path)
         .stdout(Stdio::piped())
@@ -197,11 +197,12 @@ try {{ restore_db(r.path, "{dst_url}"); fail("not refused"); }} catch (e) {{ ass
             &plain,
         ])
         .env("PGPASSWORD", pg_password())
-        .stdin(gz.stdout.unwrap())
+        .stdin(gz.stdout.take().unwrap())
         .stdout(Stdio::null())
         .status()
         .unwrap();
     assert!(st.success());
+    assert!(gz.wait().unwrap().success());
     assert_eq!(pg_fingerprint(&src), pg_fingerprint(&plain));
     for d in [&src, &dst, &plain] {
         psql("postgres", &format!("DROP DATABASE {d} WITH (FORCE)"));
@@ -296,7 +297,8 @@ fn pg_clear_errors_exit_1_and_no_file() {
     let dir = tempdir();
     let u = pg_url();
     let wrong = u.replace(&pg_password(), "not-the-password");
-    let cases: Vec<(String, Vec<(&str, String)>, &str)> = vec![
+    type Case<'a> = (String, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         (wrong, vec![], "authentication failed"),
         (
             format!(

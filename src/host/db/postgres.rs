@@ -117,9 +117,11 @@ pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<
         ("plain", None) => ".sql",
         ("custom", _) => ".dump",
         ("directory", _) => ".dir",
-        (other, _) => return Err(HostError::invalid(format!(
+        (other, _) => {
+            return Err(HostError::invalid(format!(
             "dump_db: format {other:?} is not valid (use \"plain\", \"custom\" or \"directory\")"
-        ))),
+        )))
+        }
     };
     if opts.schema_only && opts.data_only {
         return Err(HostError::invalid(

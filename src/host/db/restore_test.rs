@@ -211,7 +211,7 @@ pub fn run(
     let limit = within("before restoring")?;
     let restored: HostResult<()> = match engine {
         Engine::Sqlite => {
-            let target = PathBuf::from(super::url::sqlite_path(&scratch_url)?);
+            let target = super::url::sqlite_path(&scratch_url)?;
             sqlite::restore_into(&dump_path, &target)
         }
         _ => {
@@ -281,7 +281,7 @@ pub fn run(
             let r = f.call_within_context::<Dynamic>(nctx, (scratch_url.clone(),));
             results.push(match r {
                 Ok(v) => {
-                    let ok = !(v.is_bool() && !v.as_bool().unwrap_or(true));
+                    let ok = !v.is_bool() || v.as_bool().unwrap_or(true);
                     let actual = crate::host::binding::dynamic_to_json(&v).unwrap_or(Value::Null);
                     CheckResult {
                         check: "closure".into(),

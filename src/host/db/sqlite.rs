@@ -512,7 +512,7 @@ pub fn export(
         .next()
         .map_err(sql_err(format!("export_table {table}")))?
     {
-        if count % 10_000 == 0 {
+        if count.is_multiple_of(10_000) {
             ctx.check_cancelled()?;
         }
         let vals: Vec<Value> = (0..names.len())
