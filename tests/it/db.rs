@@ -1,1 +1,573 @@
-//! Tests for the db capability.
+//! Tests for the db capability: real PostgreSQL and MariaDB servers started by
+//! tests/env/20-postgres.sh and 21-mariadb.sh, real SQLite files, the real mtn binary.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+fn pg_url() -> String {
+    env_var("MTN_TEST_PG_URL")
+}
+fn pg_password() -> String {
+    env_var("MTN_TEST_PG_PASSWORD")
+}
+fn pg_port() -> String {
+    env_var("MTN_TEST_PG_PORT")
+}
+/// The server URL pointing at another database.
+fn pg_db(db: &str) -> String {
+    let u = pg_url();
+    format!("{}/{db}", &u[..u.rfind('/').unwrap()])
+}
+fn my_url() -> String {
+    env_var("MTN_TEST_MY_URL")
+}
+fn my_db(db: &str) -> String {
+    let u = my_url();
+    format!("{}/{db}", &u[..u.rfind('/').unwrap()])
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}_{}", std::process::id(), rand_suffix())
+}
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+/// psql as a real client, password via the environment.
+fn psql(db: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
+        .args(["-p", &pg_port(), "-d", db, "-c", sql])
+        .env("PGPASSWORD", pg_password())
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn mariadb(db: &str, sql: &str) -> String {
+    let port = env_var("MTN_TEST_MY_PORT");
+    let out = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "--protocol=TCP",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "-uroot",
+            "-N",
+            "-B",
+        ])
+        .args(["-e", sql])
+        .args(if db.is_empty() {
+            vec![]
+        } else {
+            vec![db.to_string()]
+        })
+        .env("MYSQL_PWD", env_var("MTN_TEST_MY_PASSWORD"))
+        .output()
+        .expect("mariadb");
+    assert!(
+        out.status.success(),
+        "mariadb {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+const PG_SCHEMA: &str = "
+CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, email text, meta jsonb, created_at timestamptz DEFAULT now());
+CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id int REFERENCES customers(id), total numeric(12,2), note text, placed date);
+INSERT INTO customers (name, email, meta) SELECT 'name ' || g || E' with\\ttab and ''quote''', 'c' || g || '@example.com',
+  jsonb_build_object('n', g, 'tags', jsonb_build_array('a', 'b')) FROM generate_series(1, 3000) g;
+INSERT INTO orders (customer_id, total, note, placed) SELECT 1 + g % 3000, g * 1.25, repeat('x', g % 50) || E'\\n\\u00e9', date '2024-01-01' + g % 365
+  FROM generate_series(1, 8000) g;
+";
+
+/// Per table: row count and an order-independent content checksum.
+fn pg_fingerprint(db: &str) -> Vec<String> {
+    ["customers", "orders"]
+        .iter()
+        .map(|t| {
+            psql(db, &format!("SELECT count(*) || ':' || md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} x"))
+        })
+        .collect()
+}
+
+fn assert_no_secret(text: &str, secret: &str) {
+    assert!(!text.contains(secret), "the password leaked:\n{text}");
+}
+
+#[test]
+fn pg_dump_restore_roundtrip_identical_and_plain_gunzip_psql() {
+    let src = unique("mtn_src");
+    psql("postgres", &format!("CREATE DATABASE {src}"));
+    psql(&src, PG_SCHEMA);
+    let dir = tempdir();
+    let dst = unique("mtn_dst");
+    let script = format!(
+        r#"
+let r = dump_db("{src_url}", #{{ to: "out/", min_size: 1000 }});
+assert(r.bytes > 0 && r.raw_bytes > r.bytes, "sizes");
+log(`PATH=${{r.path}}`);
+let x = restore_db(r.path, "{dst_url}", #{{ create: true }});
+assert(x.format == "plain", "format");
+// A second restore into the now non-empty target is refused.
+try {{ restore_db(r.path, "{dst_url}"); fail("not refused"); }} catch (e) {{ assert(e.kind == "refused", e.message); }}
+"#,
+        src_url = pg_db(&src),
+        dst_url = pg_db(&dst)
+    );
+    let run = run_script_env(dir.path(), "t.rhai", &script, &["-v"], &[]);
+    run.expect_code(0);
+    assert_no_secret(&run.all(), &pg_password());
+    let path = run
+        .all()
+        .split("PATH=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(path.ends_with(".sql.gz"), "{path}");
+    assert!(
+        Command::new("gzip")
+            .arg("-t")
+            .arg(&path)
+            .status()
+            .unwrap()
+            .success(),
+        "gzip -t"
+    );
+    let side = std::fs::read_to_string(format!("{path}.sha256")).unwrap();
+    let sum = Command::new("sha256sum").arg(&path).output().unwrap();
+    assert_eq!(
+        side.split_whitespace().next(),
+        String::from_utf8_lossy(&sum.stdout)
+            .split_whitespace()
+            .next()
+    );
+    assert_eq!(pg_fingerprint(&src), pg_fingerprint(&dst));
+
+    // The file is an ordinary gzip of an ordinary SQL dump: `gunzip -c f | psql` restores it.
+    let plain = unique("mtn_plain");
+    psql("postgres", &format!("CREATE DATABASE {plain}"));
+    let mut gz = Command::new("gunzip")
+        .arg("-c")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let st = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-p",
+            &pg_port(),
+            "-d",
+            &plain,
+        ])
+        .env("PGPASSWORD", pg_password())
+        .stdin(gz.stdout.take().unwrap())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(gz.wait().unwrap().success());
+    assert_eq!(pg_fingerprint(&src), pg_fingerprint(&plain));
+    for d in [&src, &dst, &plain] {
+        psql("postgres", &format!("DROP DATABASE {d} WITH (FORCE)"));
+    }
+}
+
+#[test]
+fn pg_custom_format_lists_and_restores() {
+    let src = unique("mtn_csrc");
+    psql("postgres", &format!("CREATE DATABASE {src}"));
+    psql(&src, PG_SCHEMA);
+    let dst = unique("mtn_cdst");
+    let dir = tempdir();
+    let script = format!(
+        r#"let r = dump_db("{}", #{{ to: "out/db.dump", format: "custom" }});
+restore_db(r.path, "{}", #{{ create: true, jobs: 2 }});"#,
+        pg_db(&src),
+        pg_db(&dst)
+    );
+    run_script(dir.path(), "t.rhai", &script, &[]).expect_code(0);
+    assert!(Command::new("pg_restore")
+        .arg("--list")
+        .arg(dir.path().join("out/db.dump"))
+        .output()
+        .unwrap()
+        .status
+        .success());
+    assert_eq!(pg_fingerprint(&src), pg_fingerprint(&dst));
+    psql("postgres", &format!("DROP DATABASE {src} WITH (FORCE)"));
+    psql("postgres", &format!("DROP DATABASE {dst} WITH (FORCE)"));
+}
+
+#[test]
+fn pg_sigkill_mid_dump_leaves_no_final_file_and_password_not_in_ps() {
+    let src = unique("mtn_big");
+    psql("postgres", &format!("CREATE DATABASE {src}"));
+    // ~150 MB of text: long enough to catch the dump in flight.
+    psql(&src, "CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 8) AS payload FROM generate_series(1, 500000) g");
+    let dir = tempdir();
+    let dest = dir.path().join("big.sql.gz");
+    std::fs::write(
+        dir.path().join("t.rhai"),
+        format!(
+            r#"dump_db("{}", #{{ to: "{}", threads: 1, compress: "gzip:9" }});"#,
+            pg_db(&src),
+            dest.display()
+        ),
+    )
+    .unwrap();
+    let mut child = mtn()
+        .current_dir(dir.path())
+        .arg("run")
+        .arg("t.rhai")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let tmp = dir.path().join("big.sql.gz.tmp");
+    let started = Instant::now();
+    while !(tmp.exists()
+        && std::fs::metadata(&tmp)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "dump never started"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "mtn ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // pg_dump is running now: neither its command line nor mtn's shows the password.
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(ps.contains("pg_dump"), "pg_dump not running:\n{ps}");
+    assert_no_secret(&ps, &pg_password());
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !dest.exists(),
+        "a file exists under the final name after SIGKILL"
+    );
+    psql("postgres", &format!("DROP DATABASE {src} WITH (FORCE)"));
+}
+
+#[test]
+fn pg_clear_errors_exit_1_and_no_file() {
+    let dir = tempdir();
+    let u = pg_url();
+    let wrong = u.replace(&pg_password(), "not-the-password");
+    type Case<'a> = (String, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (wrong, vec![], "authentication failed"),
+        (
+            format!(
+                "postgres://postgres:x@127.0.0.1:{}/postgres?connect_timeout=3",
+                free_port()
+            ),
+            vec![],
+            "cannot connect",
+        ),
+        (
+            u.clone(),
+            vec![("PATH", dir.path().join("empty-bin").display().to_string())],
+            "pg_dump not found in PATH: install the Debian package postgresql-client",
+        ),
+    ];
+    for (i, (url, env, expect)) in cases.iter().enumerate() {
+        let out = dir.path().join(format!("out{i}"));
+        let script = format!(r#"dump_db("{url}", #{{ to: "{}/" }});"#, out.display());
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let run = run_script_env(dir.path(), "t.rhai", &script, &[], &env);
+        run.expect_code(1);
+        assert!(
+            run.all().contains(expect),
+            "case {i}: expected {expect:?} in\n{}",
+            run.all()
+        );
+        assert_no_secret(&run.all(), &pg_password());
+        let files = std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(files, 0, "case {i}: files were written");
+    }
+}
+
+#[test]
+fn pg_restore_test_drops_scratch_when_check_fails_and_records_success() {
+    let src = unique("mtn_rt");
+    psql("postgres", &format!("CREATE DATABASE {src}"));
+    psql(&src, PG_SCHEMA);
+    let dir = tempdir();
+    let script = format!(
+        r#"
+let d = dump_db("{src}", #{{ to: "out/" }}).path;
+let bad = restore_test(d, "{server}", #{{ "SELECT count(*) FROM customers": 3000, "SELECT count(*) FROM orders": 1 }});
+assert(!bad.ok, "a failing check must make ok false");
+assert(bad.checks.len() == 2 && bad.dropped, "report");
+let thrown = restore_test(d, "{server}", |url| {{ db_query(url, "SELECT * FROM no_such_table"); true }});
+assert(!thrown.ok, "a throwing closure fails");
+let good = restore_test(d, "{server}", |url| db_query(url, "SELECT count(*) AS n FROM orders")[0].n == 8000);
+assert(good.ok, `closure check: ${{good}}`);
+"#,
+        src = pg_db(&src),
+        server = pg_url()
+    );
+    run_script_env(
+        dir.path(),
+        "t.rhai",
+        &script,
+        &["--state-dir", "state"],
+        &[],
+    )
+    .expect_code(0);
+    assert_eq!(
+        psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'mtn_restore_test%'"
+        ),
+        "0"
+    );
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("state/last_restore_test.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["ok"], true);
+    assert!(state["timestamp"].as_i64().unwrap() > 1_600_000_000);
+    assert!(!state["url"].as_str().unwrap().contains(&pg_password()));
+    psql("postgres", &format!("DROP DATABASE {src} WITH (FORCE)"));
+}
+
+#[test]
+fn pg_delete_rows_older_than_deletes_in_batches() {
+    let db = unique("mtn_del");
+    psql("postgres", &format!("CREATE DATABASE {db}"));
+    psql(
+        &db,
+        "CREATE TABLE events (id serial, at timestamptz); \
+        INSERT INTO events (at) SELECT now() - interval '100 days' FROM generate_series(1, 2500); \
+        INSERT INTO events (at) SELECT now() FROM generate_series(1, 10);",
+    );
+    let dir = tempdir();
+    let u = pg_db(&db);
+    let dry_script = format!(
+        r#"let dry = delete_rows_older_than("{u}", "events", "at", "90d", #{{ batch: 1000 }});
+assert(dry.dry_run && dry.deleted == 0 && dry.matching == 2500, `dry: ${{dry}}`);"#
+    );
+    run_script(dir.path(), "d.rhai", &dry_script, &["--dry-run"]).expect_code(0);
+    assert_eq!(psql(&db, "SELECT count(*) FROM events"), "2510");
+    let script = format!(
+        r#"let r = delete_rows_older_than("{u}", "events", "at", "90d", #{{ batch: 1000, pause: "10ms" }});
+log(`BATCHES=${{r.batches}} DELETED=${{r.deleted}}`);"#
+    );
+    let run = run_script(dir.path(), "t.rhai", &script, &[]);
+    run.expect_code(0);
+    assert!(
+        run.all().contains("BATCHES=3 DELETED=2500"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(psql(&db, "SELECT count(*) FROM events"), "10");
+    psql("postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
+}
+
+#[test]
+fn mysql_dump_restore_roundtrip_identical() {
+    let src = unique("mtn_msrc");
+    mariadb("", &format!("CREATE DATABASE {src}"));
+    mariadb(&src, "CREATE TABLE people (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(100), bio TEXT, born DATE, score DECIMAL(8,2), photo BLOB);
+        INSERT INTO people (name, bio, born, score, photo) VALUES ('Ada', 'tab\there', '1815-12-10', 99.5, X'00FF10'), ('O''Brien', NULL, '1990-01-01', 1.25, NULL);
+        INSERT INTO people (name, bio, born, score) SELECT CONCAT('p', seq), REPEAT('z', seq % 40), '2000-01-01', seq / 4 FROM seq_1_to_3000;");
+    let dst = unique("mtn_mdst");
+    let dir = tempdir();
+    let script = format!(
+        r#"let r = dump_db("{}", #{{ to: "out/" }});
+log(`PATH=${{r.path}}`);
+restore_db(r.path, "{}", #{{ create: true }});
+let t = restore_test(r.path, "{}", #{{ "SELECT COUNT(*) FROM people": 3002 }});
+assert(t.ok, `${{t}}`);"#,
+        my_db(&src),
+        my_db(&dst),
+        my_url()
+    );
+    let run = run_script_env(dir.path(), "t.rhai", &script, &["-v"], &[]);
+    run.expect_code(0);
+    assert_no_secret(&run.all(), &env_var("MTN_TEST_MY_PASSWORD"));
+    let path = run
+        .all()
+        .split("PATH=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(Command::new("gzip")
+        .arg("-t")
+        .arg(&path)
+        .status()
+        .unwrap()
+        .success());
+    let sum = |db: &str| {
+        mariadb(db, "SELECT COUNT(*), MD5(GROUP_CONCAT(CONCAT_WS('|', id, name, IFNULL(bio,'~'), born, score, HEX(IFNULL(photo,''))) ORDER BY id SEPARATOR ',')) FROM people")
+    };
+    mariadb("", "SET GLOBAL group_concat_max_len = 100000000");
+    assert_eq!(sum(&src), sum(&dst));
+    assert_eq!(mariadb("", "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name LIKE 'mtn_restore_test%'"), "0");
+    mariadb("", &format!("DROP DATABASE {src}; DROP DATABASE {dst}"));
+}
+
+fn sqlite_fingerprint(path: &Path) -> Vec<(String, i64, String)> {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let tables: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_schema WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    tables
+        .into_iter()
+        .map(|t| {
+            let mut rows: Vec<String> = Vec::new();
+            let mut st = c.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
+            let n = st.column_count();
+            let mut q = st.query([]).unwrap();
+            while let Some(r) = q.next().unwrap() {
+                rows.push(
+                    (0..n)
+                        .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                );
+            }
+            rows.sort();
+            use sha2::Digest;
+            let h = hex::encode(sha2::Sha256::digest(rows.join("\n").as_bytes()));
+            (t, rows.len() as i64, h)
+        })
+        .collect()
+}
+
+#[test]
+fn sqlite_dump_restore_roundtrip_identical_and_nightly_script() {
+    let dir = tempdir();
+    std::fs::create_dir_all(dir.path().join("example")).unwrap();
+    std::fs::copy(
+        repo().join("example/app.db"),
+        dir.path().join("example/app.db"),
+    )
+    .unwrap();
+    let script = r#"
+let r = dump_db("sqlite://example/app.db", #{ to: "out/" });
+log(`PATH=${r.path}`);
+restore_db(r.path, "sqlite://restored/app.db", #{ create: true });
+let rows = db_query("sqlite://restored/app.db", "SELECT count(*) AS n FROM orders WHERE status = ?", ["paid"]);
+assert(rows[0].n > 0, "paid orders");
+let x = export_table("sqlite://restored/app.db", "customers", "out/customers.csv");
+assert(x.rows == 200, `${x}`);
+"#;
+    let run = run_script(dir.path(), "t.rhai", script, &[]);
+    run.expect_code(0);
+    let path = run
+        .all()
+        .split("PATH=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(Command::new("gzip")
+        .arg("-t")
+        .arg(&path)
+        .status()
+        .unwrap()
+        .success());
+    let fp = sqlite_fingerprint(&dir.path().join("example/app.db"));
+    assert_eq!(fp.len(), 5);
+    assert_eq!(fp, sqlite_fingerprint(&dir.path().join("restored/app.db")));
+    let csv = std::fs::read_to_string(dir.path().join("out/customers.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 201);
+
+    // The shipped nightly procedure works on a machine with no server.
+    let nightly = mtn()
+        .current_dir(dir.path())
+        .arg("run")
+        .arg(repo().join("scripts/nightly.rhai"))
+        .args(["--state-dir", "state"])
+        .output()
+        .unwrap();
+    let nightly = Run::from(nightly);
+    nightly.expect_code(0);
+    let backups: Vec<_> = std::fs::read_dir(dir.path().join("backups"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(backups.iter().any(|b| b.ends_with(".db.gz")), "{backups:?}");
+    assert!(
+        backups.iter().any(|b| b.ends_with(".db.gz.sha256")),
+        "{backups:?}"
+    );
+    assert!(dir.path().join("state/last_restore_test.json").exists());
+}
+
+#[test]
+fn sqlite_delete_batches_and_restore_test_closure() {
+    let dir = tempdir();
+    let db = dir.path().join("ev.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("CREATE TABLE ev (id INTEGER PRIMARY KEY, at TEXT); \
+        WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < 250) INSERT INTO ev (at) SELECT datetime('now', '-200 days') FROM s; \
+        INSERT INTO ev (at) VALUES (datetime('now'));").unwrap();
+    drop(c);
+    let script = format!(
+        r#"let r = delete_rows_older_than("sqlite://{db}", "ev", "at", "90d", #{{ batch: 100, pause: 0 }});
+assert(r.deleted == 250 && r.batches == 3, `${{r}}`);
+let d = dump_db("sqlite://{db}", #{{ to: "out/" }});
+let t = restore_test(d.path, "sqlite://{db}", #{{ "SELECT count(*) FROM ev": 2 }});
+assert(!t.ok && !t.checks[0].ok && t.checks[0].actual == 1, `${{t}}`);
+"#,
+        db = db.display()
+    );
+    run_script(dir.path(), "t.rhai", &script, &[]).expect_code(0);
+}

@@ -1,10 +1,426 @@
-//! Databases: `dump_db` and `restore_db` dispatch on the URL scheme.
+//! Databases: `dump_db` and `restore_db` dispatch on the URL scheme (postgres://, mysql:// /
+//! mariadb://, sqlite://, mongodb://), plus the restore drill, queries and maintenance.
 
+pub mod dump_file;
 pub mod mongo;
+pub mod mysql;
+pub mod options;
+pub mod pg_conn;
+pub mod pg_values;
+pub mod postgres;
+pub mod restore_test;
+pub mod sqlite;
+pub mod tools;
+pub mod url;
 
+use std::path::Path;
+
+use rhai::{Array, Dynamic, Map, NativeCallContext};
+use serde_json::Value;
+
+use self::options::*;
+use self::url::Engine;
+use crate::engine::ctx::Ctx;
 use crate::engine::registry::Registrar;
+use crate::host::binding::{call, call_dyn, dynamic_to_json, opts, parse_duration, RhaiResult};
+use crate::host::error::{HostError, HostResult};
+
+/// Rows of any engine, column name → JSON value.
+pub async fn query(
+    url: &str,
+    sql: &str,
+    params: &[Value],
+) -> HostResult<Vec<serde_json::Map<String, Value>>> {
+    match Engine::of(url)? {
+        Engine::Postgres => postgres::query(url, sql, params).await,
+        Engine::Mysql => mysql::query(url, sql, params).await,
+        Engine::Sqlite => sqlite::query(url, sql, params),
+        Engine::Mongo => Err(mongo_sql("db_query")),
+    }
+}
+
+fn mongo_sql(function: &str) -> HostError {
+    HostError::invalid(format!(
+        "{function}: MongoDB has no SQL; use the mongo_* functions"
+    ))
+}
+
+fn params_json(params: &Array) -> HostResult<Vec<Value>> {
+    params.iter().map(dynamic_to_json).collect()
+}
+
+fn age_of(d: &Dynamic) -> HostResult<std::time::Duration> {
+    if let Ok(i) = d.as_int() {
+        return Ok(std::time::Duration::from_secs(i.max(0) as u64));
+    }
+    if let Ok(f) = d.as_float() {
+        return Ok(std::time::Duration::from_secs_f64(f.max(0.0)));
+    }
+    if let Some(s) = d.read_lock::<rhai::ImmutableString>() {
+        return parse_duration(&s);
+    }
+    Err(HostError::invalid(format!(
+        "age must be a duration like \"90d\" or seconds, got {}",
+        d.type_name()
+    )))
+}
+
+fn dump_db(ctx: &Ctx, url: &str, map: &Map) -> RhaiResult {
+    crate::redact::register_url(url);
+    let engine = Engine::of(url).map_err(|e| e.into_rhai("dump_db"))?;
+    if engine == Engine::Mongo {
+        return call_dyn(ctx, "dump_db", || mongo::dump_db(ctx, url, map));
+    }
+    call(ctx, "dump_db", || {
+        let o: DumpOptions = opts("dump_db", map)?;
+        match engine {
+            Engine::Postgres => ctx.block_on(postgres::dump(ctx, url, o)),
+            Engine::Mysql => ctx.block_on(mysql::dump(ctx, url, o)),
+            _ => sqlite::dump(ctx, url, o),
+        }
+    })
+}
+
+fn restore_db(ctx: &Ctx, dump: &str, url: &str, map: &Map) -> RhaiResult {
+    crate::redact::register_url(url);
+    let engine = Engine::of(url).map_err(|e| e.into_rhai("restore_db"))?;
+    if engine == Engine::Mongo {
+        return call_dyn(ctx, "restore_db", || mongo::restore_db(ctx, dump, url, map));
+    }
+    call(ctx, "restore_db", || {
+        let o: RestoreOptions = opts("restore_db", map)?;
+        let path = Path::new(dump);
+        if !path.exists() {
+            return Err(HostError::not_found(format!(
+                "restore_db: dump {dump} does not exist"
+            )));
+        }
+        match engine {
+            Engine::Postgres => ctx.block_on(postgres::restore(ctx, path, url, o)),
+            Engine::Mysql => ctx.block_on(mysql::restore(ctx, path, url, o)),
+            _ => sqlite::restore(ctx, path, url, o),
+        }
+    })
+}
+
+fn restore_test_fn(
+    nctx: &NativeCallContext,
+    ctx: &Ctx,
+    dump: &str,
+    url: &str,
+    checks: Dynamic,
+    map: &Map,
+) -> RhaiResult {
+    crate::redact::register_url(url);
+    let engine = Engine::of(url).map_err(|e| e.into_rhai("restore_test"))?;
+    if engine == Engine::Mongo {
+        return call_dyn(ctx, "restore_test", || {
+            mongo::restore_test(nctx, ctx, dump, url, checks, map)
+        });
+    }
+    call(ctx, "restore_test", || {
+        let o: RestoreTestOptions = opts("restore_test", map)?;
+        restore_test::run(nctx, ctx, dump, url, checks, o)
+    })
+}
+
+fn db_query(ctx: &Ctx, url: &str, sql: &str, params: &Array) -> RhaiResult {
+    crate::redact::register_url(url);
+    call(ctx, "db_query", || {
+        let p = params_json(params)?;
+        ctx.block_on(query(url, sql, &p))
+    })
+}
+
+fn db_exec(ctx: &Ctx, url: &str, sql: &str, params: &Array) -> RhaiResult {
+    crate::redact::register_url(url);
+    call(ctx, "db_exec", || {
+        let p = params_json(params)?;
+        let n = match Engine::of(url)? {
+            Engine::Postgres => ctx.block_on(postgres::exec(url, sql, &p, ctx.dry_run)),
+            Engine::Mysql => ctx.block_on(mysql::exec(url, sql, &p, ctx.dry_run)),
+            Engine::Sqlite => sqlite::exec(url, sql, &p, ctx.dry_run),
+            Engine::Mongo => Err(mongo_sql("db_exec")),
+        }?;
+        Ok(n as i64)
+    })
+}
+
+fn vacuum(ctx: &Ctx, url: &str, map: &Map) -> RhaiResult {
+    crate::redact::register_url(url);
+    call(ctx, "vacuum", || {
+        let o: VacuumOptions = opts("vacuum", map)?;
+        match Engine::of(url)? {
+            Engine::Postgres => ctx.block_on(postgres::vacuum(ctx, url, o)),
+            Engine::Mysql => ctx.block_on(mysql::vacuum(ctx, url, o)),
+            Engine::Sqlite => sqlite::vacuum(ctx, url, o),
+            Engine::Mongo => Err(HostError::invalid("vacuum: for MongoDB use mongo_compact")),
+        }
+    })
+}
+
+fn db_stats(ctx: &Ctx, url: &str, map: &Map) -> RhaiResult {
+    crate::redact::register_url(url);
+    call_dyn(ctx, "db_stats", || {
+        let o: StatsOptions = opts("db_stats", map)?;
+        use crate::host::binding::to_dynamic;
+        match Engine::of(url)? {
+            Engine::Postgres => to_dynamic(&ctx.block_on(postgres::stats(url, o))?),
+            Engine::Mysql => to_dynamic(&ctx.block_on(mysql::stats(url, o))?),
+            Engine::Sqlite => to_dynamic(&sqlite::stats(url, o)?),
+            Engine::Mongo => Err(HostError::invalid("db_stats: for MongoDB use mongo_stats")),
+        }
+    })
+}
+
+fn delete_rows(
+    ctx: &Ctx,
+    url: &str,
+    table: &str,
+    column: &str,
+    age: &Dynamic,
+    map: &Map,
+) -> RhaiResult {
+    crate::redact::register_url(url);
+    call(ctx, "delete_rows_older_than", || {
+        let o: DeleteOptions = opts("delete_rows_older_than", map)?;
+        let age = age_of(age)?;
+        match Engine::of(url)? {
+            Engine::Postgres => {
+                ctx.block_on(postgres::delete_older(ctx, url, table, column, age, o))
+            }
+            Engine::Mysql => ctx.block_on(mysql::delete_older(ctx, url, table, column, age, o)),
+            Engine::Sqlite => sqlite::delete_older(ctx, url, table, column, age, o),
+            Engine::Mongo => Err(HostError::invalid(
+                "delete_rows_older_than: for MongoDB use the mongo_* cleanup functions",
+            )),
+        }
+    })
+}
+
+fn export_table(ctx: &Ctx, url: &str, table: &str, to: &str, map: &Map) -> RhaiResult {
+    crate::redact::register_url(url);
+    call(ctx, "export_table", || {
+        let o: ExportOptions = opts("export_table", map)?;
+        match Engine::of(url)? {
+            Engine::Postgres => ctx.block_on(postgres::export(ctx, url, table, to, o)),
+            Engine::Mysql => ctx.block_on(mysql::export(ctx, url, table, to, o)),
+            Engine::Sqlite => sqlite::export(ctx, url, table, to, o),
+            Engine::Mongo => Err(HostError::invalid("export_table: for MongoDB use dump_db")),
+        }
+    })
+}
+
+const DUMP_DOC: &str = r#"Back up a database to a compressed, checksummed file; the URL scheme picks the engine.
+
+`postgres://` runs the system `pg_dump`, `mysql://`/`mariadb://` runs `mariadb-dump --single-transaction`,
+`sqlite://path` copies with SQLite's online backup API, `mongodb://` dumps natively. Output streams through
+parallel gzip into `<final>.tmp`, is fsynced and renamed, and gets a `.sha256` sidecar. The password goes to
+the tools through their environment or a private defaults file, never their command line.
+Options: `to` (file or folder; default `./backups/<db>_<YYYY-mm-dd_HHMMSS>.sql.gz`), `format`
+(plain | custom | directory, PostgreSQL), `compress` ("gzip", "gzip:9", "none"), `tables`, `exclude_tables`,
+`schema_only`, `data_only`, `jobs` (directory format), `min_size` (bytes or "10MB"), `max_shrink` (fail when
+smaller than this fraction of the previous dump in the folder), `threads`.
+Returns `#{ path, bytes, raw_bytes, sha256, duration_ms, dry_run, format }`.
+
+```rhai
+let r = dump_db("sqlite://example/app.db", #{ to: "backups/", max_shrink: 0.5 });
+log(`wrote ${r.path} (${r.bytes} bytes)`);
+```"#;
+
+const RESTORE_DOC: &str = r#"Restore a dump made by `dump_db` into the database named by the URL.
+
+Plain SQL dumps (gzipped or not) are streamed into `psql`/`mariadb`; custom and directory archives go through
+`pg_restore`; SQLite dumps are copied in with the backup API. Refuses a non-empty target unless `clean: true`
+(drop and recreate it); `create: true` creates a missing target. Options: `create`, `clean`, `jobs`, `no_owner`.
+Returns `#{ database, format, dump_bytes, duration_ms, dry_run }`.
+
+```rhai
+restore_db("backups/app.db.gz", "sqlite:///tmp/app-copy.db", #{ create: true, clean: true });
+```"#;
+
+const RESTORE_TEST_DOC: &str = r#"Prove a dump restores: scratch database, restore, checks, always dropped afterwards.
+
+Creates a uniquely named scratch database on the server of `url` (a temporary file for SQLite), restores the
+dump, runs the checks, and drops the scratch database whatever happens (failure, timeout, cancellation).
+`checks` is a map of SQL → expected value (a value, or a comparison string like ">0" or ">= 100"; the first
+column of the first row is compared), or a closure given the scratch database URL that returns false to fail.
+A failed check makes `ok` false; the script decides whether to `fail`. The time of the last success goes to
+`<state_dir>/last_restore_test.json`. Options: `timeout`, `jobs`, `no_owner`.
+Returns `#{ ok, checks, database, restore_ms, duration_ms, dropped, dry_run }`.
+
+```rhai
+let dump = dump_db("sqlite://example/app.db", #{ to: "backups/" }).path;
+let t = restore_test(dump, "sqlite://example/app.db", #{ "SELECT count(*) FROM customers": ">0" });
+if !t.ok { fail(`restore test failed: ${t.checks}`); }
+```"#;
 
 pub fn register(r: &mut Registrar) {
     r.category("db");
+    let c = r.ctx.clone();
+    r.add(
+        "dump_db",
+        &["url: &str"],
+        "Map",
+        DUMP_DOC,
+        move |url: &str| dump_db(&c, url, &Map::new()),
+    );
+    let c = r.ctx.clone();
+    r.add(
+        "dump_db",
+        &["url: &str", "opts: Map"],
+        "Map",
+        DUMP_DOC,
+        move |url: &str, o: Map| dump_db(&c, url, &o),
+    );
+
+    let c = r.ctx.clone();
+    r.add(
+        "restore_db",
+        &["dump: &str", "url: &str"],
+        "Map",
+        RESTORE_DOC,
+        move |d: &str, url: &str| restore_db(&c, d, url, &Map::new()),
+    );
+    let c = r.ctx.clone();
+    r.add(
+        "restore_db",
+        &["dump: &str", "url: &str", "opts: Map"],
+        "Map",
+        RESTORE_DOC,
+        move |d: &str, url: &str, o: Map| restore_db(&c, d, url, &o),
+    );
+
+    let c = r.ctx.clone();
+    r.add(
+        "restore_test",
+        &["dump: &str", "url: &str", "checks: ?"],
+        "Map",
+        RESTORE_TEST_DOC,
+        move |nctx: NativeCallContext, d: &str, url: &str, checks: Dynamic| {
+            restore_test_fn(&nctx, &c, d, url, checks, &Map::new())
+        },
+    );
+    let c = r.ctx.clone();
+    r.add(
+        "restore_test",
+        &["dump: &str", "url: &str", "checks: ?", "opts: Map"],
+        "Map",
+        RESTORE_TEST_DOC,
+        move |nctx: NativeCallContext, d: &str, url: &str, checks: Dynamic, o: Map| {
+            restore_test_fn(&nctx, &c, d, url, checks, &o)
+        },
+    );
+
+    let qdoc = "Run a query and return its rows as an array of maps with typed values.\n\nNumbers, strings, bools, `()` for NULL, timestamps as ISO strings, json as maps. Parameters are `$1, $2` (PostgreSQL) or `?` (MySQL, SQLite).\n\n```rhai\nlet rows = db_query(\"sqlite://example/app.db\", \"SELECT count(*) AS n FROM orders WHERE status = ?\", [\"paid\"]);\nlog(rows[0].n);\n```";
+    let c = r.ctx.clone();
+    r.add(
+        "db_query",
+        &["url: &str", "sql: &str"],
+        "Array",
+        qdoc,
+        move |url: &str, sql: &str| db_query(&c, url, sql, &Array::new()),
+    );
+    let c = r.ctx.clone();
+    r.add(
+        "db_query",
+        &["url: &str", "sql: &str", "params: Array"],
+        "Array",
+        qdoc,
+        move |url: &str, sql: &str, p: Array| db_query(&c, url, sql, &p),
+    );
+
+    let edoc = "Run a statement (or several, without parameters) and return the number of rows affected.\n\nIn dry-run the statement is only prepared (checked), not run.\n\n```rhai\nlet n = db_exec(\"sqlite://example/app.db\", \"UPDATE customers SET email = lower(email)\");\n```";
+    let c = r.ctx.clone();
+    r.add(
+        "db_exec",
+        &["url: &str", "sql: &str"],
+        "i64",
+        edoc,
+        move |url: &str, sql: &str| db_exec(&c, url, sql, &Array::new()),
+    );
+    let c = r.ctx.clone();
+    r.add(
+        "db_exec",
+        &["url: &str", "sql: &str", "params: Array"],
+        "i64",
+        edoc,
+        move |url: &str, sql: &str, p: Array| db_exec(&c, url, sql, &p),
+    );
+
+    let vdoc = "Reclaim space and refresh planner statistics: PostgreSQL VACUUM (ANALYZE), MySQL ANALYZE/OPTIMIZE TABLE, SQLite VACUUM + ANALYZE + integrity_check.\n\nOptions: `full` (VACUUM FULL / OPTIMIZE TABLE), `analyze` (default true), `tables` (default all). Returns `#{ database, size_before, size_after, tables, integrity, duration_ms, dry_run }`.\n\n```rhai\nlet v = vacuum(\"sqlite://example/app.db\");\nlog(`${v.size_before} -> ${v.size_after} bytes`);\n```";
+    let c = r.ctx.clone();
+    r.add("vacuum", &["url: &str"], "Map", vdoc, move |url: &str| {
+        vacuum(&c, url, &Map::new())
+    });
+    let c = r.ctx.clone();
+    r.add(
+        "vacuum",
+        &["url: &str", "opts: Map"],
+        "Map",
+        vdoc,
+        move |url: &str, o: Map| vacuum(&c, url, &o),
+    );
+
+    let sdoc = "Database health: size, connections, long-running queries, largest tables, dead tuples.\n\nOptions: `long_running` (threshold, default \"5m\"), `top` (tables listed, default 10). Returns `#{ engine, database, server_version, size_bytes, connections, max_connections, long_running, largest_tables, dead_tuples }`.\n\n```rhai\nlet s = db_stats(\"sqlite://example/app.db\");\nlog(`${s.size_bytes} bytes`);\n```";
+    let c = r.ctx.clone();
+    r.add("db_stats", &["url: &str"], "Map", sdoc, move |url: &str| {
+        db_stats(&c, url, &Map::new())
+    });
+    let c = r.ctx.clone();
+    r.add(
+        "db_stats",
+        &["url: &str", "opts: Map"],
+        "Map",
+        sdoc,
+        move |url: &str, o: Map| db_stats(&c, url, &o),
+    );
+
+    let ddoc = "Delete rows whose timestamp column is older than `age`, in batches so no long lock is held.\n\nEach batch (default 10,000 rows) is its own short statement, with a pause (default 100ms) between batches. Options: `batch`, `pause`, `max_batches`. In dry-run the matching rows are only counted. Returns `#{ table, deleted, batches, matching, duration_ms, dry_run }`.\n\n```rhai\nlet r = delete_rows_older_than(\"sqlite://example/app.db\", \"audit_log\", \"created_at\", \"90d\");\nlog(`deleted ${r.deleted} rows in ${r.batches} batches`);\n```";
+    let c = r.ctx.clone();
+    r.add(
+        "delete_rows_older_than",
+        &["url: &str", "table: &str", "column: &str", "age: ?"],
+        "Map",
+        ddoc,
+        move |url: &str, t: &str, col: &str, age: Dynamic| {
+            delete_rows(&c, url, t, col, &age, &Map::new())
+        },
+    );
+    let c = r.ctx.clone();
+    r.add(
+        "delete_rows_older_than",
+        &[
+            "url: &str",
+            "table: &str",
+            "column: &str",
+            "age: ?",
+            "opts: Map",
+        ],
+        "Map",
+        ddoc,
+        move |url: &str, t: &str, col: &str, age: Dynamic, o: Map| {
+            delete_rows(&c, url, t, col, &age, &o)
+        },
+    );
+
+    let xdoc = "Export a table to CSV (with header) or JSON lines, streamed (PostgreSQL uses COPY).\n\nGzipped when `to` ends in `.gz` (or `compress` says so); written atomically with a `.sha256` sidecar. Options: `format` (\"csv\" | \"jsonl\"), `compress`. Returns `#{ path, rows, bytes, sha256, duration_ms, dry_run }`.\n\n```rhai\nexport_table(\"sqlite://example/app.db\", \"customers\", \"backups/customers.csv\");\n```";
+    let c = r.ctx.clone();
+    r.add(
+        "export_table",
+        &["url: &str", "table: &str", "to: &str"],
+        "Map",
+        xdoc,
+        move |url: &str, t: &str, to: &str| export_table(&c, url, t, to, &Map::new()),
+    );
+    let c = r.ctx.clone();
+    r.add(
+        "export_table",
+        &["url: &str", "table: &str", "to: &str", "opts: Map"],
+        "Map",
+        xdoc,
+        move |url: &str, t: &str, to: &str, o: Map| export_table(&c, url, t, to, &o),
+    );
+
     mongo::register(r);
 }

@@ -1,0 +1,478 @@
+//! The shared write path of every dump: pick the destination, stream bytes through parallel
+//! gzip into `<final>.tmp`, check the result, then fsync, rename and write the `.sha256` sidecar.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::{AtomicFile, HashingWriter};
+use crate::engine::ctx::RunCtx;
+use crate::host::compress::{default_threads, ParallelGzWriter};
+use crate::host::error::{ErrorKind, HostError, HostResult};
+
+/// What `dump_db` returns.
+#[derive(Debug, Clone, Serialize)]
+pub struct DumpReport {
+    pub path: String,
+    /// Bytes of the file written (compressed).
+    pub bytes: u64,
+    /// Bytes the database tool produced (before compression).
+    pub raw_bytes: u64,
+    pub sha256: String,
+    pub duration_ms: u64,
+    pub dry_run: bool,
+    pub format: String,
+}
+
+/// `compress`: "gzip", "gzip:9", "none", a level 0-9, or false.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum CompressOpt {
+    Flag(bool),
+    Level(i64),
+    Text(String),
+}
+
+/// Decoded compression setting: `None` = write raw, `Some(level)` = gzip at that level.
+pub fn gzip_level(c: &Option<CompressOpt>) -> HostResult<Option<u32>> {
+    match c {
+        None | Some(CompressOpt::Flag(true)) => Ok(Some(6)),
+        Some(CompressOpt::Flag(false)) => Ok(None),
+        Some(CompressOpt::Level(0)) => Ok(None),
+        Some(CompressOpt::Level(l)) if (1..=9).contains(l) => Ok(Some(*l as u32)),
+        Some(CompressOpt::Text(t)) => {
+            let t = t.trim().to_ascii_lowercase();
+            match t.as_str() {
+                "none" | "no" | "off" => Ok(None),
+                "gzip" | "gz" => Ok(Some(6)),
+                _ => {
+                    if let Some(l) = t.strip_prefix("gzip:").and_then(|l| l.parse::<u32>().ok()) {
+                        if (1..=9).contains(&l) {
+                            return Ok(Some(l));
+                        }
+                    }
+                    Err(HostError::invalid(format!(
+                        "compress: {t:?} is not a valid setting (use \"gzip\", \"gzip:1\"..\"gzip:9\", \"none\" or a level 0-9)"
+                    )))
+                }
+            }
+        }
+        Some(CompressOpt::Level(l)) => Err(HostError::invalid(format!(
+            "compress: level {l} is out of range (0-9)"
+        ))),
+    }
+}
+
+/// A size given as bytes or text ("10MB", "1.5 GiB", "500k").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SizeOpt {
+    Bytes(u64),
+    Text(String),
+}
+
+impl SizeOpt {
+    pub fn bytes(&self) -> HostResult<u64> {
+        match self {
+            SizeOpt::Bytes(b) => Ok(*b),
+            SizeOpt::Text(t) => parse_size(t),
+        }
+    }
+}
+
+pub fn parse_size(text: &str) -> HostResult<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| {
+        HostError::invalid(format!(
+            "invalid size {text:?} (use e.g. 1048576, \"10MB\", \"1GiB\")"
+        ))
+    })?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" => 1e12,
+        "tib" => 1024f64.powi(4),
+        other => {
+            return Err(HostError::invalid(format!(
+                "invalid size unit {other:?} in {text:?} (use B, KB, MB, GB, KiB, MiB, GiB)"
+            )))
+        }
+    };
+    Ok((n * mult) as u64)
+}
+
+/// Where a dump goes: `to` is a file, or a directory (existing, or ending in `/`) that gets
+/// `<name>_<YYYY-mm-dd_HHMMSS><ext>`; no `to` means `./backups/`.
+pub fn destination(to: Option<&str>, name: &str, ext: &str) -> PathBuf {
+    let stamp = chrono::Local::now().format("%Y-%m-%d_%H%M%S");
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let safe = if safe.is_empty() {
+        "db".to_string()
+    } else {
+        safe
+    };
+    let file = format!("{safe}_{stamp}{ext}");
+    match to {
+        None => PathBuf::from("backups").join(file),
+        Some(t) if t.ends_with('/') || Path::new(t).is_dir() => Path::new(t).join(file),
+        Some(t) => PathBuf::from(t),
+    }
+}
+
+/// Sanity checks on a finished (not yet committed) dump.
+#[derive(Debug, Clone, Default)]
+pub struct Sanity {
+    pub min_size: Option<u64>,
+    /// Fail if the dump is smaller than this fraction of the previous one in the same folder.
+    pub max_shrink: Option<f64>,
+}
+
+impl Sanity {
+    pub fn check(&self, dest: &Path, bytes: u64) -> HostResult<()> {
+        if let Some(min) = self.min_size {
+            if bytes < min {
+                return Err(HostError::verification(format!(
+                    "dump is {bytes} bytes, under min_size {min}: refusing to keep a suspiciously small backup"
+                )));
+            }
+        }
+        if let Some(frac) = self.max_shrink {
+            if let Some((prev, prev_bytes)) = previous_dump(dest) {
+                let floor = (prev_bytes as f64 * frac) as u64;
+                if bytes < floor {
+                    return Err(HostError::verification(format!(
+                        "dump is {bytes} bytes, less than {frac} of the previous dump {} ({prev_bytes} bytes): refusing to keep a suspiciously small backup (max_shrink)",
+                        prev.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The compound extension of a dump file name: `.sql.gz`, `.dump`, `.db.gz`.
+fn compound_ext(name: &str) -> &str {
+    match name.find('.') {
+        Some(i) => &name[i..],
+        None => "",
+    }
+}
+
+/// The newest other dump in `dest`'s folder with the same extension (and the same name prefix
+/// when names follow `<db>_<stamp>`).
+pub fn previous_dump(dest: &Path) -> Option<(PathBuf, u64)> {
+    let dir = dest.parent()?;
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let name = dest.file_name()?.to_string_lossy().to_string();
+    let ext = compound_ext(&name).to_string();
+    let prefix = name.rsplitn(3, '_').nth(2).map(|p| format!("{p}_"));
+    let mut best: Option<(SystemTime, PathBuf, u64)> = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let n = entry.file_name().to_string_lossy().to_string();
+        if n == name || compound_ext(&n) != ext || n.ends_with(".tmp") || n.ends_with(".sha256") {
+            continue;
+        }
+        if let Some(p) = &prefix {
+            if !n.starts_with(p.as_str()) {
+                continue;
+            }
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let m = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        if best.as_ref().is_none_or(|(t, _, _)| m > *t) {
+            best = Some((m, entry.path(), meta.len()));
+        }
+    }
+    best.map(|(_, p, b)| (p, b))
+}
+
+/// A dump being written: raw bytes in, (optionally) gzip, hashed, into `<final>.tmp`.
+pub struct DumpWriter {
+    sink: Sink,
+    started: Instant,
+    tail: Vec<u8>,
+}
+
+enum Sink {
+    Gz(ParallelGzWriter<HashingWriter<AtomicFile>>),
+    Raw(HashingWriter<AtomicFile>, u64),
+}
+
+/// A written dump, not yet under its final name.
+pub struct Finished {
+    file: AtomicFile,
+    pub bytes: u64,
+    pub raw_bytes: u64,
+    pub sha256: String,
+    /// The last bytes of the raw stream (pg_dump's "dump complete" trailer).
+    pub tail: Vec<u8>,
+    started: Instant,
+}
+
+const TAIL: usize = 256;
+
+impl DumpWriter {
+    pub fn create(dest: &Path, gzip: Option<u32>, threads: Option<usize>) -> HostResult<Self> {
+        if let Some(parent) = dest.parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| HostError::io(format!("creating {}", parent.display()), &e))?;
+            }
+        }
+        let file = AtomicFile::create(dest).map_err(|e| {
+            HostError::io(
+                format!("creating {}", crate::atomic::tmp_path(dest).display()),
+                &e,
+            )
+        })?;
+        let hashed = HashingWriter::new(file);
+        let sink = match gzip {
+            Some(level) => Sink::Gz(ParallelGzWriter::with_options(
+                hashed,
+                level,
+                threads.unwrap_or_else(default_threads),
+                crate::host::compress::DEFAULT_CHUNK,
+            )),
+            None => Sink::Raw(hashed, 0),
+        };
+        Ok(DumpWriter {
+            sink,
+            started: Instant::now(),
+            tail: Vec::with_capacity(TAIL * 2),
+        })
+    }
+
+    /// Copy everything from `src` (a pipe from the dump tool) into the dump.
+    pub fn copy_from(&mut self, mut src: impl Read) -> io::Result<()> {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match src.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.write_all(&buf[..n])?;
+        }
+    }
+
+    pub fn finish(self) -> io::Result<Finished> {
+        let (hashed, raw) = match self.sink {
+            Sink::Gz(gz) => {
+                let raw = gz.raw_bytes();
+                (gz.finish()?, raw)
+            }
+            Sink::Raw(h, raw) => (h, raw),
+        };
+        let (mut file, bytes, sha256) = hashed.finish();
+        file.flush()?;
+        Ok(Finished {
+            file,
+            bytes,
+            raw_bytes: raw,
+            sha256,
+            tail: self.tail,
+            started: self.started,
+        })
+    }
+}
+
+impl Write for DumpWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = match &mut self.sink {
+            Sink::Gz(gz) => gz.write(buf)?,
+            Sink::Raw(h, raw) => {
+                let n = h.write(buf)?;
+                *raw += n as u64;
+                n
+            }
+        };
+        self.tail.extend_from_slice(&buf[..n]);
+        if self.tail.len() > TAIL * 2 {
+            let cut = self.tail.len() - TAIL;
+            self.tail.drain(..cut);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Finished {
+    pub fn tmp_path(&self) -> &Path {
+        self.file.tmp_path()
+    }
+
+    /// Check sizes, commit under the final name, write the sidecar.
+    pub fn commit(self, sanity: &Sanity, format: &str) -> HostResult<DumpReport> {
+        let dest = self.file.dest().to_path_buf();
+        sanity.check(&dest, self.bytes)?;
+        self.file
+            .commit()
+            .map_err(|e| HostError::io(format!("committing {}", dest.display()), &e))?;
+        crate::atomic::write_sha256_sidecar(&dest, &self.sha256)
+            .map_err(|e| HostError::io(format!("writing {}.sha256", dest.display()), &e))?;
+        Ok(DumpReport {
+            path: dest.display().to_string(),
+            bytes: self.bytes,
+            raw_bytes: self.raw_bytes,
+            sha256: self.sha256,
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            dry_run: false,
+            format: format.to_string(),
+        })
+    }
+}
+
+/// The report of a dry run: everything decided, nothing written.
+pub fn dry_run_report(dest: &Path, format: &str) -> DumpReport {
+    DumpReport {
+        path: dest.display().to_string(),
+        bytes: 0,
+        raw_bytes: 0,
+        sha256: String::new(),
+        duration_ms: 0,
+        dry_run: true,
+        format: format.to_string(),
+    }
+}
+
+/// Resolve and authorize a destination for writing.
+pub fn authorize(ctx: &RunCtx, dest: &Path) -> HostResult<PathBuf> {
+    ctx.policy.check_write(dest)
+}
+
+/// Open a dump for reading: transparently gunzips `.gz` / gzip-magic files.
+pub fn open_dump(path: &Path) -> HostResult<Box<dyn Read + Send>> {
+    let mut f = File::open(path)
+        .map_err(|e| HostError::io(format!("opening dump {}", path.display()), &e))?;
+    let mut magic = [0u8; 2];
+    let n = f
+        .read(&mut magic)
+        .map_err(|e| HostError::io(format!("reading {}", path.display()), &e))?;
+    let f = File::open(path)
+        .map_err(|e| HostError::io(format!("opening dump {}", path.display()), &e))?;
+    if n == 2 && magic == [0x1f, 0x8b] {
+        Ok(Box::new(io::BufReader::with_capacity(
+            256 * 1024,
+            flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(256 * 1024, f)),
+        )))
+    } else {
+        Ok(Box::new(io::BufReader::with_capacity(256 * 1024, f)))
+    }
+}
+
+/// The first bytes of a dump after decompression, to tell formats apart.
+pub fn sniff(path: &Path) -> HostResult<Vec<u8>> {
+    let mut r = open_dump(path)?;
+    let mut buf = vec![0u8; 16];
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => {
+                return Err(HostError::new(
+                    ErrorKind::Verification,
+                    format!("dump {} is not readable: {e}", path.display()),
+                ))
+            }
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_levels() {
+        assert_eq!(parse_size("10MB").unwrap(), 10_000_000);
+        assert_eq!(parse_size("1 KiB").unwrap(), 1024);
+        assert!(parse_size("3 parsecs").is_err());
+        assert_eq!(gzip_level(&None).unwrap(), Some(6));
+        assert_eq!(
+            gzip_level(&Some(CompressOpt::Text("gzip:9".into()))).unwrap(),
+            Some(9)
+        );
+        assert_eq!(
+            gzip_level(&Some(CompressOpt::Text("none".into()))).unwrap(),
+            None
+        );
+        assert!(gzip_level(&Some(CompressOpt::Level(12))).is_err());
+    }
+
+    #[test]
+    fn previous_dump_and_shrink() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("app_2024-01-01_000000.sql.gz"),
+            vec![0u8; 1000],
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("other_2024-01-02_000000.sql.gz"),
+            vec![0u8; 10],
+        )
+        .unwrap();
+        let dest = dir.path().join("app_2024-01-03_000000.sql.gz");
+        let (p, b) = previous_dump(&dest).unwrap();
+        assert!(p.ends_with("app_2024-01-01_000000.sql.gz"));
+        assert_eq!(b, 1000);
+        let s = Sanity {
+            min_size: Some(100),
+            max_shrink: Some(0.5),
+        };
+        assert!(s.check(&dest, 600).is_ok());
+        assert!(s.check(&dest, 400).is_err());
+        assert!(s.check(&dest, 50).is_err());
+    }
+
+    #[test]
+    fn writes_gzip_and_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("x.sql.gz");
+        let mut w = DumpWriter::create(&dest, Some(6), Some(2)).unwrap();
+        w.copy_from(&b"hello world\n"[..]).unwrap();
+        let f = w.finish().unwrap();
+        assert!(!dest.exists());
+        let r = f.commit(&Sanity::default(), "plain").unwrap();
+        assert_eq!(r.raw_bytes, 12);
+        let mut out = String::new();
+        open_dump(&dest).unwrap().read_to_string(&mut out).unwrap();
+        assert_eq!(out, "hello world\n");
+        assert!(dir.path().join("x.sql.gz.sha256").exists());
+    }
+}

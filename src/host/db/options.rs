@@ -1,0 +1,183 @@
+//! Typed options of the database functions (decoded from the script's map with serde).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::dump_file::{CompressOpt, Sanity, SizeOpt};
+use crate::host::binding::serde_duration;
+use crate::host::error::HostResult;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DumpOptions {
+    /// File or directory; default `./backups/<db>_<YYYY-mm-dd_HHMMSS>.<ext>`.
+    pub to: Option<String>,
+    /// plain | custom | directory (PostgreSQL).
+    pub format: Option<String>,
+    pub compress: Option<CompressOpt>,
+    pub tables: Vec<String>,
+    pub exclude_tables: Vec<String>,
+    pub schema_only: bool,
+    pub data_only: bool,
+    /// Parallel pg_dump jobs (directory format).
+    pub jobs: Option<u32>,
+    pub min_size: Option<SizeOpt>,
+    pub max_shrink: Option<f64>,
+    /// Compression threads (default: all cores).
+    pub threads: Option<usize>,
+}
+
+impl DumpOptions {
+    pub fn sanity(&self) -> HostResult<Sanity> {
+        Ok(Sanity {
+            min_size: self.min_size.as_ref().map(|s| s.bytes()).transpose()?,
+            max_shrink: self.max_shrink,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestoreOptions {
+    /// Create the target database when it does not exist.
+    pub create: bool,
+    /// Drop and recreate a non-empty target first.
+    pub clean: bool,
+    pub jobs: Option<u32>,
+    /// pg_restore --no-owner.
+    pub no_owner: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    pub database: String,
+    pub format: String,
+    pub dump_bytes: u64,
+    pub duration_ms: u64,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VacuumOptions {
+    pub full: bool,
+    pub analyze: Option<bool>,
+    pub tables: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VacuumReport {
+    pub database: String,
+    pub size_before: u64,
+    pub size_after: u64,
+    pub tables: Vec<String>,
+    /// SQLite integrity_check result ("ok"), empty elsewhere.
+    pub integrity: String,
+    pub duration_ms: u64,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsOptions {
+    /// Queries running longer than this are reported (default 5m).
+    #[serde(with = "serde_duration::option")]
+    pub long_running: Option<Duration>,
+    /// How many of the largest tables to list (default 10).
+    pub top: Option<usize>,
+}
+
+impl StatsOptions {
+    pub fn threshold(&self) -> Duration {
+        self.long_running.unwrap_or(Duration::from_secs(300))
+    }
+    pub fn top(&self) -> usize {
+        self.top.unwrap_or(10)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeleteOptions {
+    /// Rows per batch (default 10,000).
+    pub batch: Option<u64>,
+    /// Pause between batches (default 100ms).
+    #[serde(with = "serde_duration::option")]
+    pub pause: Option<Duration>,
+    /// Stop after this many batches (the rest waits for the next run).
+    pub max_batches: Option<u64>,
+}
+
+impl DeleteOptions {
+    pub fn batch(&self) -> u64 {
+        self.batch.unwrap_or(10_000).max(1)
+    }
+    pub fn pause(&self) -> Duration {
+        self.pause.unwrap_or(Duration::from_millis(100))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeleteReport {
+    pub table: String,
+    pub deleted: u64,
+    pub batches: u64,
+    /// Rows that match (counted in dry-run; otherwise what is left after max_batches).
+    pub matching: u64,
+    pub duration_ms: u64,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportOptions {
+    /// csv (default) or jsonl.
+    pub format: Option<String>,
+    /// Default: gzip when `to` ends in .gz.
+    pub compress: Option<CompressOpt>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportReport {
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    pub duration_ms: u64,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
+}
+
+impl ExportOptions {
+    pub fn format(&self) -> HostResult<ExportFormat> {
+        match self.format.as_deref().unwrap_or("csv") {
+            "csv" => Ok(ExportFormat::Csv),
+            "jsonl" | "ndjson" => Ok(ExportFormat::Jsonl),
+            other => Err(crate::host::error::HostError::invalid(format!(
+                "export_table: format {other:?} is not supported (use \"csv\" or \"jsonl\")"
+            ))),
+        }
+    }
+    pub fn gzip(&self, to: &str) -> HostResult<Option<u32>> {
+        match &self.compress {
+            None => Ok(if to.ends_with(".gz") { Some(6) } else { None }),
+            some => super::dump_file::gzip_level(some),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestoreTestOptions {
+    /// Give up (and still drop the scratch database) after this long.
+    #[serde(with = "serde_duration::option")]
+    pub timeout: Option<Duration>,
+    pub jobs: Option<u32>,
+    pub no_owner: bool,
+}

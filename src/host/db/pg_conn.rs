@@ -1,0 +1,242 @@
+//! PostgreSQL connections through tokio-postgres: TLS per `sslmode`, connect timeouts, errors
+//! that say whether the password, the host or the database was wrong.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{Client, Config, NoTls};
+
+use super::url::ServerUrl;
+use crate::host::error::{ErrorKind, HostError, HostResult};
+
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Query parameters tokio-postgres understands; libpq-only ones (sslrootcert...) are handled
+/// here or left to the command-line tools.
+const PASSED_PARAMS: &[&str] = &[
+    "connect_timeout",
+    "application_name",
+    "options",
+    "keepalives",
+    "keepalives_idle",
+    "target_session_attrs",
+    "channel_binding",
+    "host",
+    "port",
+    "user",
+    "dbname",
+    "hostaddr",
+];
+
+pub async fn connect(url: &ServerUrl) -> HostResult<Client> {
+    let mut clean = url.url.clone();
+    let pairs: Vec<(String, String)> = url
+        .url
+        .query_pairs()
+        .filter(|(k, _)| PASSED_PARAMS.contains(&k.as_ref()))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    clean.set_query(None);
+    if !pairs.is_empty() {
+        clean.query_pairs_mut().extend_pairs(pairs);
+    }
+    let mut cfg = Config::from_str(clean.as_str()).map_err(|e| {
+        HostError::invalid(format!(
+            "invalid PostgreSQL URL {}: {e}",
+            url.without_password()
+        ))
+    })?;
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+    }
+    if cfg.get_application_name().is_none() {
+        cfg.application_name("mtn");
+    }
+    let sslmode = url
+        .query_param("sslmode")
+        .unwrap_or_else(|| "prefer".to_string());
+    let overall = *cfg
+        .get_connect_timeout()
+        .unwrap_or(&DEFAULT_CONNECT_TIMEOUT)
+        + Duration::from_secs(5);
+    let fut = async {
+        match sslmode.as_str() {
+            "disable" => {
+                cfg.ssl_mode(SslMode::Disable);
+                let (client, conn) = cfg.connect(NoTls).await.map_err(|e| classify(url, &e))?;
+                tokio::spawn(conn);
+                Ok(client)
+            }
+            "allow" | "prefer" | "require" | "verify-ca" | "verify-full" => {
+                let verify = sslmode.starts_with("verify");
+                cfg.ssl_mode(if matches!(sslmode.as_str(), "require" | "verify-ca" | "verify-full") {
+                    SslMode::Require
+                } else {
+                    SslMode::Prefer
+                });
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(
+                    verify,
+                    url.query_param("sslrootcert").as_deref(),
+                )?);
+                let (client, conn) = cfg.connect(tls).await.map_err(|e| classify(url, &e))?;
+                tokio::spawn(conn);
+                Ok(client)
+            }
+            other => Err(HostError::invalid(format!(
+                "sslmode={other} is not valid (use disable, prefer, require, verify-ca or verify-full)"
+            ))),
+        }
+    };
+    match tokio::time::timeout(overall, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(HostError::network(format!(
+            "timed out connecting to PostgreSQL at {}",
+            url.endpoint()
+        ))),
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_config(verify: bool, rootcert: Option<&str>) -> HostResult<rustls::ClientConfig> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| HostError::other(format!("TLS setup: {e}")))?;
+    if !verify {
+        // libpq's `require`/`prefer` encrypt without checking the certificate; keep its meaning.
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider())))
+            .with_no_client_auth());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match rootcert {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| HostError::io(format!("reading sslrootcert {path}"), &e))?;
+            for cert in rustls_pemfile::certs(&mut &pem[..]) {
+                let cert =
+                    cert.map_err(|e| HostError::invalid(format!("sslrootcert {path}: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| HostError::invalid(format!("sslrootcert {path}: {e}")))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Turn a connection error into one that says what to fix.
+pub fn classify(url: &ServerUrl, e: &tokio_postgres::Error) -> HostError {
+    let user = url.user.clone().unwrap_or_else(|| "(default user)".into());
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        let msg = crate::redact::redact(db.message());
+        return match code {
+            "28P01" | "28000" => HostError::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "authentication failed for user {user} at {}: {msg} (check the password in the URL)",
+                    url.endpoint()
+                ),
+            ),
+            "3D000" => HostError::not_found(format!(
+                "database {:?} does not exist on {}: {msg}",
+                url.database,
+                url.endpoint()
+            )),
+            "57P03" | "53300" => HostError::network(format!("server at {} is not accepting connections: {msg}", url.endpoint())),
+            _ => HostError::server(format!("PostgreSQL at {}: {msg} (SQLSTATE {code})", url.endpoint())),
+        };
+    }
+    let text = crate::redact::redact(&e.to_string());
+    let source = std::error::Error::source(e)
+        .map(|s| crate::redact::redact(&s.to_string()))
+        .unwrap_or_default();
+    HostError::network(format!(
+        "cannot connect to PostgreSQL at {}: {text}{}",
+        url.endpoint(),
+        if source.is_empty() {
+            String::new()
+        } else {
+            format!(": {source}")
+        }
+    ))
+}
+
+/// An error from a query on an open connection.
+pub fn query_error(e: &tokio_postgres::Error) -> HostError {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut msg = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(d) = db.detail() {
+                msg.push_str(&format!("; detail: {d}"));
+            }
+            if let Some(h) = db.hint() {
+                msg.push_str(&format!("; hint: {h}"));
+            }
+            HostError::server(crate::redact::redact(&msg))
+        }
+        None => {
+            let mut msg = e.to_string();
+            if let Some(s) = std::error::Error::source(e) {
+                msg.push_str(&format!(": {s}"));
+            }
+            if e.is_closed() {
+                HostError::network(crate::redact::redact(&msg))
+            } else {
+                HostError::server(crate::redact::redact(&msg))
+            }
+        }
+    }
+}

@@ -1,0 +1,562 @@
+//! SQLite: the embedded default. Dumps use SQLite's online backup API (a consistent copy while
+//! the application keeps writing), then the shared gzip path; everything else is rusqlite.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::{Connection, OpenFlags};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::dump_file::{self, DumpReport, DumpWriter};
+use super::options::*;
+use super::url::{quote_ident, sqlite_path};
+use crate::engine::ctx::RunCtx;
+use crate::host::error::{HostError, HostResult};
+
+fn q(name: &str) -> String {
+    quote_ident(name, '"')
+}
+
+fn sql_err(context: impl std::fmt::Display) -> impl FnOnce(rusqlite::Error) -> HostError {
+    move |e| HostError::server(format!("{context}: {e}"))
+}
+
+fn open_existing(path: &Path, write: bool) -> HostResult<Connection> {
+    if !path.exists() {
+        return Err(HostError::not_found(format!(
+            "SQLite database {} does not exist",
+            path.display()
+        )));
+    }
+    let flags = if write {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let c = Connection::open_with_flags(path, flags)
+        .map_err(sql_err(format!("opening {}", path.display())))?;
+    // Wait for a writer instead of failing with SQLITE_BUSY.
+    c.busy_timeout(Duration::from_secs(30))
+        .map_err(sql_err("busy_timeout"))?;
+    Ok(c)
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// dump / restore
+
+pub fn dump(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<DumpReport> {
+    let src = sqlite_path(url)?;
+    if opts
+        .format
+        .as_deref()
+        .is_some_and(|f| f != "plain" && f != "sqlite")
+    {
+        return Err(HostError::invalid(
+            "dump_db: SQLite dumps have one format (a database file); drop the `format` option",
+        ));
+    }
+    if !opts.tables.is_empty()
+        || !opts.exclude_tables.is_empty()
+        || opts.schema_only
+        || opts.data_only
+    {
+        return Err(HostError::invalid("dump_db: tables, exclude_tables, schema_only and data_only are PostgreSQL/MySQL options; an SQLite dump is the whole file"));
+    }
+    let gzip = dump_file::gzip_level(&opts.compress)?;
+    let stem = src
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "db".into());
+    let dest = dump_file::destination(
+        opts.to.as_deref(),
+        &stem,
+        if gzip.is_some() { ".db.gz" } else { ".db" },
+    );
+    let dest = ctx.policy.check_write(&dest)?;
+    let sanity = opts.sanity()?;
+    let source = open_existing(&src, false)?;
+    if ctx.dry_run {
+        return Ok(dump_file::dry_run_report(&dest, "sqlite"));
+    }
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)
+        .map_err(|e| HostError::io(format!("creating {}", parent.display()), &e))?;
+    // The consistent copy goes next to the destination (same file system, cleaned up on drop).
+    let scratch = tempfile::Builder::new()
+        .prefix(".mtn-sqlite-")
+        .tempdir_in(parent)
+        .map_err(|e| {
+            HostError::io(
+                format!("creating a temporary folder in {}", parent.display()),
+                &e,
+            )
+        })?;
+    let copy = scratch.path().join("copy.db");
+    {
+        let mut dst = Connection::open(&copy).map_err(sql_err("opening the backup copy"))?;
+        let backup = rusqlite::backup::Backup::new(&source, &mut dst)
+            .map_err(sql_err("starting the SQLite backup"))?;
+        loop {
+            ctx.check_cancelled()?;
+            // Small steps release the read lock often, so the application's writers keep going.
+            match backup.step(1024).map_err(sql_err("SQLite backup"))? {
+                rusqlite::backup::StepResult::Done => break,
+                rusqlite::backup::StepResult::More => {}
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+    let check: String = Connection::open_with_flags(&copy, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| c.query_row("PRAGMA quick_check", [], |r| r.get(0)))
+        .map_err(sql_err("checking the backup copy"))?;
+    if check != "ok" {
+        return Err(HostError::verification(format!(
+            "the backup copy of {} fails quick_check: {check}",
+            src.display()
+        )));
+    }
+    let mut w = DumpWriter::create(&dest, gzip, opts.threads)?;
+    let f = std::fs::File::open(&copy).map_err(|e| HostError::io("reading the backup copy", &e))?;
+    w.copy_from(f)
+        .map_err(|e| HostError::io(format!("writing {}", dest.display()), &e))?;
+    ctx.check_cancelled()?;
+    let finished = w
+        .finish()
+        .map_err(|e| HostError::io(format!("writing {}", dest.display()), &e))?;
+    finished.commit(&sanity, "sqlite")
+}
+
+pub fn restore(
+    ctx: &RunCtx,
+    dump: &Path,
+    url: &str,
+    opts: RestoreOptions,
+) -> HostResult<RestoreReport> {
+    let started = Instant::now();
+    let target = sqlite_path(url)?;
+    let head = dump_file::sniff(dump)?;
+    if !head.starts_with(b"SQLite format 3") {
+        return Err(HostError::invalid(format!(
+            "{} is not an SQLite database (or a gzipped one): an SQL dump restores into postgres:// or mysql://",
+            dump.display()
+        )));
+    }
+    let resolved = ctx.policy.check_write(&target)?;
+    if resolved.exists() {
+        let c = open_existing(&resolved, false)?;
+        let n: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql_err("inspecting the target"))?;
+        if n > 0 && !opts.clean {
+            return Err(HostError::refused(format!(
+                "restore_db: {} is not empty ({n} tables/indexes); pass clean: true to replace it",
+                resolved.display()
+            )));
+        }
+    } else if !opts.create {
+        return Err(HostError::not_found(format!(
+            "restore_db: {} does not exist (pass create: true to create it)",
+            resolved.display()
+        )));
+    }
+    let dump_bytes = file_size(dump);
+    if !ctx.dry_run {
+        restore_into(dump, &resolved)?;
+    }
+    Ok(RestoreReport {
+        database: resolved.display().to_string(),
+        format: "sqlite".into(),
+        dump_bytes,
+        duration_ms: started.elapsed().as_millis() as u64,
+        dry_run: ctx.dry_run,
+    })
+}
+
+/// Decompress `dump` next to `resolved` and copy it in through the backup API.
+pub fn restore_into(dump: &Path, resolved: &Path) -> HostResult<()> {
+    {
+        let parent = resolved.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent)
+            .map_err(|e| HostError::io(format!("creating {}", parent.display()), &e))?;
+        let scratch = tempfile::Builder::new()
+            .prefix(".mtn-sqlite-")
+            .tempdir_in(parent)
+            .map_err(|e| {
+                HostError::io(
+                    format!("creating a temporary folder in {}", parent.display()),
+                    &e,
+                )
+            })?;
+        let plain = scratch.path().join("restore.db");
+        {
+            let mut r = dump_file::open_dump(dump)?;
+            let mut f = std::fs::File::create(&plain)
+                .map_err(|e| HostError::io("writing the restore copy", &e))?;
+            std::io::copy(&mut r, &mut f)
+                .map_err(|e| HostError::io(format!("reading {}", dump.display()), &e))?;
+            f.flush()
+                .map_err(|e| HostError::io("writing the restore copy", &e))?;
+        }
+        // Through the backup API into the (possibly open) target, so readers see old or new.
+        let mut dst = Connection::open(resolved)
+            .map_err(sql_err(format!("opening {}", resolved.display())))?;
+        dst.busy_timeout(Duration::from_secs(30))
+            .map_err(sql_err("busy_timeout"))?;
+        dst.restore(
+            rusqlite::MAIN_DB,
+            &plain,
+            None::<fn(rusqlite::backup::Progress)>,
+        )
+        .map_err(sql_err(format!("restoring into {}", resolved.display())))?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// queries
+
+fn to_sql(v: &Value) -> SqlValue {
+    match v {
+        Value::Null => SqlValue::Null,
+        Value::Bool(b) => SqlValue::Integer(*b as i64),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => SqlValue::Integer(i),
+            None => SqlValue::Real(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(s) => SqlValue::Text(s.clone()),
+        other => SqlValue::Text(other.to_string()),
+    }
+}
+
+fn from_sql(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::from(i),
+        ValueRef::Real(f) => Value::from(f),
+        ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::String(format!("\\x{}", hex::encode(b))),
+    }
+}
+
+pub fn query(url: &str, sql: &str, params: &[Value]) -> HostResult<Vec<Map<String, Value>>> {
+    let path = sqlite_path(url)?;
+    let c = open_existing(&path, false)?;
+    query_on(&c, sql, params)
+}
+
+fn query_on(c: &Connection, sql: &str, params: &[Value]) -> HostResult<Vec<Map<String, Value>>> {
+    let mut stmt = c.prepare(sql).map_err(sql_err("db_query"))?;
+    let names: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
+    let ps: Vec<SqlValue> = params.iter().map(to_sql).collect();
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(ps.iter()))
+        .map_err(sql_err("db_query"))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(sql_err("db_query"))? {
+        let mut m = Map::new();
+        for (i, n) in names.iter().enumerate() {
+            m.insert(
+                n.clone(),
+                from_sql(row.get_ref(i).map_err(sql_err("db_query"))?),
+            );
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+pub fn exec(url: &str, sql: &str, params: &[Value], dry_run: bool) -> HostResult<u64> {
+    let path = sqlite_path(url)?;
+    let c = open_existing(&path, !dry_run)?;
+    if dry_run {
+        if params.is_empty() && sql.contains(';') {
+            return Ok(0);
+        }
+        c.prepare(sql).map_err(sql_err("db_exec"))?;
+        return Ok(0);
+    }
+    if params.is_empty() {
+        let before = c.total_changes();
+        c.execute_batch(sql).map_err(sql_err("db_exec"))?;
+        return Ok(c.total_changes().saturating_sub(before));
+    }
+    let ps: Vec<SqlValue> = params.iter().map(to_sql).collect();
+    c.execute(sql, rusqlite::params_from_iter(ps.iter()))
+        .map(|n| n as u64)
+        .map_err(sql_err("db_exec"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// maintenance
+
+pub fn vacuum(ctx: &RunCtx, url: &str, opts: VacuumOptions) -> HostResult<VacuumReport> {
+    let started = Instant::now();
+    let path = sqlite_path(url)?;
+    let c = open_existing(&path, !ctx.dry_run)?;
+    let before = file_size(&path);
+    if !ctx.dry_run {
+        c.execute_batch("VACUUM").map_err(sql_err("VACUUM"))?;
+        if opts.analyze.unwrap_or(true) {
+            c.execute_batch("ANALYZE").map_err(sql_err("ANALYZE"))?;
+        }
+    }
+    let integrity: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .map_err(sql_err("integrity_check"))?;
+    if integrity != "ok" {
+        return Err(HostError::verification(format!(
+            "{} fails integrity_check: {integrity}",
+            path.display()
+        )));
+    }
+    Ok(VacuumReport {
+        database: path.display().to_string(),
+        size_before: before,
+        size_after: file_size(&path),
+        tables: opts.tables,
+        integrity,
+        duration_ms: started.elapsed().as_millis() as u64,
+        dry_run: ctx.dry_run,
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct SqliteStats {
+    pub engine: &'static str,
+    pub database: String,
+    pub server_version: String,
+    pub size_bytes: u64,
+    pub free_pages: i64,
+    pub page_size: i64,
+    pub connections: i64,
+    pub long_running: Vec<Value>,
+    pub largest_tables: Vec<Map<String, Value>>,
+    pub dead_tuples: i64,
+}
+
+pub fn stats(url: &str, opts: StatsOptions) -> HostResult<SqliteStats> {
+    let path = sqlite_path(url)?;
+    let c = open_existing(&path, false)?;
+    let pragma = |p: &str| -> HostResult<i64> {
+        c.query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))
+            .map_err(sql_err(p.to_string()))
+    };
+    let page_size = pragma("page_size")?;
+    let free = pragma("freelist_count")?;
+    let mut tables: Vec<Map<String, Value>> = Vec::new();
+    let names: Vec<String> = {
+        let mut s = c
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .map_err(sql_err("listing tables"))?;
+        let rows = s
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(sql_err("listing tables"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql_err("listing tables"))?
+    };
+    for n in names {
+        let rows: i64 = c
+            .query_row(&format!("SELECT count(*) FROM {}", q(&n)), [], |r| r.get(0))
+            .map_err(sql_err(format!("counting {n}")))?;
+        // dbstat is compiled into the bundled SQLite; fall back to null if a build lacks it.
+        let bytes: Value = c
+            .query_row(
+                "SELECT sum(pgsize) FROM dbstat WHERE name = ?1",
+                [&n],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .ok()
+            .flatten()
+            .map(Value::from)
+            .unwrap_or(Value::Null);
+        let mut m = Map::new();
+        m.insert("table".into(), n.into());
+        m.insert("bytes".into(), bytes);
+        m.insert("rows".into(), rows.into());
+        m.insert("dead_tuples".into(), Value::from(0));
+        tables.push(m);
+    }
+    tables.sort_by_key(|m| std::cmp::Reverse(m.get("rows").and_then(|v| v.as_i64()).unwrap_or(0)));
+    tables.truncate(opts.top());
+    Ok(SqliteStats {
+        engine: "sqlite",
+        database: path.display().to_string(),
+        server_version: rusqlite::version().to_string(),
+        size_bytes: file_size(&path),
+        free_pages: free,
+        page_size,
+        connections: 0,
+        long_running: Vec::new(),
+        largest_tables: tables,
+        dead_tuples: 0,
+    })
+}
+
+pub fn delete_older(
+    ctx: &RunCtx,
+    url: &str,
+    table: &str,
+    column: &str,
+    age: Duration,
+    opts: DeleteOptions,
+) -> HostResult<DeleteReport> {
+    let started = Instant::now();
+    let path = sqlite_path(url)?;
+    let c = open_existing(&path, !ctx.dry_run)?;
+    let (t, col) = (q(table), q(column));
+    let secs = age.as_secs_f64();
+    // Text timestamps ('2024-01-01 10:00:00' or ISO with 'T') compare by julianday; integers
+    // and reals are Unix seconds.
+    let cond = format!(
+        "(CASE WHEN typeof({col}) IN ('integer','real') THEN {col} < unixepoch('now') - ?1 \
+         ELSE julianday({col}) < julianday('now') - ?1 / 86400.0 END)"
+    );
+    let count_sql = format!("SELECT count(*) FROM {t} WHERE {cond}");
+    let count = |c: &Connection| -> HostResult<u64> {
+        c.query_row(&count_sql, [secs], |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+            .map_err(sql_err(format!("delete_rows_older_than {table}.{column}")))
+    };
+    let matching = count(&c)?;
+    if ctx.dry_run {
+        return Ok(DeleteReport {
+            table: table.into(),
+            deleted: 0,
+            batches: 0,
+            matching,
+            duration_ms: started.elapsed().as_millis() as u64,
+            dry_run: true,
+        });
+    }
+    let del =
+        format!("DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} WHERE {cond} LIMIT ?2)");
+    let batch = opts.batch();
+    let (mut deleted, mut batches) = (0u64, 0u64);
+    loop {
+        ctx.check_cancelled()?;
+        let n = c
+            .execute(&del, rusqlite::params![secs, batch as i64])
+            .map_err(sql_err(format!("deleting from {table}")))? as u64;
+        deleted += n;
+        if n > 0 {
+            batches += 1;
+        }
+        if n < batch || opts.max_batches.is_some_and(|m| batches >= m) {
+            break;
+        }
+        ctx.sleep(opts.pause())?;
+    }
+    Ok(DeleteReport {
+        table: table.into(),
+        deleted,
+        batches,
+        matching: count(&c)?,
+        duration_ms: started.elapsed().as_millis() as u64,
+        dry_run: false,
+    })
+}
+
+pub fn export(
+    ctx: &RunCtx,
+    url: &str,
+    table: &str,
+    to: &str,
+    opts: ExportOptions,
+) -> HostResult<ExportReport> {
+    let started = Instant::now();
+    let path = sqlite_path(url)?;
+    let format = opts.format()?;
+    let gzip = opts.gzip(to)?;
+    let dest: PathBuf = ctx.policy.check_write(Path::new(to))?;
+    let c = open_existing(&path, false)?;
+    let mut stmt = c
+        .prepare(&format!("SELECT * FROM {}", q(table)))
+        .map_err(sql_err(format!("export_table {table}")))?;
+    if ctx.dry_run {
+        return Ok(ExportReport {
+            path: dest.display().to_string(),
+            rows: 0,
+            bytes: 0,
+            sha256: String::new(),
+            duration_ms: 0,
+            dry_run: true,
+        });
+    }
+    let names: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
+    let mut w = DumpWriter::create(&dest, gzip, None)?;
+    let io = |e: std::io::Error| HostError::io(format!("writing {}", dest.display()), &e);
+    if format == ExportFormat::Csv {
+        let header: Vec<String> = names.iter().map(|n| csv_field(n)).collect();
+        writeln!(w, "{}", header.join(",")).map_err(io)?;
+    }
+    let mut rows = stmt
+        .query([])
+        .map_err(sql_err(format!("export_table {table}")))?;
+    let mut count = 0u64;
+    while let Some(row) = rows
+        .next()
+        .map_err(sql_err(format!("export_table {table}")))?
+    {
+        if count.is_multiple_of(10_000) {
+            ctx.check_cancelled()?;
+        }
+        let vals: Vec<Value> = (0..names.len())
+            .map(|i| row.get_ref(i).map(from_sql))
+            .collect::<Result<_, _>>()
+            .map_err(sql_err("export_table"))?;
+        match format {
+            ExportFormat::Csv => {
+                let fields: Vec<String> = vals
+                    .iter()
+                    .map(|v| match v {
+                        Value::Null => String::new(),
+                        Value::String(s) => csv_field(s),
+                        other => other.to_string(),
+                    })
+                    .collect();
+                writeln!(w, "{}", fields.join(",")).map_err(io)?;
+            }
+            ExportFormat::Jsonl => {
+                let obj: Map<String, Value> = names.iter().cloned().zip(vals).collect();
+                serde_json::to_writer(&mut w, &obj)
+                    .map_err(|e| HostError::other(format!("export_table: {e}")))?;
+                w.write_all(b"\n").map_err(io)?;
+            }
+        }
+        count += 1;
+    }
+    let finished = w.finish().map_err(io)?;
+    let r = finished.commit(&dump_file::Sanity::default(), "export")?;
+    Ok(ExportReport {
+        path: r.path,
+        rows: count,
+        bytes: r.bytes,
+        sha256: r.sha256,
+        duration_ms: started.elapsed().as_millis() as u64,
+        dry_run: false,
+    })
+}
+
+/// RFC 4180 quoting, only when needed.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
