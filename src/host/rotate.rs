@@ -424,11 +424,14 @@ impl Rotator<'_> {
             dispose_target = o.keep == 0;
         } else {
             let num = |i: u64, ext: &str| dir.join(format!("{base}.{i}{ext}"));
-            let last = o.keep + o.start;
-            for ext in ["", ".gz"] {
-                let p = num(last, ext);
-                if exists(&p) {
-                    self.remove(&p).map_err(|e| io_err("removing", &p, e))?;
+            // The oldest kept number: what is there now is dropped, the rest shift up by one.
+            let last = (o.keep + o.start).saturating_sub(1);
+            if o.keep > 0 {
+                for ext in ["", ".gz"] {
+                    let p = num(last, ext);
+                    if exists(&p) {
+                        self.remove(&p).map_err(|e| io_err("removing", &p, e))?;
+                    }
                 }
             }
             for i in (o.start..last).rev() {
