@@ -169,7 +169,6 @@ pub fn compress_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
     enc.finish()
 }
 
-
 /// Compress `src` into `dest` through `<dest>.tmp` (fsynced, then renamed), keeping the source's
 /// mode, mtime and (as root) owner, like gzip. The source is left alone: the caller removes it
 /// once the compressed file is in place, so a crash at any point leaves the data complete in
@@ -228,7 +227,10 @@ pub fn remove_if_compressed(plain: &Path) -> io::Result<bool> {
     let mut gz = plain.as_os_str().to_os_string();
     gz.push(".gz");
     let gz = PathBuf::from(gz);
-    match (std::fs::symlink_metadata(plain), std::fs::symlink_metadata(&gz)) {
+    match (
+        std::fs::symlink_metadata(plain),
+        std::fs::symlink_metadata(&gz),
+    ) {
         (Ok(p), Ok(g)) if p.is_file() && g.is_file() => {
             std::fs::remove_file(plain)?;
             Ok(true)
@@ -295,7 +297,9 @@ pub fn compress(ctx: &RunCtx, path: &str, opts: &CompressOpts) -> HostResult<Com
     }
     let src = Path::new(path);
     if path.ends_with(".gz") {
-        return Err(HostError::invalid(format!("{path} already has the .gz suffix")));
+        return Err(HostError::invalid(format!(
+            "{path} already has the .gz suffix"
+        )));
     }
     let md = check_input(src)?;
     let dest = ctx.policy.check_write(Path::new(&format!("{path}.gz")))?;
@@ -330,7 +334,11 @@ pub fn compress(ctx: &RunCtx, path: &str, opts: &CompressOpts) -> HostResult<Com
     }
     report.bytes_in = raw;
     report.bytes_out = out;
-    report.ratio = if raw == 0 { 0.0 } else { out as f64 / raw as f64 };
+    report.ratio = if raw == 0 {
+        0.0
+    } else {
+        out as f64 / raw as f64
+    };
     Ok(report)
 }
 
@@ -383,7 +391,11 @@ pub fn decompress(ctx: &RunCtx, path: &str, opts: &DecompressOpts) -> HostResult
     }
     report.bytes_in = inp;
     report.bytes_out = out;
-    report.ratio = if out == 0 { 0.0 } else { inp as f64 / out as f64 };
+    report.ratio = if out == 0 {
+        0.0
+    } else {
+        inp as f64 / out as f64
+    };
     Ok(report)
 }
 
@@ -396,25 +408,57 @@ remove the input), `force` (false: refuse to replace an existing output), `threa
 Returns `#{ input, output, bytes_in, bytes_out, ratio, dry_run }`.\n\n\
 ```rhai\nlet r = compress(\"./dump.sql\", #{ level: 6 });\nlog(`${r.output}: ${r.ratio}`);\n```";
     let ctx = r.ctx.clone();
-    r.add("compress", &["path: &str"], "Map", C, move |p: &str| -> RhaiResult {
-        call(&ctx, "compress", || compress(&ctx, p, &CompressOpts::default()))
-    });
+    r.add(
+        "compress",
+        &["path: &str"],
+        "Map",
+        C,
+        move |p: &str| -> RhaiResult {
+            call(&ctx, "compress", || {
+                compress(&ctx, p, &CompressOpts::default())
+            })
+        },
+    );
     let ctx = r.ctx.clone();
-    r.add("compress", &["path: &str", "opts: Map"], "Map", C, move |p: &str, o: Map| -> RhaiResult {
-        call(&ctx, "compress", || compress(&ctx, p, &opts("compress", &o)?))
-    });
+    r.add(
+        "compress",
+        &["path: &str", "opts: Map"],
+        "Map",
+        C,
+        move |p: &str, o: Map| -> RhaiResult {
+            call(&ctx, "compress", || {
+                compress(&ctx, p, &opts("compress", &o)?)
+            })
+        },
+    );
     const D: &str = "gunzip `path` (which must end in .gz, single or multi-member) into the name without .gz, then remove `path`.\n\n\
 Written through a temporary file and renamed. Honours the policy and dry-run. Options: `keep` (false), `force` (false). \
 Returns `#{ input, output, bytes_in, bytes_out, ratio, dry_run }`.\n\n\
 ```rhai\ndecompress(\"./dump.sql.gz\", #{ keep: true });\n```";
     let ctx = r.ctx.clone();
-    r.add("decompress", &["path: &str"], "Map", D, move |p: &str| -> RhaiResult {
-        call(&ctx, "decompress", || decompress(&ctx, p, &DecompressOpts::default()))
-    });
+    r.add(
+        "decompress",
+        &["path: &str"],
+        "Map",
+        D,
+        move |p: &str| -> RhaiResult {
+            call(&ctx, "decompress", || {
+                decompress(&ctx, p, &DecompressOpts::default())
+            })
+        },
+    );
     let ctx = r.ctx.clone();
-    r.add("decompress", &["path: &str", "opts: Map"], "Map", D, move |p: &str, o: Map| -> RhaiResult {
-        call(&ctx, "decompress", || decompress(&ctx, p, &opts("decompress", &o)?))
-    });
+    r.add(
+        "decompress",
+        &["path: &str", "opts: Map"],
+        "Map",
+        D,
+        move |p: &str, o: Map| -> RhaiResult {
+            call(&ctx, "decompress", || {
+                decompress(&ctx, p, &opts("decompress", &o)?)
+            })
+        },
+    );
 }
 
 #[cfg(test)]

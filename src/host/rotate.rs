@@ -139,10 +139,9 @@ pub fn parse_size(s: &SizeOpt) -> HostResult<u64> {
                 Some((i, 'G')) => (&t[..i], 1024 * 1024 * 1024),
                 _ => (t, 1),
             };
-            num.trim()
-                .parse::<u64>()
-                .map(|n| n * mult)
-                .map_err(|_| HostError::invalid(format!("invalid size {t:?} (use e.g. 100k, 10M, 1G)")))
+            num.trim().parse::<u64>().map(|n| n * mult).map_err(|_| {
+                HostError::invalid(format!("invalid size {t:?} (use e.g. 100k, 10M, 1G)"))
+            })
         }
     }
 }
@@ -182,7 +181,8 @@ fn date_regex(base: &str, fmt: &str) -> HostResult<regex::Regex> {
 
 fn numbered_regex(base: &str) -> regex::Regex {
     // Built from an escaped literal: cannot fail.
-    regex::Regex::new(&format!(r"^{}\.\d+(\.gz)?$", regex::escape(base))).unwrap_or_else(|_| unreachable!())
+    regex::Regex::new(&format!(r"^{}\.\d+(\.gz)?$", regex::escape(base)))
+        .unwrap_or_else(|_| unreachable!())
 }
 
 fn has_glob(s: &str) -> bool {
@@ -198,7 +198,10 @@ fn expand(ctx: &RunCtx, pattern: &str, opts: &RotateOpts) -> HostResult<Vec<Path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .ok_or_else(|| HostError::invalid(format!("rotate: {pattern:?} names no file")))?;
-    let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if has_glob(&parent.to_string_lossy()) {
         return Err(HostError::invalid(format!(
             "rotate: wildcards are allowed in the file name only, not in {}",
@@ -262,7 +265,9 @@ fn lookup_group(name: &str) -> HostResult<u32> {
     let c = std::ffi::CString::new(name).map_err(|_| HostError::invalid("bad group name"))?;
     let gr = unsafe { libc::getgrnam(c.as_ptr()) };
     if gr.is_null() {
-        return Err(HostError::invalid(format!("create: unknown group {name:?}")));
+        return Err(HostError::invalid(format!(
+            "create: unknown group {name:?}"
+        )));
     }
     Ok(unsafe { (*gr).gr_gid })
 }
@@ -276,9 +281,20 @@ fn create_attrs(c: &CreateOpt, md: &fs::Metadata) -> HostResult<Option<(u32, u32
         CreateOpt::On(true) => Some(old),
         CreateOpt::Mode(m) => Some((parse_mode(m)?, old.1, old.2)),
         CreateOpt::Full { mode, owner, group } => Some((
-            mode.as_deref().map(parse_mode).transpose()?.unwrap_or(old.0),
-            owner.as_deref().map(lookup_user).transpose()?.unwrap_or(old.1),
-            group.as_deref().map(lookup_group).transpose()?.unwrap_or(old.2),
+            mode.as_deref()
+                .map(parse_mode)
+                .transpose()?
+                .unwrap_or(old.0),
+            owner
+                .as_deref()
+                .map(lookup_user)
+                .transpose()?
+                .unwrap_or(old.1),
+            group
+                .as_deref()
+                .map(lookup_group)
+                .transpose()?
+                .unwrap_or(old.2),
         )),
     })
 }
@@ -356,7 +372,9 @@ impl Rotator<'_> {
 
     fn rotate_one(&mut self, log: &Path) -> HostResult<()> {
         let o = self.opts;
-        let io_err = |what: &str, p: &Path, e: io::Error| HostError::io(format!("{what} {}", p.display()), &e);
+        let io_err = |what: &str, p: &Path, e: io::Error| {
+            HostError::io(format!("{what} {}", p.display()), &e)
+        };
         let md = match fs::symlink_metadata(log) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound && o.missingok => return Ok(()),
@@ -369,7 +387,10 @@ impl Rotator<'_> {
             )));
         }
         if !md.is_file() {
-            return Err(HostError::invalid(format!("{} is not a regular file", log.display())));
+            return Err(HostError::invalid(format!(
+                "{} is not a regular file",
+                log.display()
+            )));
         }
         let skip = |me: &mut Self, reason: String| {
             me.report.skipped.push(Skipped {
@@ -399,7 +420,8 @@ impl Rotator<'_> {
         let date_re = date_regex(&base, &o.dateformat)?;
         let num_re = numbered_regex(&base);
         let re = if o.dateext { &date_re } else { &num_re };
-        self.recover(log, re).map_err(|e| io_err("recovering rotated files of", log, e))?;
+        self.recover(log, re)
+            .map_err(|e| io_err("recovering rotated files of", log, e))?;
 
         let target;
         let mut dispose_target = false;
@@ -411,7 +433,12 @@ impl Rotator<'_> {
                     ErrorKind::Refused,
                     format!(
                         "destination {} already exists, skipping rotation",
-                        if exists(&target) { target.clone() } else { with_suffix(&target, ".gz") }.display()
+                        if exists(&target) {
+                            target.clone()
+                        } else {
+                            with_suffix(&target, ".gz")
+                        }
+                        .display()
                     ),
                 ));
             }
@@ -439,7 +466,8 @@ impl Rotator<'_> {
                     let from = num(i, ext);
                     if exists(&from) {
                         let to = num(i + 1, ext);
-                        self.rename(&from, &to).map_err(|e| io_err("renaming", &from, e))?;
+                        self.rename(&from, &to)
+                            .map_err(|e| io_err("renaming", &from, e))?;
                     }
                 }
             }
@@ -455,7 +483,8 @@ impl Rotator<'_> {
                 let mut out = crate::atomic::AtomicFile::create(&target)
                     .map_err(|e| io_err("creating", &target, e))?;
                 io::copy(&mut src, out.file()).map_err(|e| io_err("copying", log, e))?;
-                crate::host::compress::copy_attrs(out.file(), &md).map_err(|e| io_err("copying attributes to", &target, e))?;
+                crate::host::compress::copy_attrs(out.file(), &md)
+                    .map_err(|e| io_err("copying attributes to", &target, e))?;
                 out.commit().map_err(|e| io_err("writing", &target, e))?;
                 fs::OpenOptions::new()
                     .write(true)
@@ -491,12 +520,35 @@ impl Rotator<'_> {
             }
         }
         if dispose_target {
-            self.remove(&target).map_err(|e| io_err("removing", &target, e))?;
+            self.remove(&target)
+                .map_err(|e| io_err("removing", &target, e))?;
             return Ok(());
         }
         if o.compress {
+            // Plain older versions that should have been compressed (an earlier run was
+            // interrupted, or compression was just switched on) are compressed now.
+            let newest_plain = if o.delaycompress {
+                o.start + 1
+            } else {
+                o.start
+            };
+            if !o.dateext {
+                for i in (newest_plain + 1)..=(o.keep + o.start).saturating_sub(1) {
+                    let p = dir.join(format!("{base}.{i}"));
+                    if exists(&p) {
+                        self.to_compress.push(p);
+                    }
+                }
+            }
             if !o.delaycompress {
                 self.to_compress.push(target.clone());
+                if o.dateext {
+                    for s in self.siblings(log, &date_re) {
+                        if s != target && !s.extension().is_some_and(|e| e == "gz") {
+                            self.to_compress.push(s);
+                        }
+                    }
+                }
             } else if o.dateext {
                 for s in self.siblings(log, &date_re) {
                     if s != target && !s.extension().is_some_and(|e| e == "gz") {
@@ -505,13 +557,18 @@ impl Rotator<'_> {
                 }
             } else {
                 let prev = dir.join(format!("{base}.{}", o.start + 1));
-                if exists(&prev) || self.ctx.dry_run && self.report.renamed.iter().any(|m| Path::new(&m.to) == prev) {
+                if exists(&prev)
+                    || self.ctx.dry_run
+                        && self.report.renamed.iter().any(|m| Path::new(&m.to) == prev)
+                {
                     self.to_compress.push(prev);
                 }
             }
         }
         if let Some(age) = self.max_age {
-            let cutoff = SystemTime::now().checked_sub(age).unwrap_or(SystemTime::UNIX_EPOCH);
+            let cutoff = SystemTime::now()
+                .checked_sub(age)
+                .unwrap_or(SystemTime::UNIX_EPOCH);
             for s in self.siblings(log, re) {
                 if s == target {
                     continue;
@@ -531,12 +588,18 @@ impl Rotator<'_> {
     fn compress_all(&mut self) {
         let files = std::mem::take(&mut self.to_compress);
         if self.ctx.dry_run {
-            self.report
-                .compressed
-                .extend(files.iter().map(|f| with_suffix(f, ".gz").display().to_string()));
+            self.report.compressed.extend(
+                files
+                    .iter()
+                    .map(|f| with_suffix(f, ".gz").display().to_string()),
+            );
             return;
         }
-        let inner_threads = if files.len() == 1 { default_threads() } else { 1 };
+        let inner_threads = if files.len() == 1 {
+            default_threads()
+        } else {
+            1
+        };
         let level = self.opts.compress_level;
         let results = std::sync::Mutex::new(Vec::new());
         par_for_each(&files, default_threads(), |f| {
@@ -683,7 +746,16 @@ fn run_binding(ctx: &RunCtx, nctx: &NativeCallContext, pattern: &str, mut map: M
                 Err(e) => Err(postrotate_error(*e)),
             }
         };
-        rotate(ctx, pattern, &o, if post.is_some() { Some(&mut hook) } else { None })
+        rotate(
+            ctx,
+            pattern,
+            &o,
+            if post.is_some() {
+                Some(&mut hook)
+            } else {
+                None
+            },
+        )
     })
 }
 
@@ -697,11 +769,23 @@ fn postrotate_error(e: rhai::EvalAltResult) -> HostError {
 pub fn register(r: &mut Registrar) {
     r.category("files");
     let ctx = r.ctx.clone();
-    r.add("rotate", &["path_or_glob: &str"], "Map", DOC, move |nctx: NativeCallContext, p: &str| -> RhaiResult {
-        run_binding(&ctx, &nctx, p, Map::new())
-    });
+    r.add(
+        "rotate",
+        &["path_or_glob: &str"],
+        "Map",
+        DOC,
+        move |nctx: NativeCallContext, p: &str| -> RhaiResult {
+            run_binding(&ctx, &nctx, p, Map::new())
+        },
+    );
     let ctx = r.ctx.clone();
-    r.add("rotate", &["path_or_glob: &str", "opts: Map"], "Map", DOC, move |nctx: NativeCallContext, p: &str, o: Map| -> RhaiResult {
-        run_binding(&ctx, &nctx, p, o)
-    });
+    r.add(
+        "rotate",
+        &["path_or_glob: &str", "opts: Map"],
+        "Map",
+        DOC,
+        move |nctx: NativeCallContext, p: &str, o: Map| -> RhaiResult {
+            run_binding(&ctx, &nctx, p, o)
+        },
+    );
 }

@@ -24,31 +24,55 @@ Returns `#{ dir, deleted, bytes_freed, kept, removed_dirs, errors, dry_run }`. A
 deleted is reported, the rest are still deleted, then the call fails (kind `io`).\n\n\
 ```rhai\nlet r = delete_older_than(\"./backups\", \"30d\", #{ pattern: \"*.sql.gz\", keep_at_least: 7, max_delete: 100 });\nlog(`freed ${r.bytes_freed} bytes`);\n```";
     let ctx = r.ctx.clone();
-    r.add("delete_older_than", &["dir: &str", "age: &str"], "Map", DOT, move |d: &str, age: &str| -> RhaiResult {
-        call(&ctx, "delete_older_than", || {
-            retention::delete_older_than(&ctx, d, parse_duration(age)?, &Default::default())
-        })
-    });
+    r.add(
+        "delete_older_than",
+        &["dir: &str", "age: &str"],
+        "Map",
+        DOT,
+        move |d: &str, age: &str| -> RhaiResult {
+            call(&ctx, "delete_older_than", || {
+                retention::delete_older_than(&ctx, d, parse_duration(age)?, &Default::default())
+            })
+        },
+    );
     let ctx = r.ctx.clone();
-    r.add("delete_older_than", &["dir: &str", "age: &str", "opts: Map"], "Map", DOT, move |d: &str, age: &str, o: Map| -> RhaiResult {
-        call(&ctx, "delete_older_than", || {
-            let o: retention::DeleteOpts = opts("delete_older_than", &o)?;
-            retention::delete_older_than(&ctx, d, parse_duration(age)?, &o)
-        })
-    });
+    r.add(
+        "delete_older_than",
+        &["dir: &str", "age: &str", "opts: Map"],
+        "Map",
+        DOT,
+        move |d: &str, age: &str, o: Map| -> RhaiResult {
+            call(&ctx, "delete_older_than", || {
+                let o: retention::DeleteOpts = opts("delete_older_than", &o)?;
+                retention::delete_older_than(&ctx, d, parse_duration(age)?, &o)
+            })
+        },
+    );
 
     const LIST: &str = "Entries of a directory as maps `#{ path, name, kind, size, mtime, mode, uid, gid, target }`.\n\n\
 Symlinks are listed, not followed. Options: `pattern` (glob), `recursive` (false), `dirs` (true: include \
 directories), `sort` (\"name\", \"mtime\" oldest first, \"size\"), `reverse` (false).\n\n\
 ```rhai\nfor f in list(\".\", #{ pattern: \"*.rhai\", sort: \"mtime\" }) { log(`${f.name} ${f.size}`); }\n```";
     let ctx = r.ctx.clone();
-    r.add("list", &["dir: &str"], "Array", LIST, move |d: &str| -> RhaiResult {
-        call(&ctx, "list", || ops::list(&ctx, d, &Default::default()))
-    });
+    r.add(
+        "list",
+        &["dir: &str"],
+        "Array",
+        LIST,
+        move |d: &str| -> RhaiResult {
+            call(&ctx, "list", || ops::list(&ctx, d, &Default::default()))
+        },
+    );
     let ctx = r.ctx.clone();
-    r.add("list", &["dir: &str", "opts: Map"], "Array", LIST, move |d: &str, o: Map| -> RhaiResult {
-        call(&ctx, "list", || ops::list(&ctx, d, &opts("list", &o)?))
-    });
+    r.add(
+        "list",
+        &["dir: &str", "opts: Map"],
+        "Array",
+        LIST,
+        move |d: &str, o: Map| -> RhaiResult {
+            call(&ctx, "list", || ops::list(&ctx, d, &opts("list", &o)?))
+        },
+    );
 
     let ctx = r.ctx.clone();
     r.add("stat", &["path: &str"], "Map",
@@ -73,45 +97,93 @@ Fails with kind `not_found` when it does not exist (see `exists`).\n\n```rhai\nl
         move |p: &str| -> RhaiResult { call(&ctx, "disk_usage", || ops::disk_usage(p)) });
 
     let ctx = r.ctx.clone();
-    r.add("read_file", &["path: &str"], "String",
+    r.add(
+        "read_file",
+        &["path: &str"],
+        "String",
         "The contents of a UTF-8 text file.\n\n```rhai\nlet text = read_file(\"mtn.toml\");\n```",
-        move |p: &str| -> RhaiResult { call(&ctx, "read_file", || ops::read_file(&ctx, p)) });
+        move |p: &str| -> RhaiResult { call(&ctx, "read_file", || ops::read_file(&ctx, p)) },
+    );
 
     const WRITE: &str = "Write text to a file atomically (temporary file, fsync, rename): readers see the old or the new content, never half.\n\n\
 Honours the policy and dry-run. Options: `mode` (octal string like \"0600\"; default: keep an existing file's mode). \
 Returns `#{ path, bytes, dry_run }`.\n\n```rhai\nwrite_file(\"./last-run.txt\", now().iso);\n```";
     let ctx = r.ctx.clone();
-    r.add("write_file", &["path: &str", "content: &str"], "Map", WRITE, move |p: &str, c: &str| -> RhaiResult {
-        call(&ctx, "write_file", || ops::write_file(&ctx, p, c.as_bytes(), &Default::default()))
-    });
+    r.add(
+        "write_file",
+        &["path: &str", "content: &str"],
+        "Map",
+        WRITE,
+        move |p: &str, c: &str| -> RhaiResult {
+            call(&ctx, "write_file", || {
+                ops::write_file(&ctx, p, c.as_bytes(), &Default::default())
+            })
+        },
+    );
     let ctx = r.ctx.clone();
-    r.add("write_file", &["path: &str", "content: &str", "opts: Map"], "Map", WRITE, move |p: &str, c: &str, o: Map| -> RhaiResult {
-        call(&ctx, "write_file", || ops::write_file(&ctx, p, c.as_bytes(), &opts("write_file", &o)?))
-    });
+    r.add(
+        "write_file",
+        &["path: &str", "content: &str", "opts: Map"],
+        "Map",
+        WRITE,
+        move |p: &str, c: &str, o: Map| -> RhaiResult {
+            call(&ctx, "write_file", || {
+                ops::write_file(&ctx, p, c.as_bytes(), &opts("write_file", &o)?)
+            })
+        },
+    );
 
     const RM: &str = "Remove a file or a symlink (never the symlink's target, never a directory).\n\n\
 Honours the policy and dry-run. Options: `missing_ok` (false). Returns `#{ path, removed, bytes_freed, dry_run }`.\n\n\
 ```rhai\nremove_file(\"./tmp.lock\", #{ missing_ok: true });\n```";
     let ctx = r.ctx.clone();
-    r.add("remove_file", &["path: &str"], "Map", RM, move |p: &str| -> RhaiResult {
-        call(&ctx, "remove_file", || ops::remove_file(&ctx, p, &Default::default()))
-    });
+    r.add(
+        "remove_file",
+        &["path: &str"],
+        "Map",
+        RM,
+        move |p: &str| -> RhaiResult {
+            call(&ctx, "remove_file", || {
+                ops::remove_file(&ctx, p, &Default::default())
+            })
+        },
+    );
     let ctx = r.ctx.clone();
-    r.add("remove_file", &["path: &str", "opts: Map"], "Map", RM, move |p: &str, o: Map| -> RhaiResult {
-        call(&ctx, "remove_file", || ops::remove_file(&ctx, p, &opts("remove_file", &o)?))
-    });
+    r.add(
+        "remove_file",
+        &["path: &str", "opts: Map"],
+        "Map",
+        RM,
+        move |p: &str, o: Map| -> RhaiResult {
+            call(&ctx, "remove_file", || {
+                ops::remove_file(&ctx, p, &opts("remove_file", &o)?)
+            })
+        },
+    );
 
     const CP: &str = "Copy a file atomically; into `dst/` when `dst` is a directory.\n\n\
 Honours the policy and dry-run. Options: `overwrite` (true), `preserve` (true: keep mode and mtime). \
 Returns `#{ from, to, bytes, dry_run }`.\n\n```rhai\ncopy(\"mtn.toml\", \"./mtn.toml.bak\");\n```";
     let ctx = r.ctx.clone();
-    r.add("copy", &["src: &str", "dst: &str"], "Map", CP, move |s: &str, d: &str| -> RhaiResult {
-        call(&ctx, "copy", || ops::copy(&ctx, s, d, &Default::default()))
-    });
+    r.add(
+        "copy",
+        &["src: &str", "dst: &str"],
+        "Map",
+        CP,
+        move |s: &str, d: &str| -> RhaiResult {
+            call(&ctx, "copy", || ops::copy(&ctx, s, d, &Default::default()))
+        },
+    );
     let ctx = r.ctx.clone();
-    r.add("copy", &["src: &str", "dst: &str", "opts: Map"], "Map", CP, move |s: &str, d: &str, o: Map| -> RhaiResult {
-        call(&ctx, "copy", || ops::copy(&ctx, s, d, &opts("copy", &o)?))
-    });
+    r.add(
+        "copy",
+        &["src: &str", "dst: &str", "opts: Map"],
+        "Map",
+        CP,
+        move |s: &str, d: &str, o: Map| -> RhaiResult {
+            call(&ctx, "copy", || ops::copy(&ctx, s, d, &opts("copy", &o)?))
+        },
+    );
 
     const SYNC: &str = "Mirror the contents of `src` into `dst` like `rsync -a src/ dst/`.\n\n\
 New or changed files (size or mtime differ) are copied via a temporary name; modes, mtimes and (as root) \
@@ -119,13 +191,29 @@ owners are preserved; symlinks are copied as symlinks, never followed. Options: 
 what is in `dst` but not in `src`). Returns `#{ src, dst, copied, bytes_copied, deleted, dirs_created, symlinks, unchanged, skipped, dry_run }`.\n\n\
 ```rhai\nlet r = sync_dir(\"./uploads\", \"./mirror\", #{ delete: true });\nlog(`${r.copied.len()} files copied`);\n```";
     let ctx = r.ctx.clone();
-    r.add("sync_dir", &["src: &str", "dst: &str"], "Map", SYNC, move |s: &str, d: &str| -> RhaiResult {
-        call(&ctx, "sync_dir", || sync::sync_dir(&ctx, s, d, &Default::default()))
-    });
+    r.add(
+        "sync_dir",
+        &["src: &str", "dst: &str"],
+        "Map",
+        SYNC,
+        move |s: &str, d: &str| -> RhaiResult {
+            call(&ctx, "sync_dir", || {
+                sync::sync_dir(&ctx, s, d, &Default::default())
+            })
+        },
+    );
     let ctx = r.ctx.clone();
-    r.add("sync_dir", &["src: &str", "dst: &str", "opts: Map"], "Map", SYNC, move |s: &str, d: &str, o: Map| -> RhaiResult {
-        call(&ctx, "sync_dir", || sync::sync_dir(&ctx, s, d, &opts("sync_dir", &o)?))
-    });
+    r.add(
+        "sync_dir",
+        &["src: &str", "dst: &str", "opts: Map"],
+        "Map",
+        SYNC,
+        move |s: &str, d: &str, o: Map| -> RhaiResult {
+            call(&ctx, "sync_dir", || {
+                sync::sync_dir(&ctx, s, d, &opts("sync_dir", &o)?)
+            })
+        },
+    );
 
     let ctx = r.ctx.clone();
     r.add("find_world_writable", &["dir: &str"], "Array",

@@ -231,7 +231,11 @@ pub fn disk_usage(path: &str) -> HostResult<DiskUsage> {
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
     // SAFETY: c is a valid C string and st is written on success.
     if unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) } != 0 {
-        return Err(io_err("statvfs", Path::new(path), &io::Error::last_os_error()));
+        return Err(io_err(
+            "statvfs",
+            Path::new(path),
+            &io::Error::last_os_error(),
+        ));
     }
     let st = unsafe { st.assume_init() };
     let f = st.f_frsize as u64;
@@ -284,10 +288,17 @@ pub fn parse_mode(text: &str) -> HostResult<u32> {
     u32::from_str_radix(t, 8)
         .ok()
         .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| HostError::invalid(format!("invalid mode {text:?} (use octal, e.g. \"0640\")")))
+        .ok_or_else(|| {
+            HostError::invalid(format!("invalid mode {text:?} (use octal, e.g. \"0640\")"))
+        })
 }
 
-pub fn write_file(ctx: &RunCtx, path: &str, content: &[u8], opts: &WriteOpts) -> HostResult<WriteReport> {
+pub fn write_file(
+    ctx: &RunCtx,
+    path: &str,
+    content: &[u8],
+    opts: &WriteOpts,
+) -> HostResult<WriteReport> {
     let dest = ctx.policy.check_write(Path::new(path))?;
     let mode = opts.mode.as_deref().map(parse_mode).transpose()?;
     let report = WriteReport {
@@ -303,7 +314,8 @@ pub fn write_file(ctx: &RunCtx, path: &str, content: &[u8], opts: &WriteOpts) ->
         .filter(|m| m.is_file())
         .map(|m| m.mode() & 0o7777);
     let mut f = AtomicFile::create(&dest).map_err(|e| io_err("writing", &dest, &e))?;
-    f.write_all(content).map_err(|e| io_err("writing", &dest, &e))?;
+    f.write_all(content)
+        .map_err(|e| io_err("writing", &dest, &e))?;
     if let Some(m) = mode.or(existing_mode) {
         f.file()
             .set_permissions(fs::Permissions::from_mode(m))
@@ -388,7 +400,12 @@ pub struct CopyReport {
 }
 
 /// Copy `src` to `dest` through a temporary file, keeping mode and mtime when asked.
-pub fn copy_file_atomic(src: &Path, dest: &Path, src_md: &Metadata, preserve: bool) -> io::Result<u64> {
+pub fn copy_file_atomic(
+    src: &Path,
+    dest: &Path,
+    src_md: &Metadata,
+    preserve: bool,
+) -> io::Result<u64> {
     let mut input = fs::File::open(src)?;
     let mut f = AtomicFile::create(dest)?;
     let n = io::copy(&mut input, f.file())?;
@@ -411,7 +428,10 @@ pub fn copy(ctx: &RunCtx, src: &str, dst: &str, opts: &CopyOpts) -> HostResult<C
         )));
     }
     let mut dest = PathBuf::from(dst);
-    if fs::symlink_metadata(&dest).map(|m| m.is_dir()).unwrap_or(false) {
+    if fs::symlink_metadata(&dest)
+        .map(|m| m.is_dir())
+        .unwrap_or(false)
+    {
         dest = dest.join(src_p.file_name().unwrap_or_default());
     }
     let dest = ctx.policy.check_write(&dest)?;

@@ -122,7 +122,10 @@ fn walk(root: &Dir, recursive: bool, ctx: &RunCtx) -> HostResult<Vec<DirFiles>> 
 }
 
 fn display(root: &Path, rel: &Path, name: &std::ffi::CStr) -> String {
-    root.join(rel).join(dir::name_os(name)).display().to_string()
+    root.join(rel)
+        .join(dir::name_os(name))
+        .display()
+        .to_string()
 }
 
 pub fn delete_older_than(
@@ -164,10 +167,13 @@ pub fn delete_older_than(
         let d = match root.open_rel(&df.rel) {
             Ok(d) => d,
             Err(e) => {
-                errors.lock().unwrap_or_else(|p| p.into_inner()).push(PathError {
-                    path: root_path.join(&df.rel).display().to_string(),
-                    error: e.to_string(),
-                });
+                errors
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(PathError {
+                        path: root_path.join(&df.rel).display().to_string(),
+                        error: e.to_string(),
+                    });
                 return;
             }
         };
@@ -193,13 +199,19 @@ pub fn delete_older_than(
                 }),
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => errors.lock().unwrap_or_else(|p| p.into_inner()).push(PathError {
-                    path: display(&root_path, &df.rel, name),
-                    error: e.to_string(),
-                }),
+                Err(e) => errors
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(PathError {
+                        path: display(&root_path, &df.rel, name),
+                        error: e.to_string(),
+                    }),
             }
         }
-        found.lock().unwrap_or_else(|p| p.into_inner()).extend(local);
+        found
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(local);
     });
     ctx.check_cancelled()?;
     let mut all = found.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -330,7 +342,11 @@ pub fn delete_older_than(
                 report.deleted.len(),
                 report.bytes_freed,
                 list.join("; "),
-                if report.errors.len() > 10 { "; ..." } else { "" }
+                if report.errors.len() > 10 {
+                    "; ..."
+                } else {
+                    ""
+                }
             ),
         ));
     }
@@ -350,7 +366,10 @@ fn remove_empty_dirs(
     let deleted: HashSet<&str> = report.deleted.iter().map(|s| s.as_str()).collect();
     // A directory is empty (or would be) when every file in it went and every subdir is gone.
     let mut gone: HashSet<PathBuf> = HashSet::new();
-    let mut order: Vec<&DirFiles> = dirs.iter().filter(|d| !d.rel.as_os_str().is_empty()).collect();
+    let mut order: Vec<&DirFiles> = dirs
+        .iter()
+        .filter(|d| !d.rel.as_os_str().is_empty())
+        .collect();
     order.sort_by_key(|d| std::cmp::Reverse(d.rel.components().count()));
     let mut removed = Vec::new();
     for d in order {
@@ -358,7 +377,10 @@ fn remove_empty_dirs(
             .files
             .iter()
             .all(|f| deleted.contains(display(root_path, &d.rel, f).as_str()));
-        let subs_gone = d.subdirs.iter().all(|s| gone.contains(&d.rel.join(dir::name_os(s))));
+        let subs_gone = d
+            .subdirs
+            .iter()
+            .all(|s| gone.contains(&d.rel.join(dir::name_os(s))));
         if !(files_gone && subs_gone) {
             continue;
         }

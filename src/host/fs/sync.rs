@@ -220,7 +220,8 @@ impl Syncer<'_> {
         let rd = fs::read_dir(src).map_err(|e| io_err("listing", src, &e))?;
         for ent in rd {
             let ent = ent.map_err(|e| io_err("listing", src, &e))?;
-            let md = fs::symlink_metadata(ent.path()).map_err(|e| io_err("stat", &ent.path(), &e))?;
+            let md =
+                fs::symlink_metadata(ent.path()).map_err(|e| io_err("stat", &ent.path(), &e))?;
             let r = rel.join(ent.file_name());
             if md.is_dir() {
                 self.report.dirs_created += 1;
