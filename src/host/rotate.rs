@@ -544,14 +544,14 @@ impl Rotator<'_> {
                 self.to_compress.push(target.clone());
                 if o.dateext {
                     for s in self.siblings(log, &date_re) {
-                        if s != target && !s.extension().is_some_and(|e| e == "gz") {
+                        if s != target && s.extension().is_none_or(|e| e != "gz") {
                             self.to_compress.push(s);
                         }
                     }
                 }
             } else if o.dateext {
                 for s in self.siblings(log, &date_re) {
-                    if s != target && !s.extension().is_some_and(|e| e == "gz") {
+                    if s != target && s.extension().is_none_or(|e| e != "gz") {
                         self.to_compress.push(s);
                     }
                 }

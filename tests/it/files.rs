@@ -170,7 +170,7 @@ fn grow(root: &Path, round: usize) {
     // e.log stays empty in odd rounds, to exercise notifempty.
     let e = root.join("e.log");
     let mut text = fs::read_to_string(&e).unwrap_or_default();
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         text.push_str(&format!("e line {round}\n"));
     }
     write(&e, &text);

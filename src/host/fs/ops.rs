@@ -225,6 +225,8 @@ fn ceil_percent(used: u64, avail: u64) -> i64 {
     }
 }
 
+// statvfs field widths differ between platforms (u32 on 32-bit); the casts keep it portable.
+#[allow(clippy::unnecessary_cast)]
 pub fn disk_usage(path: &str) -> HostResult<DiskUsage> {
     let c = std::ffi::CString::new(path)
         .map_err(|_| HostError::invalid("disk_usage: path contains a NUL byte"))?;
