@@ -197,6 +197,17 @@ pub fn system_path_reason(path: &Path) -> Option<&'static str> {
             return Some("system paths are always refused");
         }
     }
+    // `/lib*`: every library tree a distribution may have (/lib, /lib64, /libx32, /libexec...).
+    let mut comps = path.components();
+    if let (Some(Component::RootDir), Some(Component::Normal(first))) = (comps.next(), comps.next())
+    {
+        if first.to_string_lossy().starts_with("lib") {
+            return Some("system paths are always refused");
+        }
+    }
+    if path == Path::new("/home") {
+        return Some("the folder of every home directory is never a valid target");
+    }
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let is_home = home.as_deref() == Some(path)
         || path == Path::new("/root")
@@ -291,6 +302,56 @@ mod tests {
         assert!(p.check_write(&dir.path().join("link/file")).is_err());
         // The link itself may be removed: it lives inside the root.
         assert!(p.check_write(&dir.path().join("link")).is_ok());
+    }
+
+    #[test]
+    fn system_trees_home_dirs_and_lib_prefix() {
+        let p = Policy::with_roots(vec![PathBuf::from("/")]);
+        for bad in [
+            "/",
+            "/etc",
+            "/etc/nginx/x.conf",
+            "/usr/local/bin/x",
+            "/bin/sh",
+            "/sbin",
+            "/lib",
+            "/lib64/x",
+            "/libexec/x",
+            "/boot/vmlinuz",
+            "/proc/1",
+            "/sys/kernel",
+            "/dev/null",
+            "/root",
+            "/home",
+            "/home/alice",
+        ] {
+            let err = p.check_write(Path::new(bad)).unwrap_err();
+            assert_eq!(err.kind, crate::host::error::ErrorKind::Refused, "{bad}");
+        }
+        // Inside a home directory, or a name that only starts like a system tree, is fine.
+        for ok in [
+            "/home/alice/backups/x",
+            "/root/backups",
+            "/etcetera/x",
+            "/usrdata/x",
+            "/var/backups/db.gz",
+        ] {
+            assert!(p.check_write(Path::new(ok)).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn allowed_root_given_through_a_symlink_is_canonical() {
+        let real = tempfile::tempdir().unwrap();
+        let links = tempfile::tempdir().unwrap();
+        let alias = links.path().join("alias");
+        std::os::unix::fs::symlink(real.path(), &alias).unwrap();
+        let p = Policy::with_roots(vec![alias.clone()]);
+        // Writes through the alias and to the real path are the same place: both allowed.
+        assert!(p.check_write(&alias.join("f")).is_ok());
+        assert!(p.check_write(&real.path().join("f")).is_ok());
+        // `..` cannot climb out of the root lexically.
+        assert!(p.check_write(&alias.join("../escape")).is_err());
     }
 
     #[test]

@@ -6,12 +6,23 @@
 //! bounded: at most `2 × threads` chunks are in flight.
 
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
 
+use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use rhai::Map;
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::AtomicFile;
+use crate::engine::ctx::RunCtx;
+use crate::engine::registry::Registrar;
+use crate::host::binding::{call, opts, RhaiResult};
+use crate::host::error::{HostError, HostResult};
 
 /// Chunk size per gzip member. 1 MiB keeps the size penalty of independent members well under
 /// 1% at level 6 while giving enough chunks to keep every core busy.
@@ -158,13 +169,301 @@ pub fn compress_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
     enc.finish()
 }
 
-pub fn register(_r: &mut crate::engine::registry::Registrar) {}
+/// Compress `src` into `dest` through `<dest>.tmp` (fsynced, then renamed), keeping the source's
+/// mode, mtime and (as root) owner, like gzip. The source is left alone: the caller removes it
+/// once the compressed file is in place, so a crash at any point leaves the data complete in
+/// `src`, in `dest`, or (for an instant between rename and unlink) in both, which
+/// [`remove_if_compressed`] resolves. Returns (bytes in, bytes out).
+pub fn gzip_file(src: &Path, dest: &Path, level: u32, threads: usize) -> io::Result<(u64, u64)> {
+    let mut input = File::open(src)?;
+    let md = input.metadata()?;
+    let out = AtomicFile::create(dest)?;
+    let mut gz = ParallelGzWriter::with_options(out, level, threads, DEFAULT_CHUNK);
+    let mut buf = vec![0u8; DEFAULT_CHUNK];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        gz.write_all(&buf[..n])?;
+    }
+    let raw = gz.raw_bytes();
+    let mut out = gz.finish()?;
+    let written = out.file().stream_position()?;
+    copy_attrs(out.file(), &md)?;
+    out.commit()?;
+    Ok((raw, written))
+}
+
+/// Give `f` the mode, mtime and (as root) owner of `md`.
+pub fn copy_attrs(f: &File, md: &std::fs::Metadata) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::fchown(f, Some(md.uid()), Some(md.gid()))?;
+    }
+    f.set_permissions(std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+    let mtime = filetime::FileTime::from_last_modification_time(md);
+    filetime::set_file_handle_times(f, None, Some(mtime))
+}
+
+/// Decompress `src` (plain or multi-member gzip) into `dest` through a temporary file.
+pub fn gunzip_file(src: &Path, dest: &Path) -> io::Result<(u64, u64)> {
+    let input = File::open(src)?;
+    let md = input.metadata()?;
+    let mut dec = MultiGzDecoder::new(io::BufReader::with_capacity(256 * 1024, input));
+    let mut out = AtomicFile::create(dest)?;
+    let n = io::copy(&mut dec, out.file())?;
+    copy_attrs(out.file(), &md)?;
+    out.commit()?;
+    Ok((md.len(), n))
+}
+
+/// After a crash between renaming `X.gz` into place and unlinking `X`, both exist and `X.gz` is
+/// complete (it only ever appears by rename after fsync). Remove `X` so every byte is in one
+/// file again. Returns true when it removed something.
+pub fn remove_if_compressed(plain: &Path) -> io::Result<bool> {
+    let mut gz = plain.as_os_str().to_os_string();
+    gz.push(".gz");
+    let gz = PathBuf::from(gz);
+    match (
+        std::fs::symlink_metadata(plain),
+        std::fs::symlink_metadata(&gz),
+    ) {
+        (Ok(p), Ok(g)) if p.is_file() && g.is_file() => {
+            std::fs::remove_file(plain)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompressOpts {
+    /// gzip level 1–9 (default 6, like gzip).
+    pub level: u32,
+    /// Keep the input file (gzip -k).
+    pub keep: bool,
+    /// Replace an existing output (gzip -f).
+    pub force: bool,
+    /// Compression threads (default: every core).
+    pub threads: Option<usize>,
+}
+
+impl Default for CompressOpts {
+    fn default() -> Self {
+        CompressOpts {
+            level: 6,
+            keep: false,
+            force: false,
+            threads: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct CompressReport {
+    pub input: String,
+    pub output: String,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub ratio: f64,
+    pub dry_run: bool,
+}
+
+fn io_err(what: &str, path: &Path, e: &io::Error) -> HostError {
+    HostError::io(format!("{what} {}", path.display()), e)
+}
+
+fn check_input(path: &Path) -> HostResult<std::fs::Metadata> {
+    let md = std::fs::symlink_metadata(path).map_err(|e| io_err("reading", path, &e))?;
+    if !md.is_file() {
+        return Err(HostError::invalid(format!(
+            "{} is not a regular file (symlinks are not followed)",
+            path.display()
+        )));
+    }
+    Ok(md)
+}
+
+pub fn compress(ctx: &RunCtx, path: &str, opts: &CompressOpts) -> HostResult<CompressReport> {
+    if !(1..=9).contains(&opts.level) {
+        return Err(HostError::invalid(format!(
+            "compress: level must be 1 to 9, got {}",
+            opts.level
+        )));
+    }
+    let src = Path::new(path);
+    if path.ends_with(".gz") {
+        return Err(HostError::invalid(format!(
+            "{path} already has the .gz suffix"
+        )));
+    }
+    let md = check_input(src)?;
+    let dest = ctx.policy.check_write(Path::new(&format!("{path}.gz")))?;
+    let src_abs = if opts.keep {
+        crate::policy::absolute(src)
+    } else {
+        ctx.policy.check_write(src)?
+    };
+    if !opts.force && std::fs::symlink_metadata(&dest).is_ok() {
+        return Err(HostError::refused(format!(
+            "{} already exists (force: true replaces it)",
+            dest.display()
+        )));
+    }
+    let mut report = CompressReport {
+        input: src_abs.display().to_string(),
+        output: dest.display().to_string(),
+        bytes_in: md.len(),
+        bytes_out: 0,
+        ratio: 0.0,
+        dry_run: ctx.dry_run,
+    };
+    if ctx.dry_run {
+        return Ok(report);
+    }
+    let threads = opts.threads.unwrap_or_else(default_threads).max(1);
+    let (raw, out) = gzip_file(&src_abs, &dest, opts.level, threads)
+        .map_err(|e| io_err("compressing", &src_abs, &e))?;
+    if !opts.keep {
+        std::fs::remove_file(&src_abs).map_err(|e| io_err("removing", &src_abs, &e))?;
+        crate::atomic::sync_dir(&src_abs);
+    }
+    report.bytes_in = raw;
+    report.bytes_out = out;
+    report.ratio = if raw == 0 {
+        0.0
+    } else {
+        out as f64 / raw as f64
+    };
+    Ok(report)
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecompressOpts {
+    pub keep: bool,
+    pub force: bool,
+}
+
+pub fn decompress(ctx: &RunCtx, path: &str, opts: &DecompressOpts) -> HostResult<CompressReport> {
+    let Some(stem) = path.strip_suffix(".gz") else {
+        return Err(HostError::invalid(format!("{path} does not end in .gz")));
+    };
+    let src = Path::new(path);
+    let md = check_input(src)?;
+    let dest = ctx.policy.check_write(Path::new(stem))?;
+    let src_abs = if opts.keep {
+        crate::policy::absolute(src)
+    } else {
+        ctx.policy.check_write(src)?
+    };
+    if !opts.force && std::fs::symlink_metadata(&dest).is_ok() {
+        return Err(HostError::refused(format!(
+            "{} already exists (force: true replaces it)",
+            dest.display()
+        )));
+    }
+    let mut report = CompressReport {
+        input: src_abs.display().to_string(),
+        output: dest.display().to_string(),
+        bytes_in: md.len(),
+        bytes_out: 0,
+        ratio: 0.0,
+        dry_run: ctx.dry_run,
+    };
+    if ctx.dry_run {
+        return Ok(report);
+    }
+    let (inp, out) = gunzip_file(&src_abs, &dest).map_err(|e| {
+        if e.kind() == io::ErrorKind::InvalidInput || e.kind() == io::ErrorKind::InvalidData {
+            HostError::verification(format!("{path} is not valid gzip: {e}"))
+        } else {
+            io_err("decompressing", &src_abs, &e)
+        }
+    })?;
+    if !opts.keep {
+        std::fs::remove_file(&src_abs).map_err(|e| io_err("removing", &src_abs, &e))?;
+        crate::atomic::sync_dir(&src_abs);
+    }
+    report.bytes_in = inp;
+    report.bytes_out = out;
+    report.ratio = if out == 0 {
+        0.0
+    } else {
+        inp as f64 / out as f64
+    };
+    Ok(report)
+}
+
+pub fn register(r: &mut Registrar) {
+    r.category("files");
+    const C: &str = "gzip a file into `path.gz` (parallel on large files; plain gzip that `gunzip` reads), then remove `path`.\n\n\
+The output is written to a temporary file and renamed, so a crash never leaves a partial `.gz` nor loses the input. \
+Mode and mtime are kept, like gzip. Honours the policy and dry-run. Options: `level` (6), `keep` (false: \
+remove the input), `force` (false: refuse to replace an existing output), `threads` (every core). \
+Returns `#{ input, output, bytes_in, bytes_out, ratio, dry_run }`.\n\n\
+```rhai\nlet r = compress(\"./dump.sql\", #{ level: 6 });\nlog(`${r.output}: ${r.ratio}`);\n```";
+    let ctx = r.ctx.clone();
+    r.add(
+        "compress",
+        &["path: &str"],
+        "Map",
+        C,
+        move |p: &str| -> RhaiResult {
+            call(&ctx, "compress", || {
+                compress(&ctx, p, &CompressOpts::default())
+            })
+        },
+    );
+    let ctx = r.ctx.clone();
+    r.add(
+        "compress",
+        &["path: &str", "opts: Map"],
+        "Map",
+        C,
+        move |p: &str, o: Map| -> RhaiResult {
+            call(&ctx, "compress", || {
+                compress(&ctx, p, &opts("compress", &o)?)
+            })
+        },
+    );
+    const D: &str = "gunzip `path` (which must end in .gz, single or multi-member) into the name without .gz, then remove `path`.\n\n\
+Written through a temporary file and renamed. Honours the policy and dry-run. Options: `keep` (false), `force` (false). \
+Returns `#{ input, output, bytes_in, bytes_out, ratio, dry_run }`.\n\n\
+```rhai\ndecompress(\"./dump.sql.gz\", #{ keep: true });\n```";
+    let ctx = r.ctx.clone();
+    r.add(
+        "decompress",
+        &["path: &str"],
+        "Map",
+        D,
+        move |p: &str| -> RhaiResult {
+            call(&ctx, "decompress", || {
+                decompress(&ctx, p, &DecompressOpts::default())
+            })
+        },
+    );
+    let ctx = r.ctx.clone();
+    r.add(
+        "decompress",
+        &["path: &str", "opts: Map"],
+        "Map",
+        D,
+        move |p: &str, o: Map| -> RhaiResult {
+            call(&ctx, "decompress", || {
+                decompress(&ctx, p, &opts("decompress", &o)?)
+            })
+        },
+    );
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flate2::read::MultiGzDecoder;
-    use std::io::Read;
 
     fn roundtrip(data: &[u8], threads: usize, chunk: usize) -> Vec<u8> {
         let mut w = ParallelGzWriter::with_options(Vec::new(), 6, threads, chunk);
