@@ -231,7 +231,6 @@ fn parse_s3(raw: &str, rest: &str, conn: &ConnOptions) -> HostResult<Target> {
             }
             b = b
                 .with_endpoint(&ep)
-                .with_allow_http(ep.starts_with("http://"))
                 .with_virtual_hosted_style_request(!conn.path_style.unwrap_or(true));
             ep
         }
@@ -266,7 +265,12 @@ fn parse_s3(raw: &str, rest: &str, conn: &ConnOptions) -> HostResult<Target> {
         max_retries: conn.retries.unwrap_or(10),
         retry_timeout: conn.retry_timeout.unwrap_or(Duration::from_secs(180)),
     };
+    // with_client_options replaces every client setting, so allow_http belongs in here.
+    let allow_http = endpoint
+        .as_deref()
+        .is_some_and(|e| e.starts_with("http://"));
     let client = ClientOptions::new()
+        .with_allow_http(allow_http)
         .with_timeout(conn.request_timeout.unwrap_or(Duration::from_secs(300)))
         .with_connect_timeout(Duration::from_secs(10));
     let store = b
