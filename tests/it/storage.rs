@@ -314,6 +314,7 @@ fn storage_server_stopped_mid_upload_retries_then_fails_cleanly() {
     let run = Run::from(child.wait_with_output().unwrap());
     run.expect_code(1);
     let err = run.all();
+    eprintln!("mid-upload failure as reported: {err}");
     assert!(err.contains(&s.endpoint), "{err}");
     assert!(
         err.contains("retries") || err.contains("retry"),
