@@ -13,6 +13,8 @@ fn name_of(i: usize, time: &NaiveDateTime) -> String {
     format!("db{i}_{}.sql.gz", time.format("%Y-%m-%d_%H%M%S"))
 }
 
+type KeyFn = fn(&NaiveDateTime) -> String;
+
 fn backups_strategy() -> impl Strategy<Value = Vec<Backup>> {
     // Up to 60 backups spread over ~3 years, often several per hour/day.
     proptest::collection::vec(0i64..(3 * 365 * 24 * 60), 0..60).prop_map(|mins| {
@@ -118,7 +120,7 @@ proptest! {
         let last = match policy.keep_last { Some(-1) => usize::MAX, Some(n) if n > 0 => n as usize, _ => 0 };
         for b in s.iter().take(last) { prop_assert!(kept.contains(&b.name.as_str())); }
         // Every bucket rule.
-        let rules: [(Option<i64>, fn(&NaiveDateTime) -> String); 5] = [
+        let rules: [(Option<i64>, KeyFn); 5] = [
             (policy.keep_hourly, |t| format!("{} {}", t.date(), t.hour())),
             (policy.keep_daily, |t| t.date().to_string()),
             (policy.keep_weekly, |t| { let w = t.iso_week(); format!("{}-{}", w.year(), w.week()) }),
