@@ -1,0 +1,209 @@
+//! `download`: stream an object to `<final>.tmp`, verify it, rename it into place.
+//!
+//! The expected sha256 comes from the object's metadata (S3, written by `upload`) or from the
+//! `.sha256` sidecar (file:// targets). An object without one (uploaded by another tool) is
+//! checked by size only, and the report says so. Nothing partial ever has the final name.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use futures::StreamExt;
+use object_store::{Attribute, GetOptions};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::encrypt::{self, DecryptOptions};
+use super::target::{Backend, Target};
+use super::upload::SHA256_META;
+use crate::atomic::AtomicFile;
+use crate::engine::ctx::RunCtx;
+use crate::host::error::{HostError, HostResult};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DownloadOptions {
+    /// Decrypt an age-encrypted object with this identity file after verifying it.
+    pub decrypt: Option<DecryptOptions>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DownloadReport {
+    pub url: String,
+    pub path: String,
+    /// Bytes written to `path` (the plaintext when decrypting).
+    pub bytes: u64,
+    /// sha256 of the object as stored.
+    pub sha256: String,
+    /// "sha256" when checked against the stored checksum, "size" when the object had none.
+    pub verified: String,
+    pub decrypted: bool,
+    pub duration_ms: u64,
+    pub dry_run: bool,
+}
+
+pub async fn download(
+    target: &Target,
+    local: &Path,
+    opts: &DownloadOptions,
+    ctx: &RunCtx,
+) -> HostResult<DownloadReport> {
+    let started = Instant::now();
+    if target.is_prefix() {
+        return Err(HostError::invalid(format!(
+            "download: {} names a folder; give the URL of one object (list_remote() shows them)",
+            target.url()
+        )));
+    }
+    let key = target.key.clone();
+    let name = key.rsplit('/').next().unwrap_or(&key).to_string();
+    let dest: PathBuf = if local.is_dir() || local.to_string_lossy().ends_with('/') {
+        let n = if opts.decrypt.is_some() {
+            name.strip_suffix(".age").unwrap_or(&name).to_string()
+        } else {
+            name.clone()
+        };
+        local.join(n)
+    } else {
+        local.to_path_buf()
+    };
+    let dest = ctx.policy.check_write(&dest)?;
+    if let Some(parent) = dest.parent() {
+        if !parent.is_dir() {
+            ctx.policy.check_write(parent)?;
+            if !ctx.dry_run {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    HostError::io(format!("download: creating {}", parent.display()), &e)
+                })?;
+            }
+        }
+    }
+    let path = target.path(&key)?;
+    let url = target.url();
+
+    let get = GetOptions {
+        head: ctx.dry_run,
+        ..Default::default()
+    };
+    let res = target
+        .store
+        .get_opts(&path, get)
+        .await
+        .map_err(|e| target.error("download of", &key, e))?;
+    let size = res.meta.size;
+    let expected = match target.backend {
+        Backend::S3 => res
+            .attributes
+            .get(&Attribute::Metadata(SHA256_META.into()))
+            .map(|v| v.to_string()),
+        Backend::File => target.local_path(&key).and_then(|p| read_sidecar(&p)),
+    };
+    if ctx.dry_run {
+        return Ok(DownloadReport {
+            url,
+            path: dest.display().to_string(),
+            bytes: size,
+            sha256: expected.clone().unwrap_or_default(),
+            verified: if expected.is_some() { "sha256" } else { "size" }.into(),
+            decrypted: opts.decrypt.is_some(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            dry_run: true,
+        });
+    }
+
+    // With decryption the verified ciphertext goes to its own temporary name first.
+    let cipher_dest = crate::atomic::tmp_path(&crate::atomic::tmp_path(&dest));
+    let mut out = if opts.decrypt.is_some() {
+        AtomicFile::create(&cipher_dest)
+    } else {
+        AtomicFile::create(&dest)
+    }
+    .map_err(|e| {
+        HostError::io(
+            format!(
+                "download: creating {}",
+                crate::atomic::tmp_path(&dest).display()
+            ),
+            &e,
+        )
+    })?;
+    let mut hasher = Sha256::new();
+    let mut got = 0u64;
+    let mut stream = res.into_stream();
+    while let Some(chunk) = stream.next().await {
+        ctx.check_cancelled()?;
+        let chunk = chunk.map_err(|e| target.error("download of", &key, e))?;
+        hasher.update(&chunk);
+        got += chunk.len() as u64;
+        out.write_all(&chunk).map_err(|e| {
+            HostError::io(
+                format!("download: writing {}", out.tmp_path().display()),
+                &e,
+            )
+        })?;
+    }
+    let sha = hex::encode(hasher.finalize());
+    if got != size {
+        return Err(HostError::verification(format!(
+            "download: {url} ended after {got} of {size} bytes; {} was not written",
+            dest.display()
+        )));
+    }
+    if let Some(exp) = &expected {
+        if exp != &sha {
+            return Err(HostError::verification(format!(
+                "download: {url} has sha256 {sha} but its stored checksum is {exp}; {} was not written",
+                dest.display()
+            )));
+        }
+    }
+
+    let (bytes, decrypted) = match &opts.decrypt {
+        Some(dec) => {
+            let cipher = out.tmp_path().to_path_buf();
+            out.flush().map_err(|e| {
+                HostError::io(format!("download: writing {}", cipher.display()), &e)
+            })?;
+            let mut plain = AtomicFile::create(&dest).map_err(|e| {
+                HostError::io(
+                    format!(
+                        "download: creating {}",
+                        crate::atomic::tmp_path(&dest).display()
+                    ),
+                    &e,
+                )
+            })?;
+            let n = encrypt::decrypt_into(&cipher, &mut plain, dec)?;
+            drop(out);
+            plain.commit().map_err(|e| {
+                HostError::io(format!("download: renaming into {}", dest.display()), &e)
+            })?;
+            (n, true)
+        }
+        None => {
+            out.commit().map_err(|e| {
+                HostError::io(format!("download: renaming into {}", dest.display()), &e)
+            })?;
+            (got, false)
+        }
+    };
+    Ok(DownloadReport {
+        url,
+        path: dest.display().to_string(),
+        bytes,
+        sha256: sha,
+        verified: if expected.is_some() { "sha256" } else { "size" }.into(),
+        decrypted,
+        duration_ms: started.elapsed().as_millis() as u64,
+        dry_run: false,
+    })
+}
+
+/// The hex digest in `<file>.sha256`, if there is a well-formed one.
+pub fn read_sidecar(file: &Path) -> Option<String> {
+    let mut name = file.file_name()?.to_os_string();
+    name.push(".sha256");
+    let text = std::fs::read_to_string(file.with_file_name(name)).ok()?;
+    let hex = text.split_whitespace().next()?.to_ascii_lowercase();
+    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex)
+}
