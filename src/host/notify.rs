@@ -353,7 +353,8 @@ async fn send_email(
     message: &str,
     o: &NotifyOptions,
 ) -> HostResult<NotifyReport> {
-    let shown = crate::redact::register_url(url.as_str());
+    crate::redact::register_url(url.as_str());
+    let shown = smtp_display(&url);
     let host = url
         .host_str()
         .ok_or_else(|| HostError::invalid(format!("{shown}: no SMTP host")))?
@@ -454,7 +455,18 @@ async fn send_email(
         tracing::info!(target: "mtn::host", "dry run: would email {} via {shown}", to.join(", "));
         return Ok(report);
     }
-    transport.build().send(email).await.map_err(|e| {
+    // lettre's own timeout covers connecting only; a server that stops answering must not hang
+    // the run, so the whole exchange is bounded.
+    let limit = o.timeout.unwrap_or(DEFAULT_TIMEOUT) * 3;
+    let sent = tokio::time::timeout(limit, transport.build().send(email))
+        .await
+        .map_err(|_| {
+            HostError::network(format!(
+                "sending email via {shown}: no answer within {}",
+                humantime::format_duration(limit)
+            ))
+        })?;
+    sent.map_err(|e| {
         let mut text = e.to_string();
         let mut src = std::error::Error::source(&e);
         while let Some(s) = src {
@@ -473,6 +485,24 @@ async fn send_email(
         )
     })?;
     Ok(report)
+}
+
+/// `smtp://user:***@host:port`: built from the parsed URL rather than masked in the text,
+/// because an address in `?to=` contains an `@` too.
+fn smtp_display(url: &url::Url) -> String {
+    let user = if url.username().is_empty() {
+        String::new()
+    } else if url.password().is_some() {
+        format!("{}:***@", url.username())
+    } else {
+        format!("{}@", url.username())
+    };
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    format!(
+        "{}://{user}{}{port}",
+        url.scheme(),
+        url.host_str().unwrap_or_default()
+    )
 }
 
 fn percent_decode(s: &str) -> String {
