@@ -168,7 +168,9 @@ pub async fn exec(
         };
         HostError::new(kind, format!("cannot start `{program}`: {e}"))
     })?;
-    let mut guard = GroupGuard { pgid: child.id().map(|p| p as i32) };
+    let mut guard = GroupGuard {
+        pgid: child.id().map(|p| p as i32),
+    };
     let max = o.max_output.unwrap_or(DEFAULT_MAX_OUTPUT);
     let stdin_pipe = child.stdin.take();
     let input = o.stdin.clone();

@@ -197,6 +197,9 @@ fn register_webhook(url: &url::Url) -> String {
     )
 }
 
+/// Body bytes, extra headers, content type.
+pub type WebhookBody = (Vec<u8>, Vec<(String, String)>, &'static str);
+
 /// The body (and extra headers) a webhook of `format` expects.
 pub fn webhook_body(
     format: Format,
@@ -204,7 +207,7 @@ pub fn webhook_body(
     message: &str,
     level: &str,
     ntfy: (&[String], Option<u8>),
-) -> HostResult<(Vec<u8>, Vec<(String, String)>, &'static str)> {
+) -> HostResult<WebhookBody> {
     let lvl = Level::parse(Some(level))?;
     let host = crate::host::core::hostname();
     let json_ct = "application/json";
@@ -224,7 +227,11 @@ pub fn webhook_body(
                 Some(t) => format!(":{}: *{t}*\n{message}", lvl.emoji()),
                 None => message.to_string(),
             };
-            (json!({ "text": text }).to_string().into_bytes(), vec![], json_ct)
+            (
+                json!({ "text": text }).to_string().into_bytes(),
+                vec![],
+                json_ct,
+            )
         }
         Format::Mattermost => {
             let text = match title {
@@ -245,7 +252,11 @@ pub fn webhook_body(
             } else {
                 text
             };
-            (json!({ "content": text }).to_string().into_bytes(), vec![], json_ct)
+            (
+                json!({ "content": text }).to_string().into_bytes(),
+                vec![],
+                json_ct,
+            )
         }
         Format::Ntfy => {
             let mut headers = Vec::new();
@@ -263,7 +274,11 @@ pub fn webhook_body(
                 ntfy.0.join(",")
             };
             headers.push(("Tags".to_string(), tags));
-            (message.as_bytes().to_vec(), headers, "text/plain; charset=utf-8")
+            (
+                message.as_bytes().to_vec(),
+                headers,
+                "text/plain; charset=utf-8",
+            )
         }
     })
 }
@@ -481,7 +496,10 @@ async fn send_email(
         };
         HostError::new(
             kind,
-            format!("sending email via {shown}: {}", crate::redact::redact(&text)),
+            format!(
+                "sending email via {shown}: {}",
+                crate::redact::redact(&text)
+            ),
         )
     })?;
     Ok(report)
@@ -637,7 +655,9 @@ pub async fn ping(
             tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
         }
     }
-    Err(HostError::network(format!("ping {shown}: {last} (3 attempts)")))
+    Err(HostError::network(format!(
+        "ping {shown}: {last} (3 attempts)"
+    )))
 }
 
 pub fn register(r: &mut Registrar) {
@@ -708,11 +728,26 @@ mod tests {
     #[test]
     fn ping_urls() {
         let b = "https://hc-ping.com/abc/";
-        assert_eq!(ping_url(b, &Dynamic::UNIT).unwrap(), "https://hc-ping.com/abc");
-        assert_eq!(ping_url(b, &"start".into()).unwrap(), "https://hc-ping.com/abc/start");
-        assert_eq!(ping_url(b, &"fail".into()).unwrap(), "https://hc-ping.com/abc/fail");
-        assert_eq!(ping_url(b, &Dynamic::from(false)).unwrap(), "https://hc-ping.com/abc/fail");
-        assert_eq!(ping_url(b, &Dynamic::from(3_i64)).unwrap(), "https://hc-ping.com/abc/3");
+        assert_eq!(
+            ping_url(b, &Dynamic::UNIT).unwrap(),
+            "https://hc-ping.com/abc"
+        );
+        assert_eq!(
+            ping_url(b, &"start".into()).unwrap(),
+            "https://hc-ping.com/abc/start"
+        );
+        assert_eq!(
+            ping_url(b, &"fail".into()).unwrap(),
+            "https://hc-ping.com/abc/fail"
+        );
+        assert_eq!(
+            ping_url(b, &Dynamic::from(false)).unwrap(),
+            "https://hc-ping.com/abc/fail"
+        );
+        assert_eq!(
+            ping_url(b, &Dynamic::from(3_i64)).unwrap(),
+            "https://hc-ping.com/abc/3"
+        );
         assert!(ping_url(b, &"bogus".into()).is_err());
         assert!(ping_url(b, &Dynamic::from(999_i64)).is_err());
     }
@@ -731,6 +766,9 @@ mod tests {
     fn webhook_mask() {
         let u = url::Url::parse("https://hooks.slack.com/services/T0/B0/sekrit-token-9").unwrap();
         assert_eq!(register_webhook(&u), "https://hooks.slack.com/***");
-        assert!(!crate::redact::redact("posting to https://hooks.slack.com/services/T0/B0/sekrit-token-9").contains("sekrit"));
+        assert!(!crate::redact::redact(
+            "posting to https://hooks.slack.com/services/T0/B0/sekrit-token-9"
+        )
+        .contains("sekrit"));
     }
 }

@@ -103,7 +103,9 @@ fn file_name(key: &str) -> String {
 
 fn validate_key(key: &str) -> HostResult<()> {
     if key.trim().is_empty() {
-        return Err(HostError::invalid("empty state key: name what you track, e.g. \"web-health\""));
+        return Err(HostError::invalid(
+            "empty state key: name what you track, e.g. \"web-health\"",
+        ));
     }
     if key.len() > 200 {
         return Err(HostError::invalid(format!(
@@ -260,7 +262,10 @@ mod tests {
 
     #[test]
     fn repeat_and_short_outage() {
-        let o = TrackOptions { after: 2, repeat: 3 };
+        let o = TrackOptions {
+            after: 2,
+            repeat: 3,
+        };
         let mut s = Streak::default();
         let mut alerts = Vec::new();
         for _ in 0..8 {

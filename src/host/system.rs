@@ -47,8 +47,8 @@ pub fn parse_meminfo(text: &str) -> HostResult<Memory> {
             Some(kb * 1024)
         })
     };
-    let total = field("MemTotal")
-        .ok_or_else(|| HostError::other("/proc/meminfo has no MemTotal line"))?;
+    let total =
+        field("MemTotal").ok_or_else(|| HostError::other("/proc/meminfo has no MemTotal line"))?;
     // Kernels before 3.14 have no MemAvailable: approximate it the way `free` did.
     let available = field("MemAvailable").unwrap_or_else(|| {
         field("MemFree").unwrap_or(0) + field("Buffers").unwrap_or(0) + field("Cached").unwrap_or(0)
@@ -88,7 +88,9 @@ pub fn parse_loadavg(text: &str, cpus: i64) -> HostResult<LoadAvg> {
         .collect::<Result<_, _>>()
         .map_err(|_| HostError::other(format!("unexpected /proc/loadavg: {text:?}")))?;
     if v.len() != 3 {
-        return Err(HostError::other(format!("unexpected /proc/loadavg: {text:?}")));
+        return Err(HostError::other(format!(
+            "unexpected /proc/loadavg: {text:?}"
+        )));
     }
     Ok(LoadAvg {
         one: v[0],

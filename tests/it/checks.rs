@@ -191,7 +191,10 @@ try {{
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].method, "POST");
     assert_eq!(recs[0].body, "ping-body");
-    assert_eq!(recs[0].headers.get("x-token").map(String::as_str), Some("abc"));
+    assert_eq!(
+        recs[0].headers.get("x-token").map(String::as_str),
+        Some("abc")
+    );
 }
 
 #[test]
@@ -215,7 +218,11 @@ assert(!slow.ok && slow.error.contains("timed out"), `slow: ${{slow}}`);
         ),
         &[],
     );
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     drop(silent);
 }
 
@@ -260,7 +267,11 @@ try {{
     );
     assert!(r.all().contains("failed=10"), "{}", r.all());
     // 500 × 20 ms sequentially would be 10 s; 100 at a time is well under that.
-    assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -319,21 +330,27 @@ fn make_cert(dir: &Path, days: u32) -> (PathBuf, PathBuf) {
         .arg(&cert)
         .output()
         .expect("openssl must be installed (tests/env/40-checks.sh)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (cert, key)
 }
 
 /// A TLS server answering every connection with a tiny HTTP 200; returns its port.
 fn start_tls_server(cert: &Path, key: &Path) -> u16 {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> =
-        rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(cert).unwrap()))
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key: PrivateKeyDer<'static> =
-        rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(key).unwrap()))
-            .unwrap()
-            .unwrap();
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut std::io::BufReader::new(
+        std::fs::File::open(cert).unwrap(),
+    ))
+    .collect::<Result<_, _>>()
+    .unwrap();
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+        std::fs::File::open(key).unwrap(),
+    ))
+    .unwrap()
+    .unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -343,10 +360,9 @@ fn start_tls_server(cert: &Path, key: &Path) -> u16 {
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let s = server();
-    let listener = s
-        .rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
+    let listener =
+        s.rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
     let port = listener.local_addr().unwrap().port();
     s.rt.spawn(async move {
         loop {
@@ -514,7 +530,10 @@ catch (e) {{ assert(e.message.contains("unknown format"), `fmt: ${{e}}`); }}
     assert_eq!(n.headers["title"], "TLS");
     assert_eq!(n.headers["priority"], "4");
     assert_eq!(n.headers["tags"], "warning");
-    assert_eq!(one("/hook/fmt-json").headers["content-type"], "application/json");
+    assert_eq!(
+        one("/hook/fmt-json").headers["content-type"],
+        "application/json"
+    );
 }
 
 #[test]
@@ -538,10 +557,19 @@ catch (e) {{ assert(e.kind == "network" && e.message.contains("3 attempts"), `re
         ),
         &[],
     );
-    let paths: Vec<String> = s.recorded("/hc/5f1c").iter().map(|r| r.path.clone()).collect();
+    let paths: Vec<String> = s
+        .recorded("/hc/5f1c")
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
     assert_eq!(
         paths,
-        ["/hc/5f1c-uuid/start", "/hc/5f1c-uuid", "/hc/5f1c-uuid/fail", "/hc/5f1c-uuid/3"]
+        [
+            "/hc/5f1c-uuid/start",
+            "/hc/5f1c-uuid",
+            "/hc/5f1c-uuid/fail",
+            "/hc/5f1c-uuid/3"
+        ]
     );
     assert_eq!(s.recorded("/hc/5f1c-uuid/fail")[0].body, "upload failed");
     assert_eq!(s.recorded("/hc/fail500").len(), 3);
@@ -607,7 +635,9 @@ fn checks_notify_email_starttls_auth() {
     let stdout = child.stdout.take().unwrap();
     let _guard = Kill(child);
     let mut line = String::new();
-    std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
     assert_eq!(line.trim(), "ready", "SMTP sink did not start");
 
     let r = run_ok(
@@ -635,12 +665,19 @@ try {{
         ),
         &[],
     );
-    assert!(!r.all().contains("w0rd") && !r.all().contains("wrong-pass-777"), "{}", r.all());
+    assert!(
+        !r.all().contains("w0rd") && !r.all().contains("wrong-pass-777"),
+        "{}",
+        r.all()
+    );
     let mail = std::fs::read_to_string(out.join("0.eml")).expect("the sink received the email");
     assert!(mail.contains("Subject: [mtn] db1 backup failed"), "{mail}");
     assert!(mail.contains("upload timed out"), "{mail}");
     let rcpt = std::fs::read_to_string(out.join("0.rcpt")).unwrap();
-    assert!(rcpt.contains("dba@example.com") && rcpt.contains("ops@example.com"), "{rcpt}");
+    assert!(
+        rcpt.contains("dba@example.com") && rcpt.contains("ops@example.com"),
+        "{rcpt}"
+    );
     assert!(!out.join("1.eml").exists(), "only one email was sent");
 }
 
@@ -668,7 +705,14 @@ try { exec("sleep", ["30"], #{ timeout: "1s" }); assert(false, "not killed"); }
 catch (e) { assert(e.message.contains("killed after its timeout"), `timeout: ${e}`); }
 assert(now() - t0 < 5.0, "timeout took too long");
 "#,
-        &["--allow-exec", "echo", "--allow-exec", "sh", "--allow-exec", "sleep"],
+        &[
+            "--allow-exec",
+            "echo",
+            "--allow-exec",
+            "sh",
+            "--allow-exec",
+            "sleep",
+        ],
         &[("CHECKS_TOKEN", "s3cr3t-t0ken-value")],
     );
     r.expect_code(0);
@@ -691,7 +735,11 @@ fn checks_exec_killed_on_run_timeout_with_children() {
         &["--allow-exec", "sh", "--timeout", "1s"],
     );
     assert_eq!(r.code, 124, "{}", r.all());
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     std::thread::sleep(Duration::from_secs(3));
     assert!(!marker.exists(), "a child of the killed program survived");
 }

@@ -35,7 +35,11 @@ impl HttpClients {
         Arc::new(HttpClients::default())
     }
 
-    pub fn get(&self, follow_redirects: bool, ca_file: Option<&str>) -> HostResult<reqwest::Client> {
+    pub fn get(
+        &self,
+        follow_redirects: bool,
+        ca_file: Option<&str>,
+    ) -> HostResult<reqwest::Client> {
         let key = (follow_redirects, ca_file.map(str::to_string));
         let mut map = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = map.get(&key) {
@@ -463,7 +467,10 @@ pub async fn request(
             dry_run: true,
         });
     }
-    let client = clients.get(opts.follow_redirects.unwrap_or(true), opts.ca_file.as_deref())?;
+    let client = clients.get(
+        opts.follow_redirects.unwrap_or(true),
+        opts.ca_file.as_deref(),
+    )?;
     let timeout = opts.timeout.unwrap_or(Duration::from_secs(30));
     let mut req = client.request(method.clone(), url).timeout(timeout);
     for (k, v) in &opts.headers {
@@ -473,8 +480,8 @@ pub async fn request(
         req = req.body(b);
     }
     if let Some(j) = &opts.json {
-        let bytes = serde_json::to_vec(j)
-            .map_err(|e| HostError::invalid(format!("json body: {e}")))?;
+        let bytes =
+            serde_json::to_vec(j).map_err(|e| HostError::invalid(format!("json body: {e}")))?;
         req = req
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(bytes);

@@ -68,13 +68,10 @@ pub async fn resolve(ctx: &RunCtx, host: &str) -> HostResult<Vec<String>> {
         return Err(HostError::invalid("empty host name"));
     }
     ctx.policy.check_host(host)?;
-    let addrs = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::net::lookup_host((host, 0)),
-    )
-    .await
-    .map_err(|_| HostError::network(format!("resolving {host}: no answer within 30s")))?
-    .map_err(|e| HostError::not_found(format!("resolving {host}: {e}")))?;
+    let addrs = tokio::time::timeout(Duration::from_secs(30), tokio::net::lookup_host((host, 0)))
+        .await
+        .map_err(|_| HostError::network(format!("resolving {host}: no answer within 30s")))?
+        .map_err(|e| HostError::not_found(format!("resolving {host}: {e}")))?;
     let mut ips: Vec<std::net::IpAddr> = addrs.map(|a| a.ip()).collect();
     ips.sort_by_key(|ip| (ip.is_ipv6(), *ip));
     ips.dedup();
