@@ -368,7 +368,8 @@ fn describe_error(e: &reqwest::Error, timeout: Duration) -> String {
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
         let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
+        // hyper-util's "client error (Connect)" wrapper says nothing the next cause does not.
+        if !text.starts_with("client error (") && !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
         src = s.source();
