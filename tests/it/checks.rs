@@ -28,6 +28,10 @@ struct Rec {
     body: String,
 }
 
+/// Paths under /flip/ that currently answer 503.
+static DOWN: Mutex<std::collections::BTreeSet<String>> =
+    Mutex::new(std::collections::BTreeSet::new());
+
 struct Server {
     port: u16,
     recs: Arc<Mutex<Vec<Rec>>>,
@@ -99,6 +103,13 @@ async fn handle(recs: Arc<Mutex<Vec<Rec>>>, req: Request) -> Response {
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(5)).await;
             reply(200, "slow")
+        }
+        p if p.starts_with("/flip/") => {
+            if DOWN.lock().unwrap().contains(p) {
+                reply(503, "down")
+            } else {
+                reply(200, "up")
+            }
         }
         p if p.starts_with("/n/") => {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -802,4 +813,54 @@ fn checks_health_script_passes_check() {
             .unwrap(),
     );
     r.expect_code(0);
+}
+
+#[test]
+fn checks_health_script_alerts_after_3_and_recovers_once() {
+    let s = server();
+    let dir = tempdir();
+    let state = dir.path().join("state");
+    let script = repo().join("scripts/health.rhai");
+    let run = |url: &str| {
+        let r = Run::from(
+            mtn()
+                .current_dir(dir.path())
+                .arg("run")
+                .arg(&script)
+                .arg("--state-dir")
+                .arg(&state)
+                .args(["--set", &format!("urls={url}")])
+                .args(["--set", &format!("notify={}", s.url("/hook/health-alerts"))])
+                .args(["--set", "mem_max=100", "--set", "load_max=1000"])
+                .output()
+                .unwrap(),
+        );
+        assert!(r.code == 0 || r.code == 3, "{}", r.all());
+    };
+    // The endpoint fails 4 runs in a row, then answers again for 2 runs.
+    let url = s.url("/flip/health");
+    DOWN.lock().unwrap().insert("/flip/health".to_string());
+    for _ in 0..4 {
+        run(&url);
+    }
+    DOWN.lock().unwrap().clear();
+    for _ in 0..2 {
+        run(&url);
+    }
+    let titles: Vec<String> = s
+        .recorded("/hook/health-alerts")
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            format!(
+                "{} {}",
+                v["level"].as_str().unwrap(),
+                v["title"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        titles,
+        [format!("error DOWN {url}"), format!("success UP {url}")]
+    );
 }
