@@ -10,7 +10,9 @@ pub mod exec;
 pub mod fs;
 pub mod notify;
 pub mod rotate;
+pub mod state;
 pub mod storage;
+pub mod system;
 
 use crate::engine::registry::Registrar;
 
@@ -25,4 +27,6 @@ pub fn register_all(r: &mut Registrar) {
     check::register(r);
     notify::register(r);
     exec::register(r);
+    system::register(r);
+    state::register(r);
 }

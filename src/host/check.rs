@@ -1,5 +1,0 @@
-//! Placeholder: filled in by its capability issue.
-
-use crate::engine::registry::Registrar;
-
-pub fn register(_r: &mut Registrar) {}
