@@ -46,7 +46,7 @@ declare -A SECS RSS
 measure() {
   local name=$1; shift
   local best="" bestrss=""
-  for _ in 1 2; do
+  for _ in $(seq 1 "${BENCH_RUNS:-2}"); do
     local s e
     s=$(date +%s.%N)
     ( cd "$DATA" && /usr/bin/time -f "%M" -o "$MTN_TEST_TMP/rss" "$@" >/dev/null 2>"$MTN_TEST_TMP/err" ) \
@@ -62,7 +62,7 @@ measure() {
 }
 
 measure mtn "$MTN" run up.rhai
-measure aws /usr/bin/aws s3 cp --only-show-errors big.bin "s3://$MTN_TEST_S3_BUCKET/bench/aws/big.bin"
+measure aws /usr/bin/aws --endpoint-url "$MTN_TEST_S3_ENDPOINT" s3 cp --only-show-errors big.bin "s3://$MTN_TEST_S3_BUCKET/bench/aws/big.bin"
 measure rclone rclone --config "$MTN_TEST_TMP/rclone.conf" copy big.bin "s3:$MTN_TEST_S3_BUCKET/bench/rclone/"
 
 faster=${SECS[aws]}; if (( $(echo "${SECS[rclone]} < $faster" | bc) )); then faster=${SECS[rclone]}; fi
