@@ -51,8 +51,10 @@ impl Default for Limits {
             max_expr_depth: 64,
             max_function_expr_depth: 32,
             max_string_size: 64 * 1024 * 1024,
-            max_array_size: 1_000_000,
-            max_map_size: 100_000,
+            // Rhai counts every element of nested arrays and maps against these, so a listing of
+            // 100k files (an array of 100k maps of 9 fields) needs room for ~1M entries.
+            max_array_size: 10_000_000,
+            max_map_size: 10_000_000,
             max_modules: 64,
             max_functions: 2_000,
             max_variables: 10_000,

@@ -61,9 +61,15 @@ impl ScriptResolver {
             }
         }
         search.extend(self.roots.iter().cloned());
+        // A file never imports itself: scripts/cleanup.rhai importing "cleanup" means the stdlib
+        // module of that name, not the script.
+        let importer = source.and_then(|s| Path::new(s).canonicalize().ok());
         for dir in &search {
             let candidate = dir.join(&file);
             if let Ok(real) = candidate.canonicalize() {
+                if importer.as_ref() == Some(&real) {
+                    continue;
+                }
                 if self.roots.iter().any(|r| real.starts_with(r)) {
                     return Ok(real);
                 }

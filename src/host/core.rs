@@ -45,6 +45,35 @@ fn log_at(level: &str, msg: &str) -> Result<(), HostError> {
     Ok(())
 }
 
+/// Convert a setting found as text (env, --set) to the type of its default.
+fn convert_setting(name: &str, v: Dynamic, default: &Dynamic) -> Result<Dynamic, HostError> {
+    let text = v.to_string();
+    let bad = |what: &str| HostError::invalid(format!("setting {name}: {text:?} is not {what}"));
+    if default.is_int() {
+        if v.is_int() {
+            return Ok(v);
+        }
+        return text.trim().parse::<i64>().map(Dynamic::from).map_err(|_| bad("an integer"));
+    }
+    if default.is_float() {
+        if v.is_float() {
+            return Ok(v);
+        }
+        return text.trim().parse::<f64>().map(Dynamic::from).map_err(|_| bad("a number"));
+    }
+    if default.is_bool() {
+        return match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(Dynamic::TRUE),
+            "false" | "0" | "no" | "off" | "" => Ok(Dynamic::FALSE),
+            _ => Err(bad("true or false")),
+        };
+    }
+    if default.is_string() {
+        return Ok(Dynamic::from(text));
+    }
+    Ok(v)
+}
+
 fn do_sleep(ctx: &crate::engine::ctx::RunCtx, secs: f64) -> RhaiResult {
     let secs = if secs.is_finite() { secs.max(0.0) } else { 0.0 };
     call(ctx, "sleep", || ctx.sleep(Duration::from_secs_f64(secs)))
@@ -276,6 +305,48 @@ pub fn register(r: &mut Registrar) {
         "?",
         "Call `f` up to 3 times with 1 s, then 2 s between attempts.\n\n```rhai\nlet n = retry(|| 40 + 2);\n```",
         move |nctx: NativeCallContext, f: FnPtr| retry(&nctx, &ctx, &f, RetryOptions::default()),
+    );
+    let ctx = r.ctx.clone();
+    r.add(
+        "setting",
+        &["name: &str", "default: ?"],
+        "?",
+        "A setting from `--set name=...` (or a daemon job's `vars`), else the environment variable NAME (upper case), else `default`; converted to the default's type (int, float, bool).\n\nOne line replaces the usual \"vars, else env, else default\" dance, and a value that does not fit the type is an error naming the setting.\n\n```rhai\nlet keep = setting(\"keep\", 14);          // --set keep=30, or KEEP=30, else 14\nlet dir = setting(\"backup_dir\", \"./backups\");\n```",
+        move |name: &str, default: Dynamic| -> RhaiResult {
+            let found = ctx
+                .vars
+                .get(name)
+                .or_else(|| ctx.vars.get(name.to_lowercase().as_str()))
+                .cloned()
+                .or_else(|| match std::env::var(name.to_uppercase()) {
+                    Ok(v) if !v.is_empty() => Some(Dynamic::from(v)),
+                    _ => None,
+                });
+            match found {
+                None => Ok(default),
+                Some(v) => convert_setting(name, v, &default).map_err(|e| e.into_rhai("setting")),
+            }
+        },
+    );
+    r.add(
+        "with_password",
+        &["url: &str", "password: &str"],
+        "String",
+        "The URL with its password set (percent-encoded), unless it already has one. The password is registered as a secret, so it is masked in every log line.\n\n```rhai\nlet url = with_password(\"postgres://app@127.0.0.1/app\", \"p@ss\");\n```",
+        |raw: &str, password: &str| -> RhaiResult {
+            crate::redact::register(password);
+            let mut u = url::Url::parse(raw).map_err(|e| {
+                HostError::invalid(format!("with_password: invalid URL {}: {e}", crate::redact::redact(raw)))
+                    .into_rhai("with_password")
+            })?;
+            if u.password().is_none() && !u.username().is_empty() {
+                u.set_password(Some(password))
+                    .map_err(|_| HostError::invalid("with_password: this URL cannot carry a password").into_rhai("with_password"))?;
+            }
+            let s = u.to_string();
+            crate::redact::register_url(&s);
+            Ok(Dynamic::from(s))
+        },
     );
     r.add(
         "hostname",

@@ -1,5 +1,6 @@
 //! The functions scripts call, one module per capability.
 
+pub mod audit;
 pub mod binding;
 pub mod check;
 pub mod compress;
@@ -12,6 +13,7 @@ pub mod notify;
 pub mod rotate;
 pub mod state;
 pub mod storage;
+pub mod verify;
 pub mod system;
 
 use crate::engine::registry::Registrar;
@@ -27,6 +29,8 @@ pub fn register_all(r: &mut Registrar) {
     check::register(r);
     notify::register(r);
     exec::register(r);
+    verify::register(r);
+    audit::register(r);
     system::register(r);
     state::register(r);
 }

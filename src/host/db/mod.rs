@@ -404,7 +404,7 @@ pub fn register(r: &mut Registrar) {
         },
     );
 
-    let xdoc = "Export a table to CSV (with header) or JSON lines, streamed (PostgreSQL uses COPY).\n\nGzipped when `to` ends in `.gz` (or `compress` says so); written atomically with a `.sha256` sidecar. Options: `format` (\"csv\" | \"jsonl\"), `compress`. Returns `#{ path, rows, bytes, sha256, duration_ms, dry_run }`.\n\n```rhai\nexport_table(\"sqlite://example/app.db\", \"customers\", \"backups/customers.csv\");\n```";
+    let xdoc = "Export a table to CSV (with header) or JSON lines, streamed (PostgreSQL uses COPY).\n\nGzipped when `to` ends in `.gz` (or `compress` says so); written atomically with a `.sha256` sidecar. Options: `format` (\"csv\" | \"jsonl\"), `compress`, `where` (an SQL condition: only matching rows, e.g. to archive old rows before deleting them). Returns `#{ path, rows, bytes, sha256, duration_ms, dry_run }`.\n\n```rhai\nexport_table(\"sqlite://example/app.db\", \"customers\", \"backups/customers.csv\");\n```";
     let c = r.ctx.clone();
     r.add(
         "export_table",

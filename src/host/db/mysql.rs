@@ -661,7 +661,7 @@ pub async fn export(
     run_sql(
         &url,
         Some(&url.database),
-        &format!("SELECT * FROM {} LIMIT 0", q(table)),
+        &format!("SELECT * FROM {}{} LIMIT 0", q(table), opts.where_clause()),
     )
     .await?;
     if ctx.dry_run {
@@ -681,7 +681,7 @@ pub async fn export(
         .args(["--batch", "--quick"])
         .arg(format!("--database={}", url.database))
         .arg("--execute")
-        .arg(format!("SELECT * FROM {}", q(table)))
+        .arg(format!("SELECT * FROM {}{}", q(table), opts.where_clause()))
         .stdout(Stdio::piped());
     let mut child = tools::spawn(&mut cmd, &prog)?;
     let stderr = tools::drain_stderr(&mut child);

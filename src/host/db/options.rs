@@ -136,6 +136,10 @@ pub struct ExportOptions {
     pub format: Option<String>,
     /// Default: gzip when `to` ends in .gz.
     pub compress: Option<CompressOpt>,
+    /// Only rows matching this SQL condition (the body of a WHERE clause), e.g.
+    /// "created_at < now() - interval '90 days'" — for archiving before deleting.
+    #[serde(rename = "where")]
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -155,6 +159,14 @@ pub enum ExportFormat {
 }
 
 impl ExportOptions {
+    /// " WHERE (<filter>)" or nothing.
+    pub fn where_clause(&self) -> String {
+        match self.filter.as_deref().map(str::trim) {
+            Some(f) if !f.is_empty() => format!(" WHERE ({f})"),
+            _ => String::new(),
+        }
+    }
+
     pub fn format(&self) -> HostResult<ExportFormat> {
         match self.format.as_deref().unwrap_or("csv") {
             "csv" => Ok(ExportFormat::Csv),

@@ -814,8 +814,14 @@ pub async fn export(
     let c = connect(&url).await?;
     let t = q(table);
     let sql = match format {
-        ExportFormat::Csv => format!("COPY {t} TO STDOUT WITH (FORMAT csv, HEADER true)"),
-        ExportFormat::Jsonl => format!("COPY (SELECT row_to_json(x)::text FROM {t} x) TO STDOUT"),
+        ExportFormat::Csv => format!(
+            "COPY (SELECT * FROM {t}{}) TO STDOUT WITH (FORMAT csv, HEADER true)",
+            opts.where_clause()
+        ),
+        ExportFormat::Jsonl => format!(
+            "COPY (SELECT row_to_json(x)::text FROM {t} x{}) TO STDOUT",
+            opts.where_clause()
+        ),
     };
     // Plan it even in dry-run so a wrong table name shows up.
     let stream = c
