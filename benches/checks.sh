@@ -46,9 +46,9 @@ for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break;
 for i in $(seq 0 $((N - 1))); do echo "http://127.0.0.1:$PORT/e/$i"; done >"$TMP/urls.txt"
 cat >"$TMP/bench.rhai" <<'RHAI'
 let targets = [];
-for i in 0..vars.n.parse_int() { targets.push(`http://127.0.0.1:${vars.port}/e/${i}`); }
+for i in 0..vars.n { targets.push(`http://127.0.0.1:${vars.port}/e/${i}`); }
 let t0 = now();
-let results = http_check_all(targets, #{ concurrency: vars.conc.parse_int(), timeout: "30s" });
+let results = http_check_all(targets, #{ concurrency: vars.conc, timeout: "30s" });
 let ok = results.filter(|r| r.ok).len();
 print(`MTN_RESULT ok=${ok} inner_s=${now() - t0}`);
 assert(ok == targets.len(), `${targets.len() - ok} checks failed`);
