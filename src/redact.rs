@@ -80,7 +80,9 @@ fn mask_url_passwords(text: &str) -> String {
         out.push_str(head);
         // The authority ends at the first '/', whitespace, quote or end of text.
         let end = tail
-            .find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'' || c == '`')
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '"' | '\'' | '`') || c.is_whitespace()
+            })
             .unwrap_or(tail.len());
         let authority = &tail[..end];
         match (authority.rfind('@'), authority.find(':')) {
@@ -111,6 +113,10 @@ mod tests {
         );
         assert_eq!(redact("s3://bucket/key"), "s3://bucket/key");
         assert_eq!(redact("mailto user@host"), "mailto user@host");
+        assert_eq!(
+            redact("smtp://u:pw@host:25?to=a@b.c"),
+            "smtp://u:***@host:25?to=a@b.c"
+        );
     }
 
     #[test]
