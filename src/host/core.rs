@@ -243,6 +243,9 @@ pub fn register(r: &mut Registrar) {
                 .map_err(|e| e.into_rhai("sleep"))
         },
     );
+    // Rhai's built-in blocking `sleep(INT)` / `sleep(FLOAT)` match numbers more exactly than
+    // the `Dynamic` overload above and would ignore cancellation: shadow them.
+    for_numbers_sleep(r);
     r.add(
         "assert",
         &["condition: bool", "message: ?"],
@@ -294,6 +297,23 @@ pub fn register(r: &mut Registrar) {
             }
         },
     );
+}
+
+fn for_numbers_sleep(r: &mut Registrar) {
+    let ctx = r.ctx.clone();
+    r.engine
+        .register_fn("sleep", move |secs: i64| -> RhaiResult {
+            ctx.sleep(Duration::from_secs(secs.max(0) as u64))
+                .map(|_| Dynamic::UNIT)
+                .map_err(|e| e.into_rhai("sleep"))
+        });
+    let ctx = r.ctx.clone();
+    r.engine
+        .register_fn("sleep", move |secs: f64| -> RhaiResult {
+            ctx.sleep(Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX))
+                .map(|_| Dynamic::UNIT)
+                .map_err(|e| e.into_rhai("sleep"))
+        });
 }
 
 pub fn hostname() -> String {
