@@ -239,3 +239,24 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let col = before.rfind('\n').map(|i| offset - i).unwrap_or(offset + 1);
     (line, col)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mtn.toml");
+        let cfg = Config::load_checked(&path).unwrap();
+        assert_eq!(cfg.jobs.len(), 2);
+        assert_eq!(cfg.jobs[1].overlap_mode().unwrap(), Overlap::Skip);
+    }
+
+    #[test]
+    fn duplicate_job_names_are_refused() {
+        let text = "[[job]]\nname = \"a\"\nscript = \"a.rhai\"\nschedule = \"@daily\"\n[[job]]\nname = \"a\"\nscript = \"b.rhai\"\nschedule = \"@daily\"\n";
+        let cfg = Config::parse(text, Path::new("m.toml")).unwrap();
+        let err = cfg.validate(text, Path::new("m.toml")).unwrap_err();
+        assert!(err.contains("m.toml:5:1") && err.contains("same name"), "{err}");
+    }
+}
