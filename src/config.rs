@@ -257,6 +257,9 @@ mod tests {
         let text = "[[job]]\nname = \"a\"\nscript = \"a.rhai\"\nschedule = \"@daily\"\n[[job]]\nname = \"a\"\nscript = \"b.rhai\"\nschedule = \"@daily\"\n";
         let cfg = Config::parse(text, Path::new("m.toml")).unwrap();
         let err = cfg.validate(text, Path::new("m.toml")).unwrap_err();
-        assert!(err.contains("m.toml:5:1") && err.contains("same name"), "{err}");
+        assert!(
+            err.contains("m.toml:5:1") && err.contains("same name"),
+            "{err}"
+        );
     }
 }

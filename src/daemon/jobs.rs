@@ -211,3 +211,43 @@ fn collect_modules(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(schedule: &str, tz: Option<&str>) -> JobSpec {
+        let cfg = JobConfig {
+            name: "t".into(),
+            script: "t.rhai".into(),
+            schedule: schedule.into(),
+            timezone: tz.map(String::from),
+            ..Default::default()
+        };
+        let settings = Settings::from_config(&Config::default(), Path::new("mtn.toml"));
+        JobSpec::new(&cfg, &settings).unwrap()
+    }
+
+    fn at(s: &str) -> DateTime<Local> {
+        DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&Local)
+    }
+
+    #[test]
+    fn schedules_honour_time_zones_and_seconds() {
+        let s = spec("0 2 * * *", Some("Asia/Tokyo"));
+        let next = s.next_after(at("2024-01-01T00:00:00Z")).unwrap();
+        assert_eq!(next, at("2024-01-01T17:00:00Z"));
+        let s = spec("*/10 * * * * *", None);
+        let next = s.next_after(at("2024-01-01T00:00:05Z")).unwrap();
+        assert_eq!(next, at("2024-01-01T00:00:10Z"));
+        // Strictly after: a fire time is never returned twice.
+        assert_eq!(s.next_after(next).unwrap(), at("2024-01-01T00:00:20Z"));
+        let s = spec("@daily", Some("UTC"));
+        assert_eq!(
+            s.next_after(at("2024-03-05T10:00:00Z")).unwrap(),
+            at("2024-03-06T00:00:00Z")
+        );
+    }
+}
