@@ -294,7 +294,8 @@ fn daemon_overlap_skip_and_queue() {
     let d = Daemon::start(
         dir,
         "[[job]]\nname = \"skipper\"\nscript = \"slow.rhai\"\nschedule = \"* * * * * *\"\noverlap = \"skip\"\nvars = { secs = 2.3 }\n\
-         [[job]]\nname = \"queuer\"\nscript = \"slow.rhai\"\nschedule = \"* * * * * *\"\noverlap = \"queue\"\nvars = { secs = 1.4 }\n",
+         [[job]]\nname = \"queuer\"\nscript = \"slow.rhai\"\nschedule = \"* * * * * *\"\noverlap = \"queue\"\nvars = { secs = 1.4 }\n\
+         [[job]]\nname = \"replacer\"\nscript = \"slow.rhai\"\nschedule = \"* * * * * *\"\noverlap = \"replace\"\nvars = { secs = 30 }\n",
     );
     let h = d.wait_history("skipper", 8.0, "two skip runs", |h| h.len() >= 2);
     let s0 = time_of(&h[0]["start"]);
