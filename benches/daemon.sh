@@ -42,7 +42,7 @@ for i in $(seq 1 "$JOBS"); do
 done
 
 start_daemon() {
-  (cd "$WORK" && exec "$MTN" daemon --config mtn.toml -q 2> daemon.log) &
+  (cd "$WORK" && exec "$MTN" daemon --config mtn.toml 2> daemon.log) &
   PID=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && return 0; sleep 0.1; done
   echo "daemon did not start" >&2; cat "$WORK/daemon.log" >&2; exit 1
