@@ -80,9 +80,7 @@ fn mask_url_passwords(text: &str) -> String {
         out.push_str(head);
         // The authority ends at the first '/', whitespace, quote or end of text.
         let end = tail
-            .find(|c: char| {
-                matches!(c, '/' | '?' | '#' | '"' | '\'' | '`') || c.is_whitespace()
-            })
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '`') || c.is_whitespace())
             .unwrap_or(tail.len());
         let authority = &tail[..end];
         match (authority.rfind('@'), authority.find(':')) {

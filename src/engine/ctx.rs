@@ -4,10 +4,11 @@
 //! async I/O (`block_on`, raced against cancellation), to check dry-run and the safety policy,
 //! and to record host-call events for the run summary.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rhai::Map;
@@ -80,6 +81,8 @@ pub struct RunCtx {
     pub vars: Map,
     /// Job name when run by the daemon.
     pub job: Option<String>,
+    /// The run's last log lines, kept for the daemon's run history (empty capacity: not kept).
+    pub log_tail: LogTail,
     warned: AtomicBool,
     host_calls: AtomicU64,
     host_failures: AtomicU64,
@@ -112,6 +115,7 @@ impl RunCtx {
             state_dir: PathBuf::from(".mtn"),
             vars: Map::new(),
             job: None,
+            log_tail: LogTail::new(0),
             warned: AtomicBool::new(false),
             host_calls: AtomicU64::new(0),
             host_failures: AtomicU64::new(0),
@@ -217,3 +221,35 @@ impl RunCtx {
 }
 
 pub type Ctx = Arc<RunCtx>;
+
+/// A bounded buffer of a run's most recent log lines (already redacted).
+#[derive(Debug, Default)]
+pub struct LogTail {
+    capacity: usize,
+    lines: Mutex<VecDeque<String>>,
+}
+
+impl LogTail {
+    pub fn new(capacity: usize) -> Self {
+        LogTail {
+            capacity,
+            lines: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    pub fn push(&self, level: &str, message: &str) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        if lines.len() == self.capacity {
+            lines.pop_front();
+        }
+        lines.push_back(format!("{level}: {message}"));
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        lines.iter().cloned().collect()
+    }
+}

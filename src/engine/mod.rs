@@ -50,8 +50,10 @@ pub fn build(ctx: Ctx) -> Engine {
             None
         }
     });
-    engine.on_print(|s| {
+    let print_ctx = ctx.clone();
+    engine.on_print(move |s| {
         let s = crate::redact::redact(s);
+        print_ctx.log_tail.push("info", &s);
         tracing::info!(target: "mtn::script", "{s}");
     });
     engine.on_debug(|s, src, pos| {

@@ -26,10 +26,20 @@ pub struct ScanOptions {
 impl Default for ScanOptions {
     fn default() -> Self {
         ScanOptions {
-            skip_dirs: ["node_modules", ".git", "target", "vendor", ".venv", "venv", "__pycache__", "dist", "build"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            skip_dirs: [
+                "node_modules",
+                ".git",
+                "target",
+                "vendor",
+                ".venv",
+                "venv",
+                "__pycache__",
+                "dist",
+                "build",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
             max_file_size: 1024 * 1024,
             max_findings: 1000,
         }
@@ -45,11 +55,17 @@ pub struct Finding {
 
 fn rules() -> HostResult<Vec<(&'static str, Regex)>> {
     let raw: &[(&str, &str)] = &[
-        ("private key", r"-----BEGIN (RSA |EC |DSA |OPENSSH |PGP )?PRIVATE KEY"),
+        (
+            "private key",
+            r"-----BEGIN (RSA |EC |DSA |OPENSSH |PGP )?PRIVATE KEY",
+        ),
         ("AWS access key id", r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
         ("GitHub token", r"\bgh[pousr]_[A-Za-z0-9]{36,}\b"),
         ("Slack token", r"\bxox[baprs]-[A-Za-z0-9-]{10,}"),
-        ("URL with password", r"[a-z][a-z0-9+.-]*://[^/\s:@'\x22]+:[^/\s@'\x22$]{3,}@"),
+        (
+            "URL with password",
+            r"[a-z][a-z0-9+.-]*://[^/\s:@'\x22]+:[^/\s@'\x22$]{3,}@",
+        ),
         (
             "hard-coded password or secret",
             r#"(?i)\b(password|passwd|pwd|secret|api[_-]?key|access[_-]?token|auth[_-]?token|client[_-]?secret)\b["']?\s*[:=]\s*["'][^"'\s$<>{}]{6,}["']"#,
@@ -69,7 +85,8 @@ pub fn scan(dir: &Path, o: &ScanOptions) -> HostResult<Vec<Finding>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|e| HostError::io(format!("scan_secrets {}", d.display()), &e))?;
+        let entries = std::fs::read_dir(&d)
+            .map_err(|e| HostError::io(format!("scan_secrets {}", d.display()), &e))?;
         for entry in entries.flatten() {
             let Ok(ft) = entry.file_type() else { continue };
             let path = entry.path();
@@ -83,17 +100,26 @@ pub fn scan(dir: &Path, o: &ScanOptions) -> HostResult<Vec<Finding>> {
                 }
                 continue;
             }
-            if !ft.is_file() || entry.metadata().map(|m| m.len() > o.max_file_size).unwrap_or(true) {
+            if !ft.is_file()
+                || entry
+                    .metadata()
+                    .map(|m| m.len() > o.max_file_size)
+                    .unwrap_or(true)
+            {
                 continue;
             }
-            let Ok(f) = std::fs::File::open(&path) else { continue };
+            let Ok(f) = std::fs::File::open(&path) else {
+                continue;
+            };
             let mut head = [0u8; 512];
             let mut r = BufReader::new(f);
             let n = r.get_mut().read(&mut head).unwrap_or(0);
             if head[..n].contains(&0) {
                 continue; // binary
             }
-            let Ok(f) = std::fs::File::open(&path) else { continue };
+            let Ok(f) = std::fs::File::open(&path) else {
+                continue;
+            };
             for (i, line) in BufReader::new(f).lines().enumerate() {
                 let Ok(line) = line else { break };
                 for (rule, re) in &rules {
@@ -120,9 +146,17 @@ pub fn register(r: &mut Registrar) {
     r.category("files");
     let doc = "Look for likely hard-coded secrets in a source tree: private keys, AWS keys, tokens, URLs with passwords, `password = \"...\"`.\n\nReturns an array of `#{ path, line, rule }` — the secret itself is never shown. Symlinks are not followed; binary files, files over `max_file_size` (1 MiB) and folders in `skip_dirs` (node_modules, .git, target, vendor, venv, ...) are skipped.\n\n```rhai\nfor f in scan_secrets(\".\", #{ skip_dirs: [\"target\", \".git\", \"tests\"] }) { warn(`${f.path}:${f.line}: ${f.rule}`); }\n```";
     let ctx = r.ctx.clone();
-    r.add("scan_secrets", &["dir: &str"], "Array", doc, move |dir: &str| {
-        call(&ctx, "scan_secrets", || scan(Path::new(dir), &ScanOptions::default()))
-    });
+    r.add(
+        "scan_secrets",
+        &["dir: &str"],
+        "Array",
+        doc,
+        move |dir: &str| {
+            call(&ctx, "scan_secrets", || {
+                scan(Path::new(dir), &ScanOptions::default())
+            })
+        },
+    );
     let ctx = r.ctx.clone();
     r.add(
         "scan_secrets",

@@ -6,6 +6,7 @@ use chrono::{DateTime, Local, TimeZone, Utc};
 use rhai::{Dynamic, EvalAltResult, FnPtr, Map, NativeCallContext};
 use serde::Deserialize;
 
+use crate::engine::ctx::RunCtx;
 use crate::engine::registry::Registrar;
 use crate::host::binding::{call, parse_duration, RhaiResult};
 use crate::host::error::{ErrorKind, HostError};
@@ -28,9 +29,13 @@ pub fn format_time(t: &DateTime<Local>, fmt: &str) -> Result<String, HostError> 
     Ok(out)
 }
 
-fn log_at(level: &str, msg: &str) -> Result<(), HostError> {
+fn log_at(ctx: &RunCtx, level: &str, msg: &str) -> Result<(), HostError> {
     let msg = crate::redact::redact(msg);
-    match level.to_ascii_lowercase().as_str() {
+    let level = level.to_ascii_lowercase();
+    if matches!(level.as_str(), "error" | "warn" | "warning" | "info") {
+        ctx.log_tail.push(&level, &msg);
+    }
+    match level.as_str() {
         "error" => tracing::error!(target: "mtn::script", "{msg}"),
         "warn" | "warning" => tracing::warn!(target: "mtn::script", "{msg}"),
         "info" => tracing::info!(target: "mtn::script", "{msg}"),
@@ -53,13 +58,21 @@ fn convert_setting(name: &str, v: Dynamic, default: &Dynamic) -> Result<Dynamic,
         if v.is_int() {
             return Ok(v);
         }
-        return text.trim().parse::<i64>().map(Dynamic::from).map_err(|_| bad("an integer"));
+        return text
+            .trim()
+            .parse::<i64>()
+            .map(Dynamic::from)
+            .map_err(|_| bad("an integer"));
     }
     if default.is_float() {
         if v.is_float() {
             return Ok(v);
         }
-        return text.trim().parse::<f64>().map(Dynamic::from).map_err(|_| bad("a number"));
+        return text
+            .trim()
+            .parse::<f64>()
+            .map(Dynamic::from)
+            .map_err(|_| bad("a number"));
     }
     if default.is_bool() {
         return match text.trim().to_ascii_lowercase().as_str() {
@@ -116,19 +129,21 @@ pub fn register(r: &mut Registrar) {
         .register_fn("==", |a: Time, b: Time| a == b)
         .register_fn("!=", |a: Time, b: Time| a != b);
 
+    let ctx = r.ctx.clone();
     r.add(
         "log",
         &["message: ?"],
         "()",
         "Log a message at info level (secrets are masked).\n\n```rhai\nlog(\"backup starting\");\n```",
-        |msg: Dynamic| log_at("info", &msg.to_string()).map_err(|e| e.into_rhai("log")),
+        move |msg: Dynamic| log_at(&ctx, "info", &msg.to_string()).map_err(|e| e.into_rhai("log")),
     );
+    let ctx = r.ctx.clone();
     r.add(
         "log",
         &["level: &str", "message: ?"],
         "()",
         "Log a message at a level: error, warn, info, debug or trace.\n\n```rhai\nlog(\"debug\", \"checked 3 files\");\n```",
-        |level: &str, msg: Dynamic| log_at(level, &msg.to_string()).map_err(|e| e.into_rhai("log")),
+        move |level: &str, msg: Dynamic| log_at(&ctx, level, &msg.to_string()).map_err(|e| e.into_rhai("log")),
     );
     let ctx = r.ctx.clone();
     r.add(
@@ -138,7 +153,7 @@ pub fn register(r: &mut Registrar) {
         "Log a warning; the run still succeeds but ends with status `warning` (exit 3 with `--fail-on-warning`).\n\n```rhai\nif 1 > 0 { warn(\"disk is 85% full\"); }\n```",
         move |msg: Dynamic| {
             ctx.set_warned();
-            log_at("warn", &msg.to_string()).map_err(|e| e.into_rhai("warn"))
+            log_at(&ctx, "warn", &msg.to_string()).map_err(|e| e.into_rhai("warn"))
         },
     );
     r.add(

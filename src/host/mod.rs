@@ -13,8 +13,8 @@ pub mod notify;
 pub mod rotate;
 pub mod state;
 pub mod storage;
-pub mod verify;
 pub mod system;
+pub mod verify;
 
 use crate::engine::registry::Registrar;
 

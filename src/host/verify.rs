@@ -27,9 +27,12 @@ pub struct VerifyReport {
 
 pub fn verify(path: &Path) -> HostResult<VerifyReport> {
     let shown = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| HostError::io(format!("verify_backup {shown}"), &e))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| HostError::io(format!("verify_backup {shown}"), &e))?;
     if !meta.is_file() {
-        return Err(HostError::invalid(format!("verify_backup: {shown} is not a file")));
+        return Err(HostError::invalid(format!(
+            "verify_backup: {shown} is not a file"
+        )));
     }
     let mut hasher = HashingWriter::new(io::sink());
     let is_gz = shown.ends_with(".gz") || shown.ends_with(".tgz");
@@ -38,7 +41,10 @@ pub fn verify(path: &Path) -> HostResult<VerifyReport> {
     let f = File::open(path).map_err(|e| HostError::io(format!("verify_backup {shown}"), &e))?;
     if is_gz {
         // Hash the compressed bytes while decoding them: one read of the file does both checks.
-        let tee = TeeReader { inner: BufReader::new(f), hasher: &mut hasher };
+        let tee = TeeReader {
+            inner: BufReader::new(f),
+            hasher: &mut hasher,
+        };
         let mut dec = flate2::read::MultiGzDecoder::new(tee);
         match io::copy(&mut dec, &mut io::sink()) {
             Ok(_) => gzip = "ok".into(),
@@ -49,17 +55,23 @@ pub fn verify(path: &Path) -> HostResult<VerifyReport> {
         }
         // Hash whatever the decoder did not consume (trailing bytes, or after corruption).
         let mut rest = dec.into_inner();
-        io::copy(&mut rest, &mut io::sink()).map_err(|e| HostError::io(format!("verify_backup {shown}"), &e))?;
+        io::copy(&mut rest, &mut io::sink())
+            .map_err(|e| HostError::io(format!("verify_backup {shown}"), &e))?;
     } else {
         let mut r = BufReader::new(f);
-        io::copy(&mut r, &mut hasher).map_err(|e| HostError::io(format!("verify_backup {shown}"), &e))?;
+        io::copy(&mut r, &mut hasher)
+            .map_err(|e| HostError::io(format!("verify_backup {shown}"), &e))?;
     }
     let (_, bytes, sha256) = hasher.finish();
     let mut side = path.as_os_str().to_owned();
     side.push(".sha256");
     let sidecar = match std::fs::read_to_string(&side) {
         Ok(text) => {
-            let expected = text.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+            let expected = text
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
             if expected == sha256 {
                 "match".to_string()
             } else {
@@ -72,7 +84,15 @@ pub fn verify(path: &Path) -> HostResult<VerifyReport> {
         Err(_) => "missing".to_string(),
     };
     let ok = sidecar != "mismatch" && gzip != "corrupt";
-    Ok(VerifyReport { path: shown, ok, bytes, sha256, sidecar, gzip, error })
+    Ok(VerifyReport {
+        path: shown,
+        ok,
+        bytes,
+        sha256,
+        sidecar,
+        gzip,
+        error,
+    })
 }
 
 struct TeeReader<'a, R: Read> {

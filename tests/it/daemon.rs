@@ -1,1 +1,686 @@
-//! Tests for the daemon capability.
+//! Tests for the daemon: the real `mtn daemon` process, real files edited under it, real
+//! signals, its real HTTP endpoints, Prometheus' `promtool` and headless Chromium. Each test
+//! uses its own temp dir and port, so they run in parallel.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{env_var, free_port, mtn, tempdir};
+
+struct Daemon {
+    child: Option<Child>,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Daemon {
+    /// Write mtn.toml (`listen` and `state_dir` prepended) and start `mtn daemon`.
+    fn start(dir: &Path, config: &str) -> Daemon {
+        let port = free_port();
+        let text = format!("listen = \"127.0.0.1:{port}\"\nstate_dir = \".mtn\"\n{config}");
+        std::fs::write(dir.join("mtn.toml"), text).unwrap();
+        Self::spawn(dir, port)
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Daemon {
+        let child = mtn()
+            .current_dir(dir)
+            .args(["daemon", "--config", "mtn.toml"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
+            .spawn()
+            .expect("start mtn daemon");
+        let d = Daemon {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            port,
+        };
+        let until = Instant::now() + Duration::from_secs(10);
+        while http(port, "GET", "/healthz").is_none() {
+            assert!(Instant::now() < until, "daemon did not start:\n{}", d.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        http(self.port, "GET", path).unwrap_or_else(|| panic!("GET {path} failed\n{}", self.log()))
+    }
+
+    fn status(&self) -> Value {
+        serde_json::from_str(&self.get("/status").1).expect("status json")
+    }
+
+    fn job_status(&self, job: &str) -> Value {
+        self.status()["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == job)
+            .cloned()
+            .unwrap_or_else(|| panic!("no job {job} in /status"))
+    }
+
+    fn history(&self, job: &str) -> Vec<Value> {
+        history(&self.dir, job)
+    }
+
+    /// Wait until `f` holds for the job's history, or fail with the log.
+    fn wait_history(
+        &self,
+        job: &str,
+        secs: f64,
+        what: &str,
+        f: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let until = Instant::now() + Duration::from_secs_f64(secs);
+        loop {
+            let h = self.history(job);
+            if f(&h) {
+                return h;
+            }
+            assert!(
+                Instant::now() < until,
+                "timed out waiting for {what}\nhistory of {job}: {h:#?}\n--- log\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().unwrap().id() as i32;
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+
+    /// SIGTERM and wait for the exit; returns the exit code and how long it took.
+    fn terminate(&mut self) -> (i32, Duration) {
+        let t = Instant::now();
+        self.signal(libc::SIGTERM);
+        let mut child = self.child.take().unwrap();
+        let until = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return (s.code().unwrap_or(-1), t.elapsed());
+            }
+            if Instant::now() > until {
+                let _ = child.kill();
+                panic!("daemon did not exit after SIGTERM\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn history(dir: &Path, job: &str) -> Vec<Value> {
+    std::fs::read_to_string(dir.join(".mtn/history").join(format!("{job}.jsonl")))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// A minimal HTTP/1.1 client (Connection: close) so the test checks the daemon's own server.
+fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((code, body))
+}
+
+fn time_of(v: &Value) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().expect("time string")).expect("rfc3339")
+}
+
+fn log_has(entry: &Value, text: &str) -> bool {
+    entry["log_tail"].as_array().is_some_and(|l| {
+        l.iter()
+            .any(|x| x.as_str().is_some_and(|s| s.contains(text)))
+    })
+}
+
+#[test]
+fn daemon_reloads_edited_scripts_and_keeps_old_version_on_error() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("job.rhai"),
+        "import \"lib\" as lib;\nlog(`code v1 ${lib::tag()}`);\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("lib.rhai"), "fn tag() { \"lib1\" }\n").unwrap();
+    let d = Daemon::start(
+        dir,
+        "[[job]]\nname = \"tick\"\nscript = \"job.rhai\"\nschedule = \"* * * * * *\"\n",
+    );
+    d.wait_history("tick", 3.0, "a first run", |h| {
+        h.iter().any(|e| log_has(e, "code v1 lib1"))
+    });
+
+    // Runs that start more than 1 s after a change must use the new code.
+    let check_switch = |marker: &str, changed_at: chrono::DateTime<chrono::Local>| {
+        let h = d.wait_history("tick", 4.0, marker, |h| {
+            h.iter().any(|e| {
+                log_has(e, marker)
+                    && time_of(&e["start"]) <= changed_at + chrono::Duration::milliseconds(1100)
+            })
+        });
+        for e in &h {
+            if time_of(&e["start"]) > changed_at + chrono::Duration::milliseconds(1000) {
+                assert!(
+                    log_has(e, marker),
+                    "run after the edit used old code: {e:#}\n{}",
+                    d.log()
+                );
+            }
+        }
+    };
+
+    // 1. Edit in place.
+    let t = chrono::Local::now();
+    std::fs::write(
+        dir.join("job.rhai"),
+        "import \"lib\" as lib;\nlog(`code v2 ${lib::tag()}`);\n",
+    )
+    .unwrap();
+    check_switch("code v2 lib1", t);
+
+    // 2. Editor style: write a temporary file, rename it over the script.
+    let t = chrono::Local::now();
+    std::fs::write(
+        dir.join(".job.rhai.swp"),
+        "import \"lib\" as lib;\nlog(`code v3 ${lib::tag()}`);\n",
+    )
+    .unwrap();
+    std::fs::rename(dir.join(".job.rhai.swp"), dir.join("job.rhai")).unwrap();
+    check_switch("code v3 lib1", t);
+
+    // 3. A change to an imported module recompiles the script that imports it.
+    let t = chrono::Local::now();
+    std::fs::write(dir.join("lib.rhai"), "fn tag() { \"lib2\" }\n").unwrap();
+    check_switch("code v3 lib2", t);
+
+    // 4. A broken edit: the previous version keeps running, the error is reported with its location.
+    let v3 = d.job_status("tick")["version"].clone();
+    std::fs::write(
+        dir.join("job.rhai"),
+        "import \"lib\" as lib;\nlog(\"broken\" ;\n",
+    )
+    .unwrap();
+    let until = Instant::now() + Duration::from_secs(3);
+    let js = loop {
+        let js = d.job_status("tick");
+        if !js["reload_error"].is_null() || Instant::now() > until {
+            break js;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = js["reload_error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no reload error: {js:#}"));
+    assert!(
+        err.contains("job.rhai:2:14"),
+        "error lacks file:line:col: {err}"
+    );
+    assert_eq!(js["version"], v3, "version changed on a broken edit");
+    let broke_at = chrono::Local::now();
+    d.wait_history("tick", 3.0, "runs after the broken edit", |h| {
+        h.iter().filter(|e| time_of(&e["start"]) > broke_at).count() >= 2
+    })
+    .iter()
+    .filter(|e| time_of(&e["start"]) > broke_at)
+    .for_each(|e| {
+        assert!(
+            e["status"] == "ok" && log_has(e, "code v3 lib2"),
+            "old version did not keep running: {e:#}"
+        )
+    });
+    let metrics = d.get("/metrics").1;
+    assert!(
+        metrics.contains("mtn_script_reload_errors_total{job=\"tick\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mtn_script_broken{job=\"tick\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        d.log().contains("job.rhai:2:14"),
+        "error not logged with its location:\n{}",
+        d.log()
+    );
+
+    // 5. Fixing it clears the error.
+    let t = chrono::Local::now();
+    std::fs::write(
+        dir.join("job.rhai"),
+        "import \"lib\" as lib;\nlog(`code v5 ${lib::tag()}`);\n",
+    )
+    .unwrap();
+    check_switch("code v5 lib2", t);
+    assert!(d.job_status("tick")["reload_error"].is_null());
+}
+
+#[test]
+fn daemon_overlap_skip_and_queue() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    std::fs::write(dir.join("slow.rhai"), "sleep(vars.secs);\n").unwrap();
+    let d = Daemon::start(
+        dir,
+        "[[job]]\nname = \"skipper\"\nscript = \"slow.rhai\"\nschedule = \"* * * * * *\"\noverlap = \"skip\"\nvars = { secs = 2.3 }\n\
+         [[job]]\nname = \"queuer\"\nscript = \"slow.rhai\"\nschedule = \"* * * * * *\"\noverlap = \"queue\"\nvars = { secs = 1.4 }\n\
+         [[job]]\nname = \"replacer\"\nscript = \"slow.rhai\"\nschedule = \"* * * * * *\"\noverlap = \"replace\"\nvars = { secs = 30 }\n",
+    );
+    let h = d.wait_history("skipper", 8.0, "two skip runs", |h| h.len() >= 2);
+    let s0 = time_of(&h[0]["start"]);
+    let s1 = time_of(&h[1]["start"]);
+    assert!(
+        (s1 - s0).num_milliseconds() >= 2300,
+        "skip: runs overlapped: {h:#?}"
+    );
+    let e0 = time_of(&h[0]["end"]);
+    assert!(s1 >= e0, "skip: second run started before the first ended");
+    let metrics = d.get("/metrics").1;
+    assert!(
+        !metrics.contains("mtn_job_skipped_total{job=\"skipper\"} 0"),
+        "no skip counted:\n{metrics}"
+    );
+
+    let h = d.wait_history("queuer", 8.0, "a queued run", |h| {
+        h.iter().any(|e| e["trigger"] == "queued")
+    });
+    let i = h.iter().position(|e| e["trigger"] == "queued").unwrap();
+    assert!(i > 0);
+    let gap = time_of(&h[i]["start"]) - time_of(&h[i - 1]["end"]);
+    assert!(
+        (0..300).contains(&gap.num_milliseconds()),
+        "queued run did not start right after the previous one ({gap:?}): {h:#?}"
+    );
+    for w in h.windows(2) {
+        assert!(
+            time_of(&w[1]["start"]) >= time_of(&w[0]["end"]),
+            "queue: runs overlapped"
+        );
+    }
+}
+
+/// A real webhook receiver: records the body of each POST it gets.
+fn webhook() -> (u16, std::sync::mpsc::Receiver<String>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut data = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = s.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                data.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&data).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        let _ =
+                            s.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+                        let _ = tx.send(body.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn daemon_timeout_retries_trigger_and_on_failure() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let (hook, bodies) = webhook();
+    std::fs::write(dir.join("hang.rhai"), "log(\"hanging\");\nsleep(30);\n").unwrap();
+    std::fs::write(
+        dir.join("boom.rhai"),
+        "log(\"about to fail\");\nfail(\"boom\");\n",
+    )
+    .unwrap();
+    let d = Daemon::start(
+        dir,
+        &format!(
+            "[[job]]\nname = \"hang\"\nscript = \"hang.rhai\"\nschedule = \"*/2 * * * * *\"\ntimeout = \"700ms\"\n\
+             [[job]]\nname = \"boom\"\nscript = \"boom.rhai\"\nschedule = \"0 0 1 1 *\"\nretries = 2\nretry_delay = \"200ms\"\non_failure = \"http://127.0.0.1:{hook}/hook\"\n"
+        ),
+    );
+    let out = mtn()
+        .current_dir(dir)
+        .args(["trigger", "boom", "--config", "mtn.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "trigger failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("started"));
+
+    // Timeout: each run is cancelled after 700 ms and the next tick still runs.
+    let h = d.wait_history("hang", 6.0, "two timed-out runs", |h| h.len() >= 2);
+    for e in &h[..2] {
+        assert_eq!(e["status"], "timeout", "{e:#}");
+        let secs = (time_of(&e["end"]) - time_of(&e["start"])).num_milliseconds();
+        assert!((600..1500).contains(&secs), "timeout took {secs} ms");
+        assert!(log_has(e, "hanging"));
+    }
+
+    // Retries: three attempts with growing delays, then one webhook call.
+    let h = d.wait_history("boom", 5.0, "three attempts", |h| h.len() >= 3);
+    let attempts: Vec<i64> = h.iter().map(|e| e["attempt"].as_i64().unwrap()).collect();
+    assert_eq!(attempts, vec![0, 1, 2]);
+    assert_eq!(h[0]["trigger"], "manual");
+    assert_eq!(h[1]["trigger"], "retry");
+    assert!(h.iter().all(|e| e["status"] == "failed"));
+    assert!(
+        h[2]["error"].as_str().unwrap().contains("boom.rhai:2:1"),
+        "{:#}",
+        h[2]
+    );
+    let gap1 = (time_of(&h[1]["start"]) - time_of(&h[0]["end"])).num_milliseconds();
+    let gap2 = (time_of(&h[2]["start"]) - time_of(&h[1]["end"])).num_milliseconds();
+    assert!(
+        (180..600).contains(&gap1) && (380..900).contains(&gap2),
+        "backoff gaps {gap1} {gap2}"
+    );
+    let body = bodies
+        .recv_timeout(Duration::from_secs(5))
+        .expect("webhook called");
+    let v: Value = serde_json::from_str(&body).expect("webhook body is JSON");
+    assert_eq!(v["job"], "boom");
+    assert_eq!(v["status"], "failed");
+    assert_eq!(v["attempt"], 2);
+    assert!(
+        bodies.recv_timeout(Duration::from_millis(300)).is_err(),
+        "webhook called more than once"
+    );
+
+    // Unknown job: clear error, exit 1.
+    let out = mtn()
+        .current_dir(dir)
+        .args(["trigger", "nope", "--config", "mtn.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no job named \"nope\""));
+
+    // The daemon survived all of it.
+    assert_eq!(d.get("/healthz").0, 200);
+    let out = mtn()
+        .current_dir(dir)
+        .args(["history", "boom", "--config", "mtn.toml"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("failed").count(), 3, "{text}");
+    let out = mtn()
+        .current_dir(dir)
+        .args(["jobs", "--config", "mtn.toml"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("hang") && text.contains("timeout") && text.contains("*/2 * * * * *"),
+        "{text}"
+    );
+}
+
+#[test]
+fn daemon_catches_up_missed_runs_after_restart() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    std::fs::write(dir.join("job.rhai"), "log(\"ran\");\n").unwrap();
+    // The daemon was down for two days: its last runs are from then.
+    let old = (chrono::Local::now() - chrono::Duration::days(2)).to_rfc3339();
+    std::fs::create_dir_all(dir.join(".mtn/history")).unwrap();
+    for job in ["persistent", "plain"] {
+        let line = format!("{{\"job\":\"{job}\",\"trigger\":\"schedule\",\"start\":\"{old}\",\"end\":\"{old}\",\"status\":\"ok\",\"attempt\":0}}\n");
+        std::fs::write(dir.join(format!(".mtn/history/{job}.jsonl")), line).unwrap();
+    }
+    let config = "[[job]]\nname = \"persistent\"\nscript = \"job.rhai\"\nschedule = \"@daily\"\ncatch_up = true\n\
+                  [[job]]\nname = \"plain\"\nscript = \"job.rhai\"\nschedule = \"@daily\"\n";
+    let mut d = Daemon::start(dir, config);
+    let h = d.wait_history("persistent", 3.0, "a catch-up run", |h| h.len() >= 2);
+    assert_eq!(h[1]["trigger"], "catch_up");
+    assert_eq!(h[1]["status"], "ok");
+    assert_eq!(d.history("plain").len(), 1, "a job without catch_up ran");
+    let (code, _) = d.terminate();
+    assert_eq!(code, 0);
+
+    // Restart: the missed run was made up for, so nothing runs again.
+    let d = Daemon::spawn(dir, d.port);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        d.history("persistent").len(),
+        2,
+        "caught up twice:\n{}",
+        d.log()
+    );
+    assert_eq!(
+        d.job_status("persistent")["last"]["status"],
+        "ok",
+        "last result not restored from history"
+    );
+}
+
+#[test]
+fn daemon_sigterm_waits_for_runs_then_cancels() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("short.rhai"),
+        "sleep(0.8);\nlog(\"short done\");\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("long.rhai"),
+        "log(\"long start\");\nsleep(60);\nlog(\"long done\");\n",
+    )
+    .unwrap();
+    let mut d = Daemon::start(
+        dir,
+        "shutdown_grace = \"1500ms\"\n\
+         [[job]]\nname = \"short\"\nscript = \"short.rhai\"\nschedule = \"0 0 1 1 *\"\n\
+         [[job]]\nname = \"long\"\nscript = \"long.rhai\"\nschedule = \"0 0 1 1 *\"\n",
+    );
+    assert_eq!(http(d.port, "POST", "/trigger/short").unwrap().0, 202);
+    assert_eq!(http(d.port, "POST", "/trigger/long").unwrap().0, 202);
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, took) = d.terminate();
+    assert_eq!(code, 0, "{}", d.log());
+    assert!(took < Duration::from_secs(4), "shutdown took {took:?}");
+    assert!(
+        took >= Duration::from_millis(1400),
+        "did not wait for the grace period: {took:?}"
+    );
+    let short = history(dir, "short");
+    assert_eq!(short.len(), 1);
+    assert_eq!(
+        short[0]["status"], "ok",
+        "a run within the grace period must finish: {short:#?}"
+    );
+    let long = history(dir, "long");
+    assert_eq!(long.len(), 1);
+    assert_eq!(long[0]["status"], "interrupted", "{long:#?}");
+    assert!(log_has(&long[0], "long start") && !log_has(&long[0], "long done"));
+    assert!(
+        !dir.join(".mtn/daemon.json").exists(),
+        "daemon.json left behind"
+    );
+}
+
+#[test]
+fn daemon_metrics_pass_promtool_and_page_renders_in_chromium() {
+    let promtool = env_var("MTN_TEST_PROMTOOL");
+    let chromium = env_var("MTN_TEST_CHROMIUM");
+    let tmp = tempdir();
+    let dir = tmp.path();
+    std::fs::write(dir.join("ok.rhai"), "log(\"fine\");\n").unwrap();
+    std::fs::write(dir.join("bad.rhai"), "fail(\"<b>broken</b>\");\n").unwrap();
+    std::fs::create_dir_all(dir.join(".mtn")).unwrap();
+    std::fs::write(
+        dir.join(".mtn/last_restore_test.json"),
+        "{\"timestamp\": 1700000000, \"ok\": true}",
+    )
+    .unwrap();
+    let d = Daemon::start(
+        dir,
+        "[[job]]\nname = \"nightly-backup\"\nscript = \"ok.rhai\"\nschedule = \"0 2 * * *\"\n\
+         [[job]]\nname = \"weekly-restore\"\nscript = \"bad.rhai\"\nschedule = \"@weekly\"\ntimezone = \"Europe/Paris\"\n",
+    );
+    http(d.port, "POST", "/trigger/nightly-backup").unwrap();
+    http(d.port, "POST", "/trigger/weekly-restore").unwrap();
+    d.wait_history("weekly-restore", 3.0, "a run", |h| !h.is_empty());
+    d.wait_history("nightly-backup", 3.0, "a run", |h| !h.is_empty());
+
+    let (code, metrics) = d.get("/metrics");
+    assert_eq!(code, 200);
+    for want in [
+        "mtn_job_runs_total{job=\"nightly-backup\",status=\"ok\"} 1",
+        "mtn_job_runs_total{job=\"weekly-restore\",status=\"failed\"} 1",
+        "mtn_last_restore_test_timestamp_seconds 1700000000",
+        "mtn_job_duration_seconds_count{job=\"nightly-backup\"} 1",
+        "mtn_script_reload_errors_total{job=\"nightly-backup\"} 0",
+    ] {
+        assert!(metrics.contains(want), "missing {want}:\n{metrics}");
+    }
+    assert!(metrics.contains("mtn_job_last_success_timestamp_seconds{job=\"nightly-backup\"} 1"));
+    let mut p = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    p.stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool rejected /metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let status = d.status();
+    assert_eq!(status["jobs"].as_array().unwrap().len(), 2);
+
+    let profile = tempdir();
+    let out = std::process::Command::new(&chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("http://127.0.0.1:{}/", d.port))
+        .output()
+        .expect("run chromium");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains("<table id=\"jobs\""),
+        "page did not load: {dom}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        dom.contains("<td>nightly-backup</td>") && dom.contains("<td>weekly-restore</td>"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("&lt;b&gt;broken&lt;/b&gt;"),
+        "error not shown (escaped): {dom}"
+    );
+    assert!(!dom.contains("<b>broken</b>"), "error not escaped");
+}
+
+#[test]
+fn daemon_config_errors_name_the_place() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let run = |config: &str| {
+        std::fs::write(dir.join("mtn.toml"), config).unwrap();
+        let out = mtn()
+            .current_dir(dir)
+            .args(["daemon", "--config", "mtn.toml"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) =
+        run("[[job]]\nname = \"a\"\nscript = \"a.rhai\"\nschedule = \"@daily\"\nschedul = \"x\"\n");
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("mtn.toml:5:1") && err.contains("schedul"),
+        "{err}"
+    );
+    let (code, err) =
+        run("[[job]]\nname = \"a\"\nscript = \"a.rhai\"\nschedule = \"61 * * * *\"\n");
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("mtn.toml:1:1") && err.contains("job \"a\"") && err.contains("schedule"),
+        "{err}"
+    );
+    let (code, err) = run("[[job]]\nname = \"a\"\nscript = \"a.rhai\"\nschedule = \"@daily\"\noverlap = \"sometimes\"\n");
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("overlap") && err.contains("skip, queue or replace"),
+        "{err}"
+    );
+    let (code, err) = run("[[job]]\nname = \"a\"\nscript = \"a.rhai\"\nschedule = \"@daily\"\ntimezone = \"Mars/Base\"\n");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("Mars/Base"), "{err}");
+}

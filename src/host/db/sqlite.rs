@@ -485,7 +485,11 @@ pub fn export(
     let dest: PathBuf = ctx.policy.check_write(Path::new(to))?;
     let c = open_existing(&path, false)?;
     let mut stmt = c
-        .prepare(&format!("SELECT * FROM {}{}", q(table), opts.where_clause()))
+        .prepare(&format!(
+            "SELECT * FROM {}{}",
+            q(table),
+            opts.where_clause()
+        ))
         .map_err(sql_err(format!("export_table {table}")))?;
     if ctx.dry_run {
         return Ok(ExportReport {
