@@ -1,7 +1,7 @@
 //! `import "x" as y;` resolution, confined to the script's folder and the stdlib folder.
 //!
-//! A module path is looked up as `<root>/<path>.rhai` in the importing file's own folder (when
-//! it lies inside a root), then the script's folder, then the stdlib folder. The file found is
+//! A bare module name (`import "backup"`) is looked up in the stdlib folder, then beside the
+//! importing file, then in the script's folder; `./x` and `../x` only beside the importing file. The file found is
 //! canonicalized and must still lie inside one of the roots, so neither `../` nor a symlink can
 //! pull code in from elsewhere. Every module file resolved is recorded, so the daemon knows
 //! which scripts to recompile when a module changes.
@@ -14,6 +14,7 @@ use rhai::{Engine, EvalAltResult, Module, ModuleResolver, Position, Scope, Share
 
 pub struct ScriptResolver {
     roots: Vec<PathBuf>,
+    stdlib: Option<PathBuf>,
     cache: Mutex<HashMap<PathBuf, Shared<Module>>>,
     deps: Mutex<Vec<PathBuf>>,
 }
@@ -28,7 +29,9 @@ impl ScriptResolver {
                 }
             }
         }
+        let stdlib = stdlib_dir.and_then(|d| d.canonicalize().ok());
         ScriptResolver {
+            stdlib,
             roots,
             cache: Mutex::new(HashMap::new()),
             deps: Mutex::new(Vec::new()),
@@ -52,15 +55,21 @@ impl ScriptResolver {
         } else {
             format!("{path}.rhai")
         };
+        // "./x" and "../x" are the importing file's neighbours; a bare name is a stdlib module
+        // first (so scripts/logs.rhai can `import "logs"` and get stdlib/logs.rhai), then a file
+        // beside the importer or the script.
+        let importer_dir = source
+            .and_then(|src| Path::new(src).parent().and_then(|p| p.canonicalize().ok()))
+            .filter(|parent| self.roots.iter().any(|r| parent.starts_with(r)));
+        let relative = path.starts_with("./") || path.starts_with("../");
         let mut search: Vec<PathBuf> = Vec::new();
-        if let Some(src) = source {
-            if let Some(parent) = Path::new(src).parent().and_then(|p| p.canonicalize().ok()) {
-                if self.roots.iter().any(|r| parent.starts_with(r)) {
-                    search.push(parent);
-                }
-            }
+        if relative {
+            search.extend(importer_dir.clone().or_else(|| self.roots.first().cloned()));
+        } else {
+            search.extend(self.stdlib.clone());
+            search.extend(importer_dir);
+            search.extend(self.roots.iter().cloned());
         }
-        search.extend(self.roots.iter().cloned());
         // A file never imports itself: scripts/cleanup.rhai importing "cleanup" means the stdlib
         // module of that name, not the script.
         let importer = source.and_then(|s| Path::new(s).canonicalize().ok());
