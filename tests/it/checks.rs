@@ -831,7 +831,14 @@ fn checks_health_script_alerts_after_3_and_recovers_once() {
                 .arg(&state)
                 .args(["--set", &format!("urls={url}")])
                 .args(["--set", &format!("notify={}", s.url("/hook/health-alerts"))])
-                .args(["--set", "mem_max=100", "--set", "load_max=1000"])
+                .args([
+                    "--set",
+                    "mem_max=100",
+                    "--set",
+                    "load_max=1000",
+                    "--set",
+                    "disk_max=100",
+                ])
                 .output()
                 .unwrap(),
         );
