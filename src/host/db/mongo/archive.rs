@@ -73,17 +73,13 @@ impl<W: Write> TarGz<W> {
         Ok(())
     }
 
-    /// The end-of-archive marker; returns the underlying writer.
-    pub fn finish(mut self) -> io::Result<W> {
+    /// The end-of-archive marker; returns the underlying writer and the tar stream's size.
+    pub fn finish(mut self) -> io::Result<(W, u64)> {
         let trailer = [0u8; 1024];
         self.raw_bytes += trailer.len() as u64;
         self.out.write_all(&compress_member(&trailer, self.level)?)?;
         self.out.flush()?;
-        Ok(self.out)
-    }
-
-    pub fn get_mut(&mut self) -> &mut W {
-        &mut self.out
+        Ok((self.out, self.raw_bytes))
     }
 }
 
@@ -104,8 +100,7 @@ mod tests {
         let mut t = TarGz::new(Vec::new(), 6, 1_700_000_000);
         t.small_file("db/a.metadata.json", b"{}").unwrap();
         t.precompressed(&long, data.len() as u64, &mut &members[..]).unwrap();
-        let raw = t.raw_bytes;
-        let gz = t.finish().unwrap();
+        let (gz, raw) = t.finish().unwrap();
 
         let mut plain = Vec::new();
         MultiGzDecoder::new(&gz[..]).read_to_end(&mut plain).unwrap();

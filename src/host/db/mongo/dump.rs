@@ -442,8 +442,7 @@ impl Job<'_> {
             let _ = std::fs::remove_file(&spool_path);
             self.ctx.check_cancelled()?;
         }
-        let raw_bytes = tar.raw_bytes;
-        let hashing = tar.finish().map_err(io_err("writing the archive"))?;
+        let (hashing, raw_bytes) = tar.finish().map_err(io_err("writing the archive"))?;
         let (buffered, bytes, sha) = hashing.finish();
         let file = buffered
             .into_inner()
