@@ -35,7 +35,7 @@ fn db_url(db: &str) -> String {
 }
 
 fn client(rt: &tokio::runtime::Runtime) -> Client {
-    rt.block_on(Client::with_uri_str(format!("{}/?serverSelectionTimeoutMS=5000", server())))
+    rt.block_on(async { Client::with_uri_str(format!("{}/?serverSelectionTimeoutMS=5000", server())).await })
         .expect("client")
 }
 
@@ -128,8 +128,27 @@ fn snapshot(rt: &tokio::runtime::Runtime, c: &Client, db: &str) -> Vec<(String, 
     })
 }
 
+type Snapshot = Vec<(String, Vec<Vec<u8>>, Vec<String>)>;
+
+/// Compare two snapshots, reporting the first difference readably (not megabytes of bytes).
+#[track_caller]
+fn assert_same(got: &Snapshot, want: &Snapshot, label: &str) {
+    let names = |s: &Snapshot| s.iter().map(|c| c.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(got), names(want), "{label}: collections differ");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g.2, w.2, "{label}: indexes of {} differ", g.0);
+        assert_eq!(g.1.len(), w.1.len(), "{label}: document count of {} differs", g.0);
+        for (a, b) in g.1.iter().zip(&w.1) {
+            if a != b {
+                let show = |x: &Vec<u8>| format!("{:?}", RawDocumentBuf::from_bytes(x.clone()).unwrap().to_document());
+                panic!("{label}: a document of {} differs:\n got  {}\n want {}", g.0, show(a), show(b));
+            }
+        }
+    }
+}
+
 fn drop_db(rt: &tokio::runtime::Runtime, c: &Client, db: &str) {
-    rt.block_on(c.database(db).drop()).unwrap();
+    rt.block_on(async { c.database(db).drop().await }).unwrap();
 }
 
 #[test]
@@ -184,10 +203,10 @@ print("RESULT " + #{{ dump: d, restore: r, dir: dd, restore_dir: r2, g: g, r3: r
 
     let original = snapshot(&rt, &c, &src);
     assert_eq!(original.len(), 3);
-    assert_eq!(snapshot(&rt, &c, &a), original, "archive restore differs");
-    assert_eq!(snapshot(&rt, &c, &b), original, "directory+gzip restore differs");
+    assert_same(&snapshot(&rt, &c, &a), &original, "archive restore");
+    assert_same(&snapshot(&rt, &c, &b), &original, "directory+gzip restore");
     let only_users: Vec<_> = original.iter().filter(|(n, _, _)| n == "users").cloned().collect();
-    assert_eq!(snapshot(&rt, &c, &g), only_users, "gzip archive of users differs");
+    assert_same(&snapshot(&rt, &c, &g), &only_users, "gzip archive of users");
     assert_eq!(j["restore"]["documents"], 2540);
     assert_eq!(j["restore"]["indexes"], 2);
     assert!(dir.path().join("dir").join(&src).join("users.bson.gz").is_file());
@@ -197,7 +216,7 @@ print("RESULT " + #{{ dump: d, restore: r, dir: dd, restore_dir: r2, g: g, r3: r
     assert!(refused.starts_with("refused: ") && refused.contains("already hold documents"), "{refused}");
     assert!(refused.contains("users") && refused.contains("drop: true"), "{refused}");
     assert_eq!(j["again"]["documents"], 2540);
-    assert_eq!(snapshot(&rt, &c, &a), original);
+    assert_same(&snapshot(&rt, &c, &a), &original, "restore with drop");
     for d in [&src, &a, &b, &g] {
         drop_db(&rt, &c, d);
     }
@@ -370,10 +389,10 @@ fn mongo_dump_while_the_application_writes() {
             let mut i = 1_000_000;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 handle
-                    .block_on(coll.insert_many((0..50).map(|k| doc! { "i": i + k, "pad": "z" })))
+                    .block_on(async { coll.insert_many((0..50).map(|k| doc! { "i": i + k, "pad": "z" })).await })
                     .unwrap();
                 handle
-                    .block_on(coll.update_many(doc! { "i": { "$lt": 100 } }, doc! { "$inc": { "u": 1 } }))
+                    .block_on(async { coll.update_many(doc! { "i": { "$lt": 100 } }, doc! { "$inc": { "u": 1 } }).await })
                     .unwrap();
                 i += 50;
             }
@@ -476,7 +495,7 @@ fn mongo_functions_find_count_delete_dry_run_command_stats() {
         "g_null": Bson::Null,
         "h_arr": [1_i32, { "x": 2_i64 }],
     };
-    rt.block_on(c.database(&db).collection::<Document>("special").insert_one(special.clone())).unwrap();
+    rt.block_on(async { c.database(&db).collection::<Document>("special").insert_one(special.clone()).await }).unwrap();
     let url = db_url(&db);
     let dir = tempdir();
     let script = format!(
@@ -517,7 +536,7 @@ print("RESULT " + out.to_json());
     assert_eq!(found.len(), 3);
     assert_eq!(found[0]["n"], 2499);
     assert!(found[0]["_id"]["$oid"].is_string());
-    let colls = rt.block_on(c.database(&db).list_collection_names()).unwrap();
+    let colls = rt.block_on(async { c.database(&db).list_collection_names().await }).unwrap();
     assert!(!colls.contains(&"copy".to_string()), "dry-run ran the insert command");
 
     // For real: the document read with mongo_find and written back is byte-identical.
@@ -528,7 +547,7 @@ print("RESULT " + out.to_json());
     assert_eq!(j["delete"]["dry_run"], false);
     assert_eq!(j["after"], 30);
     let copy: RawDocumentBuf = rt
-        .block_on(c.database(&db).collection::<RawDocumentBuf>("copy").find_one(doc! {}))
+        .block_on(async { c.database(&db).collection::<RawDocumentBuf>("copy").find_one(doc! {}).await })
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -577,7 +596,7 @@ print("RESULT " + #{{ ok: ok, ok2: ok2, failed: failed }}.to_json());
     assert_eq!(j["ok2"]["checks"][0]["ok"], true);
     let failed = j["failed"].as_str().unwrap();
     assert!(failed.starts_with("verification: ") && failed.contains("users: expected 7, got 2500"), "{failed}");
-    let names = rt.block_on(c.list_database_names()).unwrap();
+    let names = rt.block_on(async { c.list_database_names().await }).unwrap();
     let left: Vec<_> = names.iter().filter(|n| n.contains("_restore_test_")).collect();
     assert!(left.is_empty(), "scratch databases left behind: {left:?}");
     drop_db(&rt, &c, &src);
@@ -614,7 +633,7 @@ fn mongo_example_scripts_check_and_run_dry() {
     let dry = run(&["--dry-run"]);
     dry.expect_code(0);
     assert!(dry.all().contains("3 orphan orders"), "{}", dry.all());
-    let count = || rt.block_on(c.database(&db).collection::<Document>("orders").count_documents(doc! {})).unwrap();
+    let count = || rt.block_on(async { c.database(&db).collection::<Document>("orders").count_documents(doc! {}).await }).unwrap();
     assert_eq!(count(), 8);
     run(&[]).expect_code(0);
     assert_eq!(count(), 5);

@@ -385,7 +385,7 @@ impl Job<'_> {
             // The spool holds gzip members of the entry's data (see archive.rs); with
             // per-file gzip the entry's data is itself gzip, and the members are stored ones.
             let spool_path = spool_dir.path().join("collection.spool");
-            let spool = File::create(&spool_path).map_err(io_err("creating the spool file"))?;
+            let spool = spool_file(&spool_path)?;
             let (mut spool, size) = if self.gzip_files {
                 // Per-file gzip: spool the .bson.gz first (its size is the entry's size), then
                 // wrap it in stored (level 0) members.
@@ -404,7 +404,7 @@ impl Job<'_> {
                 f.seek(SeekFrom::Start(0)).map_err(io_err("spool"))?;
                 let wrapped_path = spool_dir.path().join("collection.stored");
                 let mut stored = ParallelGzWriter::with_options(
-                    BufWriter::with_capacity(1 << 20, File::create(&wrapped_path).map_err(io_err("spool"))?),
+                    BufWriter::with_capacity(1 << 20, spool_file(&wrapped_path)?),
                     0,
                     1,
                     DEFAULT_CHUNK,
@@ -512,6 +512,17 @@ impl Job<'_> {
         guard.disarm();
         Ok((bytes, raw_bytes, None, documents))
     }
+}
+
+/// A spool file is written, then read back: it needs both.
+fn spool_file(path: &Path) -> HostResult<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(io_err("creating a spool file"))
 }
 
 fn write_synced(path: &Path, data: &[u8]) -> HostResult<()> {

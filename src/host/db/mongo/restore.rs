@@ -508,9 +508,6 @@ impl State<'_> {
         if self.ctx.dry_run || self.existing.contains(coll) {
             return Ok(());
         }
-        if meta.kind == "collection" && meta.options.is_empty() {
-            return Ok(()); // created by the first insert
-        }
         let mut cmd = doc! { "create": coll };
         for (k, v) in meta.options.iter() {
             cmd.insert(k.clone(), v.clone());
@@ -547,6 +544,10 @@ impl State<'_> {
             if end {
                 break;
             }
+        }
+        if index == 0 && !self.ctx.dry_run && !self.existing.contains(coll) {
+            // An empty collection is still part of the dump.
+            self.create(coll, &Meta { kind: "collection".into(), ..Default::default() }).await?;
         }
         self.existing.insert(coll.to_string());
         Ok(())
