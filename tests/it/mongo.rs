@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mongodb::bson::{doc, oid::ObjectId, spec::BinarySubtype, Binary, Bson, DateTime, Decimal128, Document, RawDocumentBuf};
+use mongodb::bson::{
+    doc, oid::ObjectId, spec::BinarySubtype, Binary, Bson, DateTime, Decimal128, Document,
+    RawDocumentBuf,
+};
 use mongodb::options::IndexOptions;
 use mongodb::{Client, IndexModel};
 
@@ -35,8 +38,10 @@ fn db_url(db: &str) -> String {
 }
 
 fn client(rt: &tokio::runtime::Runtime) -> Client {
-    rt.block_on(async { Client::with_uri_str(format!("{}/?serverSelectionTimeoutMS=5000", server())).await })
-        .expect("client")
+    rt.block_on(async {
+        Client::with_uri_str(format!("{}/?serverSelectionTimeoutMS=5000", server())).await
+    })
+    .expect("client")
 }
 
 /// The JSON printed after `RESULT ` by a test script.
@@ -78,24 +83,39 @@ fn seed(rt: &tokio::runtime::Runtime, c: &Client, db: &str) {
             .create_index(
                 IndexModel::builder()
                     .keys(doc! { "name": 1 })
-                    .options(IndexOptions::builder().unique(true).name("name_unique".to_string()).build())
+                    .options(
+                        IndexOptions::builder()
+                            .unique(true)
+                            .name("name_unique".to_string())
+                            .build(),
+                    )
                     .build(),
             )
             .await
             .unwrap();
         users
-            .create_index(IndexModel::builder().keys(doc! { "n": -1, "at": 1 }).build())
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "n": -1, "at": 1 })
+                    .build(),
+            )
             .await
             .unwrap();
         let orders = d.collection::<Document>("orders");
-        let o: Vec<Document> = (0..40).map(|i| doc! { "_id": i, "user_n": i * 100, "total": i as f64 * 1.5 }).collect();
+        let o: Vec<Document> = (0..40)
+            .map(|i| doc! { "_id": i, "user_n": i * 100, "total": i as f64 * 1.5 })
+            .collect();
         orders.insert_many(o).await.unwrap();
         d.create_collection("empty").await.unwrap();
     });
 }
 
 /// Every document of every collection as raw bytes, sorted by `_id` bytes, plus the indexes.
-fn snapshot(rt: &tokio::runtime::Runtime, c: &Client, db: &str) -> Vec<(String, Vec<Vec<u8>>, Vec<String>)> {
+fn snapshot(
+    rt: &tokio::runtime::Runtime,
+    c: &Client,
+    db: &str,
+) -> Vec<(String, Vec<Vec<u8>>, Vec<String>)> {
     rt.block_on(async {
         let d = c.database(db);
         let mut names = d.list_collection_names().await.unwrap();
@@ -110,7 +130,10 @@ fn snapshot(rt: &tokio::runtime::Runtime, c: &Client, db: &str) -> Vec<(String, 
             }
             docs.sort();
             let mut idx = Vec::new();
-            let mut ic = d.run_cursor_command(doc! { "listIndexes": &n }).await.unwrap();
+            let mut ic = d
+                .run_cursor_command(doc! { "listIndexes": &n })
+                .await
+                .unwrap();
             while ic.advance().await.unwrap() {
                 let i: Document = ic.deserialize_current().unwrap();
                 // key order matters (compound index): compare the key document's canonical text
@@ -137,11 +160,26 @@ fn assert_same(got: &Snapshot, want: &Snapshot, label: &str) {
     assert_eq!(names(got), names(want), "{label}: collections differ");
     for (g, w) in got.iter().zip(want) {
         assert_eq!(g.2, w.2, "{label}: indexes of {} differ", g.0);
-        assert_eq!(g.1.len(), w.1.len(), "{label}: document count of {} differs", g.0);
+        assert_eq!(
+            g.1.len(),
+            w.1.len(),
+            "{label}: document count of {} differs",
+            g.0
+        );
         for (a, b) in g.1.iter().zip(&w.1) {
             if a != b {
-                let show = |x: &Vec<u8>| format!("{:?}", RawDocumentBuf::from_bytes(x.clone()).unwrap().to_document());
-                panic!("{label}: a document of {} differs:\n got  {}\n want {}", g.0, show(a), show(b));
+                let show = |x: &Vec<u8>| {
+                    format!(
+                        "{:?}",
+                        RawDocumentBuf::from_bytes(x.clone()).unwrap().to_document()
+                    )
+                };
+                panic!(
+                    "{label}: a document of {} differs:\n got  {}\n want {}",
+                    g.0,
+                    show(a),
+                    show(b)
+                );
             }
         }
     }
@@ -184,37 +222,70 @@ print("RESULT " + #{{ dump: d, restore: r, dir: dd, restore_dir: r2, g: g, r3: r
 
     let path = PathBuf::from(j["dump"]["path"].as_str().unwrap());
     let fname = path.file_name().unwrap().to_string_lossy().to_string();
-    assert!(fname.starts_with(&format!("{src}_")) && fname.ends_with(".tar.gz"), "{fname}");
+    assert!(
+        fname.starts_with(&format!("{src}_")) && fname.ends_with(".tar.gz"),
+        "{fname}"
+    );
     assert_eq!(j["dump"]["documents"], 2540);
     assert_eq!(j["dump"]["collections"], 3);
     assert_eq!(j["dump"]["dry_run"], false);
-    assert_eq!(j["dump"]["bytes"].as_u64().unwrap(), std::fs::metadata(&path).unwrap().len());
+    assert_eq!(
+        j["dump"]["bytes"].as_u64().unwrap(),
+        std::fs::metadata(&path).unwrap().len()
+    );
     // The .sha256 sidecar matches the archive, in sha256sum's format.
     let side = std::fs::read_to_string(format!("{}.sha256", path.display())).unwrap();
-    assert_eq!(side, format!("{}  {fname}\n", j["dump"]["sha256"].as_str().unwrap()));
+    assert_eq!(
+        side,
+        format!("{}  {fname}\n", j["dump"]["sha256"].as_str().unwrap())
+    );
     let out = Command::new("sha256sum").arg(&path).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with(j["dump"]["sha256"].as_str().unwrap()));
     // GNU tar lists mongodump's layout.
     let list = Command::new("tar").arg("-tzf").arg(&path).output().unwrap();
     let list = String::from_utf8_lossy(&list.stdout).to_string();
-    for f in ["users.bson", "users.metadata.json", "orders.bson", "empty.bson", "empty.metadata.json"] {
-        assert!(list.lines().any(|l| l == format!("{src}/{f}")), "{f} missing in\n{list}");
+    for f in [
+        "users.bson",
+        "users.metadata.json",
+        "orders.bson",
+        "empty.bson",
+        "empty.metadata.json",
+    ] {
+        assert!(
+            list.lines().any(|l| l == format!("{src}/{f}")),
+            "{f} missing in\n{list}"
+        );
     }
 
     let original = snapshot(&rt, &c, &src);
     assert_eq!(original.len(), 3);
     assert_same(&snapshot(&rt, &c, &a), &original, "archive restore");
     assert_same(&snapshot(&rt, &c, &b), &original, "directory+gzip restore");
-    let only_users: Vec<_> = original.iter().filter(|(n, _, _)| n == "users").cloned().collect();
+    let only_users: Vec<_> = original
+        .iter()
+        .filter(|(n, _, _)| n == "users")
+        .cloned()
+        .collect();
     assert_same(&snapshot(&rt, &c, &g), &only_users, "gzip archive of users");
     assert_eq!(j["restore"]["documents"], 2540);
     assert_eq!(j["restore"]["indexes"], 2);
-    assert!(dir.path().join("dir").join(&src).join("users.bson.gz").is_file());
+    assert!(dir
+        .path()
+        .join("dir")
+        .join(&src)
+        .join("users.bson.gz")
+        .is_file());
 
     // A second restore into the non-empty target is refused and changes nothing; drop: true works.
     let refused = j["refused"].as_str().unwrap();
-    assert!(refused.starts_with("refused: ") && refused.contains("already hold documents"), "{refused}");
-    assert!(refused.contains("users") && refused.contains("drop: true"), "{refused}");
+    assert!(
+        refused.starts_with("refused: ") && refused.contains("already hold documents"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("users") && refused.contains("drop: true"),
+        "{refused}"
+    );
     assert_eq!(j["again"]["documents"], 2540);
     assert_same(&snapshot(&rt, &c, &a), &original, "restore with drop");
     for d in [&src, &a, &b, &g] {
@@ -269,23 +340,49 @@ print(json.dumps(out))
         .arg(&src)
         .output()
         .unwrap();
-    assert!(o.status.success(), "python failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["users.bson"], 2500);
     assert_eq!(j["orders.bson"], 40);
     assert_eq!(j["empty.bson"], 0);
     assert_eq!(j[format!("tar:{src}/users.bson")], 2500);
-    let fields: Vec<&str> = j["users.metadata.json"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert_eq!(fields, ["options", "indexes", "uuid", "collectionName", "type"]);
+    let fields: Vec<&str> = j["users.metadata.json"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["options", "indexes", "uuid", "collectionName", "type"]
+    );
     let meta: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("plain").join(&src).join("users.metadata.json")).unwrap(),
+        &std::fs::read_to_string(
+            dir.path()
+                .join("plain")
+                .join(&src)
+                .join("users.metadata.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(meta["collectionName"], "users");
     assert_eq!(meta["type"], "collection");
     // Canonical Extended JSON, as mongodump writes it.
-    let compound = meta["indexes"].as_array().unwrap().iter().find(|i| i["name"] == "n_-1_at_1").unwrap();
-    assert_eq!(compound["key"].to_string(), r#"{"n":{"$numberInt":"-1"},"at":{"$numberInt":"1"}}"#);
+    let compound = meta["indexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "n_-1_at_1")
+        .unwrap();
+    assert_eq!(
+        compound["key"].to_string(),
+        r#"{"n":{"$numberInt":"-1"},"at":{"$numberInt":"1"}}"#
+    );
     drop_db(&rt, &c, &src);
 }
 
@@ -326,10 +423,22 @@ fn mongo_restore_reads_mongodump_style_directory_with_gzip_and_old_metadata() {
     assert_eq!(j["documents"], 10);
     assert_eq!(j["indexes"], 1);
     let snap = snapshot(&rt, &c, &target);
-    let mut want: Vec<Vec<u8>> = docs.iter().map(|d| RawDocumentBuf::from_document(d).unwrap().as_bytes().to_vec()).collect();
+    let mut want: Vec<Vec<u8>> = docs
+        .iter()
+        .map(|d| {
+            RawDocumentBuf::from_document(d)
+                .unwrap()
+                .as_bytes()
+                .to_vec()
+        })
+        .collect();
     want.sort();
     assert_eq!(snap[0].1, want);
-    assert!(snap[0].2.iter().any(|i| i.starts_with("name_1 ")), "{:?}", snap[0].2);
+    assert!(
+        snap[0].2.iter().any(|i| i.starts_with("name_1 ")),
+        "{:?}",
+        snap[0].2
+    );
     drop_db(&rt, &c, &target);
 }
 
@@ -341,7 +450,9 @@ fn mongo_sigkill_mid_dump_leaves_no_archive_under_final_name() {
     rt.block_on(async {
         let coll = c.database(&src).collection::<Document>("big");
         for chunk in 0..20 {
-            let docs: Vec<Document> = (0..10_000).map(|i| doc! { "i": chunk * 10_000 + i, "pad": "x".repeat(200) }).collect();
+            let docs: Vec<Document> = (0..10_000)
+                .map(|i| doc! { "i": chunk * 10_000 + i, "pad": "x".repeat(200) })
+                .collect();
             coll.insert_many(docs).await.unwrap();
         }
     });
@@ -353,20 +464,37 @@ fn mongo_sigkill_mid_dump_leaves_no_archive_under_final_name() {
     );
     let path = dir.path().join("k.rhai");
     std::fs::write(&path, script).unwrap();
-    let mut child = mtn().current_dir(dir.path()).arg("run").arg(&path).spawn().unwrap();
+    let mut child = mtn()
+        .current_dir(dir.path())
+        .arg("run")
+        .arg(&path)
+        .spawn()
+        .unwrap();
     // Wait until the dump is writing (its temporary file exists), then SIGKILL it.
     let tmp = dir.path().join("final.tar.gz.tmp");
     let started = Instant::now();
     while !tmp.exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "dump never started");
-        assert!(child.try_wait().unwrap().is_none(), "dump ended before it could be killed");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "dump never started"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "dump ended before it could be killed"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(Duration::from_millis(100));
-    assert!(child.try_wait().unwrap().is_none(), "dump finished too fast to test a kill");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "dump finished too fast to test a kill"
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert!(!dir.path().join("final.tar.gz").exists(), "archive under the final name after SIGKILL");
+    assert!(
+        !dir.path().join("final.tar.gz").exists(),
+        "archive under the final name after SIGKILL"
+    );
     assert!(!dir.path().join("final.tar.gz.sha256").exists());
     drop_db(&rt, &c, &src);
 }
@@ -377,8 +505,14 @@ fn mongo_dump_while_the_application_writes() {
     let c = client(&rt);
     let src = unique_db("live");
     rt.block_on(async {
-        let docs: Vec<Document> = (0..20_000).map(|i| doc! { "i": i, "pad": "y".repeat(100) }).collect();
-        c.database(&src).collection::<Document>("events").insert_many(docs).await.unwrap();
+        let docs: Vec<Document> = (0..20_000)
+            .map(|i| doc! { "i": i, "pad": "y".repeat(100) })
+            .collect();
+        c.database(&src)
+            .collection::<Document>("events")
+            .insert_many(docs)
+            .await
+            .unwrap();
     });
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
@@ -389,10 +523,16 @@ fn mongo_dump_while_the_application_writes() {
             let mut i = 1_000_000;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 handle
-                    .block_on(async { coll.insert_many((0..50).map(|k| doc! { "i": i + k, "pad": "z" })).await })
+                    .block_on(async {
+                        coll.insert_many((0..50).map(|k| doc! { "i": i + k, "pad": "z" }))
+                            .await
+                    })
                     .unwrap();
                 handle
-                    .block_on(async { coll.update_many(doc! { "i": { "$lt": 100 } }, doc! { "$inc": { "u": 1 } }).await })
+                    .block_on(async {
+                        coll.update_many(doc! { "i": { "$lt": 100 } }, doc! { "$inc": { "u": 1 } })
+                            .await
+                    })
                     .unwrap();
                 i += 50;
             }
@@ -419,16 +559,25 @@ print("RESULT " + #{{ d: d, r: r }}.to_json());
     let j = result_json(&run);
     let dumped = j["d"]["documents"].as_u64().unwrap();
     // Every document present before the dump started is in it, none twice.
-    assert!(dumped >= 20_000 && dumped <= 20_000 + added as u64, "dumped {dumped}, writer added {added}");
+    assert!(
+        dumped >= 20_000 && dumped <= 20_000 + added as u64,
+        "dumped {dumped}, writer added {added}"
+    );
     assert_eq!(j["r"]["documents"].as_u64().unwrap(), dumped);
     let restored = rt.block_on(async {
         let coll = c.database(&target).collection::<Document>("events");
-        let n = coll.count_documents(doc! { "i": { "$lt": 20_000 } }).await.unwrap();
+        let n = coll
+            .count_documents(doc! { "i": { "$lt": 20_000 } })
+            .await
+            .unwrap();
         let distinct = coll.distinct("i", doc! {}).await.unwrap().len();
         (n, distinct)
     });
     assert_eq!(restored.0, 20_000);
-    assert_eq!(restored.1 as u64, dumped, "a document appears twice in the dump");
+    assert_eq!(
+        restored.1 as u64, dumped,
+        "a document appears twice in the dump"
+    );
     drop_db(&rt, &c, &src);
     drop_db(&rt, &c, &target);
 }
@@ -457,23 +606,60 @@ print("RESULT " + out.to_json());
     let started = Instant::now();
     let run = run_script(dir.path(), "err.rhai", &script, &[]);
     run.expect_code(0);
-    assert!(started.elapsed() < Duration::from_secs(20), "errors took {:?}", started.elapsed());
-    assert!(!run.all().contains("S3cretPw"), "password leaked:\n{}", run.all());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "errors took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !run.all().contains("S3cretPw"),
+        "password leaked:\n{}",
+        run.all()
+    );
     let j = result_json(&run);
-    let msg = |k: &str| j[k]["message"].as_str().unwrap_or_else(|| panic!("{k}: {j}")).to_string();
+    let msg = |k: &str| {
+        j[k]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{k}: {j}"))
+            .to_string()
+    };
     assert_eq!(j["unreachable"]["kind"], "network");
     assert_eq!(j["unreachable"]["retryable"], true);
-    assert!(msg("unreachable").contains("cannot reach a MongoDB server"), "{}", msg("unreachable"));
+    assert!(
+        msg("unreachable").contains("cannot reach a MongoDB server"),
+        "{}",
+        msg("unreachable")
+    );
     assert!(msg("redacted").contains("user:***@"), "{}", msg("redacted"));
     assert_eq!(j["bad_url"]["kind"], "invalid_input");
-    assert!(msg("bad_url").contains("invalid MongoDB URL"), "{}", msg("bad_url"));
+    assert!(
+        msg("bad_url").contains("invalid MongoDB URL"),
+        "{}",
+        msg("bad_url")
+    );
     assert_eq!(j["no_db"]["kind"], "invalid_input");
-    assert!(msg("no_db").contains("names no database"), "{}", msg("no_db"));
+    assert!(
+        msg("no_db").contains("names no database"),
+        "{}",
+        msg("no_db")
+    );
     assert!(msg("scheme").contains("mongodb://"), "{}", msg("scheme"));
-    assert!(msg("typo").contains("did you mean `compress`"), "{}", msg("typo"));
+    assert!(
+        msg("typo").contains("did you mean `compress`"),
+        "{}",
+        msg("typo")
+    );
     assert_eq!(j["auth"]["kind"], "permission_denied", "{}", j["auth"]);
-    assert!(msg("auth").contains("authentication failed"), "{}", msg("auth"));
-    assert!(!run.all().contains("WrongPw-456") && !run.all().contains("RightPw-123"), "{}", run.all());
+    assert!(
+        msg("auth").contains("authentication failed"),
+        "{}",
+        msg("auth")
+    );
+    assert!(
+        !run.all().contains("WrongPw-456") && !run.all().contains("RightPw-123"),
+        "{}",
+        run.all()
+    );
     assert_eq!(j["auth_ok"], 0);
 }
 
@@ -495,7 +681,13 @@ fn mongo_functions_find_count_delete_dry_run_command_stats() {
         "g_null": Bson::Null,
         "h_arr": [1_i32, { "x": 2_i64 }],
     };
-    rt.block_on(async { c.database(&db).collection::<Document>("special").insert_one(special.clone()).await }).unwrap();
+    rt.block_on(async {
+        c.database(&db)
+            .collection::<Document>("special")
+            .insert_one(special.clone())
+            .await
+    })
+    .unwrap();
     let url = db_url(&db);
     let dir = tempdir();
     let script = format!(
@@ -536,18 +728,33 @@ print("RESULT " + out.to_json());
     assert_eq!(found.len(), 3);
     assert_eq!(found[0]["n"], 2499);
     assert!(found[0]["_id"]["$oid"].is_string());
-    let colls = rt.block_on(async { c.database(&db).list_collection_names().await }).unwrap();
-    assert!(!colls.contains(&"copy".to_string()), "dry-run ran the insert command");
+    let colls = rt
+        .block_on(async { c.database(&db).list_collection_names().await })
+        .unwrap();
+    assert!(
+        !colls.contains(&"copy".to_string()),
+        "dry-run ran the insert command"
+    );
 
     // For real: the document read with mongo_find and written back is byte-identical.
-    let run = run_script(dir.path(), "fn.rhai", &script.replace("out.cmd = mongo_command(url, #{ drop: \"copy\" });", ""), &[]);
+    let run = run_script(
+        dir.path(),
+        "fn.rhai",
+        &script.replace("out.cmd = mongo_command(url, #{ drop: \"copy\" });", ""),
+        &[],
+    );
     run.expect_code(0);
     let j = result_json(&run);
     assert_eq!(j["delete"]["deleted"], 10);
     assert_eq!(j["delete"]["dry_run"], false);
     assert_eq!(j["after"], 30);
     let copy: RawDocumentBuf = rt
-        .block_on(async { c.database(&db).collection::<RawDocumentBuf>("copy").find_one(doc! {}).await })
+        .block_on(async {
+            c.database(&db)
+                .collection::<RawDocumentBuf>("copy")
+                .find_one(doc! {})
+                .await
+        })
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -559,7 +766,12 @@ print("RESULT " + out.to_json());
     );
     let stats = &j["stats"];
     assert_eq!(stats["database"], db.as_str());
-    let users = stats["collections_detail"].as_array().unwrap().iter().find(|c| c["name"] == "users").unwrap();
+    let users = stats["collections_detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "users")
+        .unwrap();
     assert_eq!(users["count"], 2500);
     assert!(users["size"].as_i64().unwrap() > 0);
     if env_var("MTN_TEST_MONGO_COMPACT") == "1" {
@@ -595,9 +807,17 @@ print("RESULT " + #{{ ok: ok, ok2: ok2, failed: failed }}.to_json());
     assert_eq!(j["ok"]["restore"]["documents"], 2540);
     assert_eq!(j["ok2"]["checks"][0]["ok"], true);
     let failed = j["failed"].as_str().unwrap();
-    assert!(failed.starts_with("verification: ") && failed.contains("users: expected 7, got 2500"), "{failed}");
-    let names = rt.block_on(async { c.list_database_names().await }).unwrap();
-    let left: Vec<_> = names.iter().filter(|n| n.contains("_restore_test_")).collect();
+    assert!(
+        failed.starts_with("verification: ") && failed.contains("users: expected 7, got 2500"),
+        "{failed}"
+    );
+    let names = rt
+        .block_on(async { c.list_database_names().await })
+        .unwrap();
+    let left: Vec<_> = names
+        .iter()
+        .filter(|n| n.contains("_restore_test_"))
+        .collect();
     assert!(left.is_empty(), "scratch databases left behind: {left:?}");
     drop_db(&rt, &c, &src);
 }
@@ -609,16 +829,26 @@ fn mongo_example_scripts_check_and_run_dry() {
     let db = unique_db("ex");
     rt.block_on(async {
         let d = c.database(&db);
-        d.collection::<Document>("users").insert_many((0..5).map(|i| doc! { "_id": i })).await.unwrap();
+        d.collection::<Document>("users")
+            .insert_many((0..5).map(|i| doc! { "_id": i }))
+            .await
+            .unwrap();
         d.collection::<Document>("orders")
             .insert_many((0..8).map(|i| doc! { "_id": i, "userId": i })) // users 5,6,7 are gone
             .await
             .unwrap();
     });
     let repo = repo();
-    for s in ["scripts/mongo_maintenance.rhai", "scripts/mongo_backup.rhai"] {
+    for s in [
+        "scripts/mongo_maintenance.rhai",
+        "scripts/mongo_backup.rhai",
+    ] {
         let out = mtn().arg("check").arg(repo.join(s)).output().unwrap();
-        assert!(out.status.success(), "{s}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{s}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let dir = tempdir();
     let run = |args: &[&str]| {
@@ -633,7 +863,15 @@ fn mongo_example_scripts_check_and_run_dry() {
     let dry = run(&["--dry-run"]);
     dry.expect_code(0);
     assert!(dry.all().contains("3 orphan orders"), "{}", dry.all());
-    let count = || rt.block_on(async { c.database(&db).collection::<Document>("orders").count_documents(doc! {}).await }).unwrap();
+    let count = || {
+        rt.block_on(async {
+            c.database(&db)
+                .collection::<Document>("orders")
+                .count_documents(doc! {})
+                .await
+        })
+        .unwrap()
+    };
     assert_eq!(count(), 8);
     run(&[]).expect_code(0);
     assert_eq!(count(), 5);
@@ -646,9 +884,20 @@ fn mongo_example_scripts_check_and_run_dry() {
         .env("BACKUP_DIR", dir.path().join("b"));
     let b = Run::from(cmd.output().unwrap());
     b.expect_code(0);
-    let made: Vec<PathBuf> = std::fs::read_dir(dir.path().join("b")).unwrap().map(|e| e.unwrap().path()).collect();
-    assert!(made.iter().any(|p| p.to_string_lossy().ends_with(".tar.gz")), "{made:?}");
-    assert!(made.iter().any(|p| p.to_string_lossy().ends_with(".tar.gz.sha256")), "{made:?}");
+    let made: Vec<PathBuf> = std::fs::read_dir(dir.path().join("b"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        made.iter()
+            .any(|p| p.to_string_lossy().ends_with(".tar.gz")),
+        "{made:?}"
+    );
+    assert!(
+        made.iter()
+            .any(|p| p.to_string_lossy().ends_with(".tar.gz.sha256")),
+        "{made:?}"
+    );
     let _ = Path::new("");
     drop_db(&rt, &c, &db);
 }

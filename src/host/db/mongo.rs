@@ -91,12 +91,19 @@ pub fn restore_test(
     let started = Instant::now();
     let o: RestoreTestOptions = opts("restore_test", opts_map)?;
     let shown = conn::register_secret(url);
-    let base = ctx.block_on(async { conn::connect(url, o.timeout).await.map(|c| c.db.name().to_string()) })?;
+    let base = ctx.block_on(async {
+        conn::connect(url, o.timeout)
+            .await
+            .map(|c| c.db.name().to_string())
+    })?;
     let scratch = o.database.clone().unwrap_or_else(|| {
         let tag: u32 = rand::random();
         let mut prefix = base.clone();
         prefix.truncate(24);
-        format!("{prefix}_restore_test_{}_{tag:08x}", chrono::Utc::now().timestamp())
+        format!(
+            "{prefix}_restore_test_{}_{tag:08x}",
+            chrono::Utc::now().timestamp()
+        )
     });
     if scratch == base {
         return Err(HostError::invalid(format!(
@@ -210,7 +217,11 @@ fn run_restore_test(
                 }
                 (
                     min.is_none_or(|m| n >= m) && max.is_none_or(|m| n <= m),
-                    format!("between {} and {}", min.map_or("-".into(), |m| m.to_string()), max.map_or("-".into(), |m| m.to_string())),
+                    format!(
+                        "between {} and {}",
+                        min.map_or("-".into(), |m| m.to_string()),
+                        max.map_or("-".into(), |m| m.to_string())
+                    ),
                 )
             } else {
                 return Err(HostError::invalid(format!(
@@ -242,14 +253,17 @@ fn drop_scratch(ctx: &Ctx, scratch_url: &str, timeout: Option<Duration>) -> Host
     ctx.handle.block_on(async move {
         let fut = async {
             let c = conn::connect(&url, timeout).await?;
-            c.db
-                .drop()
+            c.db.drop()
                 .await
                 .map_err(|e| conn::map_err(e, "dropping the scratch database", &c.shown))
         };
         tokio::time::timeout(Duration::from_secs(30), fut)
             .await
-            .unwrap_or_else(|_| Err(HostError::network("dropping the scratch database timed out")))
+            .unwrap_or_else(|_| {
+                Err(HostError::network(
+                    "dropping the scratch database timed out",
+                ))
+            })
     })
 }
 

@@ -59,7 +59,12 @@ impl<W: Write> TarGz<W> {
     }
 
     /// An entry whose data of `size` bytes is already gzip members in `members`.
-    pub fn precompressed(&mut self, path: &str, size: u64, members: &mut impl Read) -> io::Result<()> {
+    pub fn precompressed(
+        &mut self,
+        path: &str,
+        size: u64,
+        members: &mut impl Read,
+    ) -> io::Result<()> {
         let header = tar_header(path, size, self.mtime)?;
         self.raw_bytes += header.len() as u64;
         self.out.write_all(&compress_member(&header, self.level)?)?;
@@ -68,7 +73,8 @@ impl<W: Write> TarGz<W> {
         let pad = padding(size);
         if pad > 0 {
             self.raw_bytes += pad as u64;
-            self.out.write_all(&compress_member(&vec![0u8; pad], self.level)?)?;
+            self.out
+                .write_all(&compress_member(&vec![0u8; pad], self.level)?)?;
         }
         Ok(())
     }
@@ -77,7 +83,8 @@ impl<W: Write> TarGz<W> {
     pub fn finish(mut self) -> io::Result<(W, u64)> {
         let trailer = [0u8; 1024];
         self.raw_bytes += trailer.len() as u64;
-        self.out.write_all(&compress_member(&trailer, self.level)?)?;
+        self.out
+            .write_all(&compress_member(&trailer, self.level)?)?;
         self.out.flush()?;
         Ok((self.out, self.raw_bytes))
     }
@@ -99,11 +106,14 @@ mod tests {
 
         let mut t = TarGz::new(Vec::new(), 6, 1_700_000_000);
         t.small_file("db/a.metadata.json", b"{}").unwrap();
-        t.precompressed(&long, data.len() as u64, &mut &members[..]).unwrap();
+        t.precompressed(&long, data.len() as u64, &mut &members[..])
+            .unwrap();
         let (gz, raw) = t.finish().unwrap();
 
         let mut plain = Vec::new();
-        MultiGzDecoder::new(&gz[..]).read_to_end(&mut plain).unwrap();
+        MultiGzDecoder::new(&gz[..])
+            .read_to_end(&mut plain)
+            .unwrap();
         assert_eq!(plain.len() as u64, raw);
         let mut ar = tar::Archive::new(&plain[..]);
         let mut seen = Vec::new();

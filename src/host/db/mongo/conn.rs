@@ -63,9 +63,9 @@ pub async fn connect(url: &str, timeout: Option<Duration>) -> HostResult<Conn> {
             "invalid MongoDB URL {shown:?}: it must start with mongodb:// or mongodb+srv://"
         )));
     }
-    let mut opts = ClientOptions::parse(url)
-        .await
-        .map_err(|e| HostError::invalid(format!("invalid MongoDB URL {shown:?}: {}", describe(&e))))?;
+    let mut opts = ClientOptions::parse(url).await.map_err(|e| {
+        HostError::invalid(format!("invalid MongoDB URL {shown:?}: {}", describe(&e)))
+    })?;
     let wait = timeout.unwrap_or(DEFAULT_TIMEOUT);
     if timeout.is_some() || opts.server_selection_timeout.is_none() {
         opts.server_selection_timeout = Some(wait);
@@ -82,8 +82,9 @@ pub async fn connect(url: &str, timeout: Option<Duration>) -> HostResult<Conn> {
             "MongoDB URL {shown:?} names no database: add it to the path, e.g. mongodb://host:27017/mydb"
         )));
     }
-    let client = Client::with_options(opts)
-        .map_err(|e| HostError::invalid(format!("invalid MongoDB URL {shown:?}: {}", describe(&e))))?;
+    let client = Client::with_options(opts).map_err(|e| {
+        HostError::invalid(format!("invalid MongoDB URL {shown:?}: {}", describe(&e)))
+    })?;
     let db = client.database(&db_name);
     Ok(Conn { client, db, shown })
 }
@@ -142,7 +143,12 @@ pub fn with_database(url: &str, db: &str) -> HostResult<String> {
         None => (before_query, ""),
     };
     let mut params: Vec<String> = query
-        .map(|q| q.split('&').filter(|p| !p.is_empty()).map(String::from).collect())
+        .map(|q| {
+            q.split('&')
+                .filter(|p| !p.is_empty())
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default();
     let has_auth_source = params
         .iter()

@@ -116,20 +116,30 @@ pub fn dynamic_to_bson(value: &Dynamic, path: &str) -> HostResult<Bson> {
         return Ok(Bson::String(c.to_string()));
     }
     if value.is_string() {
-        return Ok(Bson::String(value.clone().into_string().unwrap_or_default()));
+        return Ok(Bson::String(
+            value.clone().into_string().unwrap_or_default(),
+        ));
     }
     if let Some(t) = value.read_lock::<Time>() {
-        return Ok(Bson::DateTime(DateTime::from_millis(t.0.timestamp_millis())));
+        return Ok(Bson::DateTime(DateTime::from_millis(
+            t.0.timestamp_millis(),
+        )));
     }
     if value.is_blob() {
-        let bytes = value.read_lock::<Blob>().map(|b| b.clone()).unwrap_or_default();
+        let bytes = value
+            .read_lock::<Blob>()
+            .map(|b| b.clone())
+            .unwrap_or_default();
         return Ok(Bson::Binary(Binary {
             subtype: BinarySubtype::Generic,
             bytes,
         }));
     }
     if value.is_array() {
-        let arr = value.read_lock::<Array>().map(|a| a.clone()).unwrap_or_default();
+        let arr = value
+            .read_lock::<Array>()
+            .map(|a| a.clone())
+            .unwrap_or_default();
         return arr
             .iter()
             .enumerate()
@@ -138,7 +148,10 @@ pub fn dynamic_to_bson(value: &Dynamic, path: &str) -> HostResult<Bson> {
             .map(Bson::Array);
     }
     if value.is_map() {
-        let map = value.read_lock::<Map>().map(|m| m.clone()).unwrap_or_default();
+        let map = value
+            .read_lock::<Map>()
+            .map(|m| m.clone())
+            .unwrap_or_default();
         return map_value_to_bson(&map, path);
     }
     Err(HostError::invalid(format!(
@@ -158,9 +171,8 @@ fn map_value_to_bson(map: &Map, path: &str) -> HostResult<Bson> {
     }
     if map.keys().any(|k| MARKERS.contains(&k.as_str())) {
         let json = crate::host::binding::map_to_json(map)?;
-        return Bson::try_from(json).map_err(|e| {
-            HostError::invalid(format!("{path}: invalid Extended JSON value: {e}"))
-        });
+        return Bson::try_from(json)
+            .map_err(|e| HostError::invalid(format!("{path}: invalid Extended JSON value: {e}")));
     }
     map_to_doc(map, path).map(Bson::Document)
 }
@@ -261,6 +273,10 @@ mod tests {
         let mut bad = Map::new();
         bad.insert("$oid".into(), "nothex".into());
         let err = dynamic_to_bson(&Dynamic::from_map(bad), "filter._id").unwrap_err();
-        assert!(err.message.starts_with("filter._id: invalid Extended JSON"), "{}", err.message);
+        assert!(
+            err.message.starts_with("filter._id: invalid Extended JSON"),
+            "{}",
+            err.message
+        );
     }
 }

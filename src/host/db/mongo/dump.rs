@@ -171,7 +171,11 @@ pub fn select<'a>(
             let names: Vec<&str> = all.iter().map(|c| c.name.as_str()).collect();
             return Err(HostError::not_found(format!(
                 "collection {name:?} does not exist in {db} (collections: {})",
-                if names.is_empty() { "none".into() } else { names.join(", ") }
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
             )));
         }
     }
@@ -328,11 +332,13 @@ impl Job<'_> {
         let mut n = 0u64;
         // An error mid-scan (collection dropped, cursor killed, connection lost) fails the
         // dump: a shorter .bson would look like a good backup.
-        while cursor
-            .advance()
-            .await
-            .map_err(|e| map_err(e, &format!("{what} (after {n} documents; nothing was written under the final name)"), self.shown))?
-        {
+        while cursor.advance().await.map_err(|e| {
+            map_err(
+                e,
+                &format!("{what} (after {n} documents; nothing was written under the final name)"),
+                self.shown,
+            )
+        })? {
             out.write_all(cursor.current().as_bytes())
                 .map_err(io_err("writing"))?;
             n += 1;
@@ -527,7 +533,8 @@ fn spool_file(path: &Path) -> HostResult<File> {
 
 fn write_synced(path: &Path, data: &[u8]) -> HostResult<()> {
     let mut f = File::create(path).map_err(io_err("creating a metadata file"))?;
-    f.write_all(data).map_err(io_err("writing a metadata file"))?;
+    f.write_all(data)
+        .map_err(io_err("writing a metadata file"))?;
     f.sync_all().map_err(io_err("syncing a metadata file"))
 }
 

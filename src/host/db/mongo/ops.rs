@@ -19,7 +19,11 @@ pub async fn stats(url: &str) -> HostResult<Map> {
             continue;
         }
         let s = command(&c, doc! { "collStats": &info.name }, "collStats").await?;
-        let num = |k: &str| s.get(k).map(|v| bson_to_dynamic(v, Mode::Relaxed)).unwrap_or(Dynamic::from_int(0));
+        let num = |k: &str| {
+            s.get(k)
+                .map(|v| bson_to_dynamic(v, Mode::Relaxed))
+                .unwrap_or(Dynamic::from_int(0))
+        };
         let mut m = Map::new();
         m.insert("name".into(), info.name.clone().into());
         m.insert("count".into(), num("count"));
@@ -42,20 +46,18 @@ pub async fn stats(url: &str) -> HostResult<Map> {
 }
 
 async fn command(c: &Conn, cmd: Document, what: &str) -> HostResult<Document> {
-    c.db
-        .run_command(cmd)
+    c.db.run_command(cmd)
         .await
         .map_err(|e| map_err(e, &format!("{what} on {}", c.db.name()), &c.shown))
 }
 
 pub async fn count(url: &str, coll: &str, filter: Document) -> HostResult<i64> {
     let c = connect(url, None).await?;
-    let n = c
-        .db
-        .collection::<Document>(coll)
-        .count_documents(filter)
-        .await
-        .map_err(|e| map_err(e, &format!("counting {}.{coll}", c.db.name()), &c.shown))?;
+    let n =
+        c.db.collection::<Document>(coll)
+            .count_documents(filter)
+            .await
+            .map_err(|e| map_err(e, &format!("counting {}.{coll}", c.db.name()), &c.shown))?;
     Ok(n as i64)
 }
 
@@ -95,7 +97,11 @@ pub async fn find(url: &str, coll: &str, filter: Document, o: FindOptions) -> Ho
     }
     let mut cursor = action.await.map_err(|e| map_err(e, &what, &c.shown))?;
     let mut out = Array::new();
-    while cursor.advance().await.map_err(|e| map_err(e, &what, &c.shown))? {
+    while cursor
+        .advance()
+        .await
+        .map_err(|e| map_err(e, &what, &c.shown))?
+    {
         let d: Document = cursor
             .deserialize_current()
             .map_err(|e| map_err(e, &what, &c.shown))?;
@@ -149,11 +155,10 @@ pub async fn compact(url: &str, coll: &str, force: bool, dry_run: bool) -> HostR
     let c = connect(url, None).await?;
     if dry_run {
         // Still check the collection exists, so a dry run catches a typo.
-        let names = c
-            .db
-            .list_collection_names()
-            .await
-            .map_err(|e| map_err(e, "listing collections", &c.shown))?;
+        let names =
+            c.db.list_collection_names()
+                .await
+                .map_err(|e| map_err(e, "listing collections", &c.shown))?;
         if !names.iter().any(|n| n == coll) {
             return Err(HostError::not_found(format!(
                 "mongo_compact: collection {coll:?} does not exist in {}",
@@ -178,31 +183,111 @@ pub async fn compact(url: &str, coll: &str, force: bool, dry_run: bool) -> HostR
 
 /// Commands that only read, run even in dry-run mode.
 const READ_ONLY: &[&str] = &[
-    "ping", "hello", "isMaster", "ismaster", "buildInfo", "buildinfo", "serverStatus", "dbStats",
-    "collStats", "listCollections", "listIndexes", "listDatabases", "count", "find", "distinct",
-    "explain", "connectionStatus", "hostInfo", "getParameter", "validate", "dataSize",
-    "listCommands", "getCmdLineOpts", "currentOp", "replSetGetStatus", "top", "usersInfo",
-    "rolesInfo", "getLog",
+    "ping",
+    "hello",
+    "isMaster",
+    "ismaster",
+    "buildInfo",
+    "buildinfo",
+    "serverStatus",
+    "dbStats",
+    "collStats",
+    "listCollections",
+    "listIndexes",
+    "listDatabases",
+    "count",
+    "find",
+    "distinct",
+    "explain",
+    "connectionStatus",
+    "hostInfo",
+    "getParameter",
+    "validate",
+    "dataSize",
+    "listCommands",
+    "getCmdLineOpts",
+    "currentOp",
+    "replSetGetStatus",
+    "top",
+    "usersInfo",
+    "rolesInfo",
+    "getLog",
 ];
 
 /// Commands whose name mongo_command moves to the front of the document (Rhai maps are sorted,
 /// but MongoDB takes the first key as the command).
 const COMMANDS: &[&str] = &[
-    "aggregate", "applyOps", "buildInfo", "buildinfo", "collMod", "collStats", "compact",
-    "connectionStatus", "convertToCapped", "count", "create", "createIndexes", "createRole",
-    "createUser", "currentOp", "dataSize", "dbHash", "dbStats", "delete", "distinct", "drop",
-    "dropAllUsersFromDatabase", "dropDatabase", "dropIndexes", "dropRole", "dropUser", "explain",
-    "filemd5", "find", "findAndModify", "fsync", "fsyncUnlock", "getCmdLineOpts", "getLog",
-    "getMore", "getParameter", "grantRolesToUser", "hello", "hostInfo", "insert", "isMaster",
-    "ismaster", "killCursors", "killOp", "listCollections", "listCommands", "listDatabases",
-    "listIndexes", "logRotate", "ping", "reIndex", "renameCollection", "replSetGetStatus",
-    "revokeRolesFromUser", "rolesInfo", "serverStatus", "setParameter", "shutdown", "top",
-    "update", "updateUser", "usersInfo", "validate",
+    "aggregate",
+    "applyOps",
+    "buildInfo",
+    "buildinfo",
+    "collMod",
+    "collStats",
+    "compact",
+    "connectionStatus",
+    "convertToCapped",
+    "count",
+    "create",
+    "createIndexes",
+    "createRole",
+    "createUser",
+    "currentOp",
+    "dataSize",
+    "dbHash",
+    "dbStats",
+    "delete",
+    "distinct",
+    "drop",
+    "dropAllUsersFromDatabase",
+    "dropDatabase",
+    "dropIndexes",
+    "dropRole",
+    "dropUser",
+    "explain",
+    "filemd5",
+    "find",
+    "findAndModify",
+    "fsync",
+    "fsyncUnlock",
+    "getCmdLineOpts",
+    "getLog",
+    "getMore",
+    "getParameter",
+    "grantRolesToUser",
+    "hello",
+    "hostInfo",
+    "insert",
+    "isMaster",
+    "ismaster",
+    "killCursors",
+    "killOp",
+    "listCollections",
+    "listCommands",
+    "listDatabases",
+    "listIndexes",
+    "logRotate",
+    "ping",
+    "reIndex",
+    "renameCollection",
+    "replSetGetStatus",
+    "revokeRolesFromUser",
+    "rolesInfo",
+    "serverStatus",
+    "setParameter",
+    "shutdown",
+    "top",
+    "update",
+    "updateUser",
+    "usersInfo",
+    "validate",
 ];
 
 /// Put the command name first.
 pub fn order_command(doc: Document) -> HostResult<(String, Document)> {
-    let names: Vec<&String> = doc.keys().filter(|k| COMMANDS.contains(&k.as_str())).collect();
+    let names: Vec<&String> = doc
+        .keys()
+        .filter(|k| COMMANDS.contains(&k.as_str()))
+        .collect();
     let name = match names.as_slice() {
         [one] => (*one).clone(),
         [] if doc.len() == 1 => doc.keys().next().cloned().unwrap_or_default(),
@@ -229,14 +314,21 @@ pub fn order_command(doc: Document) -> HostResult<(String, Document)> {
     Ok((name, out))
 }
 
-pub async fn run_command(url: &str, cmd: Document, ordered: bool, dry_run: bool) -> HostResult<Map> {
+pub async fn run_command(
+    url: &str,
+    cmd: Document,
+    ordered: bool,
+    dry_run: bool,
+) -> HostResult<Map> {
     let (name, cmd) = if ordered {
         (cmd.keys().next().cloned().unwrap_or_default(), cmd)
     } else {
         order_command(cmd)?
     };
     if name.is_empty() {
-        return Err(HostError::invalid("mongo_command: the command document is empty"));
+        return Err(HostError::invalid(
+            "mongo_command: the command document is empty",
+        ));
     }
     let c = connect(url, None).await?;
     let has_write_stage = name == "aggregate"
@@ -266,7 +358,12 @@ pub async fn run_command(url: &str, cmd: Document, ordered: bool, dry_run: bool)
             let mut cm = doc_to_map(cur, Mode::Relaxed);
             cm.insert(
                 "firstBatch".into(),
-                Dynamic::from_array(batch.iter().map(|b| bson_to_dynamic(b, Mode::Exact)).collect()),
+                Dynamic::from_array(
+                    batch
+                        .iter()
+                        .map(|b| bson_to_dynamic(b, Mode::Exact))
+                        .collect(),
+                ),
             );
             m.insert("cursor".into(), Dynamic::from_map(cm));
         }
@@ -283,7 +380,8 @@ mod tests {
 
     #[test]
     fn command_name_goes_first() {
-        let (name, d) = order_command(doc! { "documents": [], "insert": "c", "ordered": true }).unwrap();
+        let (name, d) =
+            order_command(doc! { "documents": [], "insert": "c", "ordered": true }).unwrap();
         assert_eq!(name, "insert");
         assert_eq!(d.keys().next().unwrap(), "insert");
         assert!(order_command(doc! { "a": 1, "b": 2 }).is_err());

@@ -163,8 +163,11 @@ fn scan(src: &Source) -> HostResult<Vec<Item>> {
             walk(root, root, 0, &mut items)?;
             // Metadata before data, so collection options apply at creation.
             items.sort_by(|a, b| {
-                (&a.db, &a.coll, matches!(a.kind, FileKind::Bson { .. }))
-                    .cmp(&(&b.db, &b.coll, matches!(b.kind, FileKind::Bson { .. })))
+                (&a.db, &a.coll, matches!(a.kind, FileKind::Bson { .. })).cmp(&(
+                    &b.db,
+                    &b.coll,
+                    matches!(b.kind, FileKind::Bson { .. }),
+                ))
             });
         }
         Source::Archive { path, gz } => {
@@ -199,7 +202,8 @@ fn walk(root: &Path, dir: &Path, depth: usize, out: &mut Vec<Item>) -> HostResul
     let rd = std::fs::read_dir(dir)
         .map_err(|e| HostError::io(format!("restore_db: listing {}", dir.display()), &e))?;
     for e in rd {
-        let e = e.map_err(|e| HostError::io(format!("restore_db: listing {}", dir.display()), &e))?;
+        let e =
+            e.map_err(|e| HostError::io(format!("restore_db: listing {}", dir.display()), &e))?;
         let p = e.path();
         let ft = e
             .file_type()
@@ -263,7 +267,9 @@ struct Meta {
 
 fn parse_metadata(text: &str, name: &str) -> HostResult<Meta> {
     let bad = |why: String| {
-        HostError::verification(format!("restore_db: {name}.metadata.json is not valid: {why}"))
+        HostError::verification(format!(
+            "restore_db: {name}.metadata.json is not valid: {why}"
+        ))
     };
     // serde_json keeps key order here (bson enables preserve_order), so compound index keys
     // come back in their original order.
@@ -273,10 +279,7 @@ fn parse_metadata(text: &str, name: &str) -> HostResult<Meta> {
         _ => return Err(bad("not a JSON object".into())),
     };
     let indexes = match doc.get("indexes") {
-        Some(Bson::Array(a)) => a
-            .iter()
-            .filter_map(|i| i.as_document().cloned())
-            .collect(),
+        Some(Bson::Array(a)) => a.iter().filter_map(|i| i.as_document().cloned()).collect(),
         _ => Vec::new(),
     };
     Ok(Meta {
@@ -315,15 +318,25 @@ fn next_doc(r: &mut impl Read, file: &str, index: u64) -> HostResult<Option<RawD
     let mut buf = vec![0u8; size as usize];
     buf[..4].copy_from_slice(&len);
     r.read_exact(&mut buf[4..]).map_err(|_| {
-        HostError::verification(format!("restore_db: {file} is truncated inside document {index}"))
+        HostError::verification(format!(
+            "restore_db: {file} is truncated inside document {index}"
+        ))
     })?;
-    RawDocumentBuf::from_bytes(buf).map_err(|e| {
-        HostError::verification(format!("restore_db: {file}: document {index} is not valid BSON: {e}"))
-    })
-    .map(Some)
+    RawDocumentBuf::from_bytes(buf)
+        .map_err(|e| {
+            HostError::verification(format!(
+                "restore_db: {file}: document {index} is not valid BSON: {e}"
+            ))
+        })
+        .map(Some)
 }
 
-pub fn restore(ctx: &RunCtx, dump: &str, url: &str, opts: RestoreOptions) -> HostResult<RestoreReport> {
+pub fn restore(
+    ctx: &RunCtx,
+    dump: &str,
+    url: &str,
+    opts: RestoreOptions,
+) -> HostResult<RestoreReport> {
     ctx.block_on(restore_async(ctx, dump, url, opts))
 }
 
@@ -428,10 +441,14 @@ pub async fn restore_async(
 
     match &src {
         Source::Dir(_) => {
-            for item in items.iter().filter(|i| i.db == from_db && selected.contains(&i.coll)) {
+            for item in items
+                .iter()
+                .filter(|i| i.db == from_db && selected.contains(&i.coll))
+            {
                 let path = item.path.clone().unwrap_or_default();
-                let f = File::open(&path)
-                    .map_err(|e| HostError::io(format!("restore_db: opening {}", path.display()), &e))?;
+                let f = File::open(&path).map_err(|e| {
+                    HostError::io(format!("restore_db: opening {}", path.display()), &e)
+                })?;
                 st.file(item, BufReader::with_capacity(1 << 20, f)).await?;
             }
         }
@@ -452,7 +469,12 @@ pub async fn restore_async(
                 if edb != from_db || !selected.contains(&coll) {
                     continue;
                 }
-                let item = Item { db: edb, coll, kind, path: None };
+                let item = Item {
+                    db: edb,
+                    coll,
+                    kind,
+                    path: None,
+                };
                 st.file(&item, entry).await?;
             }
         }
@@ -486,7 +508,12 @@ impl State<'_> {
                 } else {
                     BufReader::new(r).read_to_string(&mut text)
                 };
-                res.map_err(|e| HostError::io(format!("restore_db: reading {}.metadata.json", item.coll), &e))?;
+                res.map_err(|e| {
+                    HostError::io(
+                        format!("restore_db: reading {}.metadata.json", item.coll),
+                        &e,
+                    )
+                })?;
                 let meta = parse_metadata(&text, &item.coll)?;
                 self.create(&item.coll, &meta).await?;
                 self.metas.insert(item.coll.clone(), meta);
@@ -494,8 +521,11 @@ impl State<'_> {
             }
             FileKind::Bson { gz } => {
                 if gz {
-                    self.insert(&item.coll, BufReader::with_capacity(1 << 20, MultiGzDecoder::new(r)))
-                        .await
+                    self.insert(
+                        &item.coll,
+                        BufReader::with_capacity(1 << 20, MultiGzDecoder::new(r)),
+                    )
+                    .await
                 } else {
                     self.insert(&item.coll, r).await
                 }
@@ -512,10 +542,13 @@ impl State<'_> {
         for (k, v) in meta.options.iter() {
             cmd.insert(k.clone(), v.clone());
         }
-        self.db
-            .run_command(cmd)
-            .await
-            .map_err(|e| map_err(e, &format!("creating {}.{coll}", self.db.name()), self.shown))?;
+        self.db.run_command(cmd).await.map_err(|e| {
+            map_err(
+                e,
+                &format!("creating {}.{coll}", self.db.name()),
+                self.shown,
+            )
+        })?;
         self.existing.insert(coll.to_string());
         Ok(())
     }
@@ -547,7 +580,14 @@ impl State<'_> {
         }
         if index == 0 && !self.ctx.dry_run && !self.existing.contains(coll) {
             // An empty collection is still part of the dump.
-            self.create(coll, &Meta { kind: "collection".into(), ..Default::default() }).await?;
+            self.create(
+                coll,
+                &Meta {
+                    kind: "collection".into(),
+                    ..Default::default()
+                },
+            )
+            .await?;
         }
         self.existing.insert(coll.to_string());
         Ok(())
@@ -579,7 +619,8 @@ impl State<'_> {
                 if self.opts.merge {
                     if let MongoKind::InsertMany(ime) = &*e.kind {
                         let errs = ime.write_errors.as_deref().unwrap_or_default();
-                        if ime.write_concern_error.is_none() && errs.iter().all(|w| w.code == 11000) {
+                        if ime.write_concern_error.is_none() && errs.iter().all(|w| w.code == 11000)
+                        {
                             self.report.duplicates += errs.len() as u64;
                             self.report.documents += n - errs.len() as u64;
                             return Ok(());
@@ -614,7 +655,11 @@ impl State<'_> {
                 .run_command(doc! { "createIndexes": coll, "indexes": specs })
                 .await
                 .map_err(|e| {
-                    map_err(e, &format!("creating indexes on {}.{coll}", self.db.name()), self.shown)
+                    map_err(
+                        e,
+                        &format!("creating indexes on {}.{coll}", self.db.name()),
+                        self.shown,
+                    )
                 })?;
         }
         Ok(())
@@ -664,6 +709,9 @@ mod tests {
         let mut g = &b"garbage!"[..];
         assert!(next_doc(&mut g, "f", 0).is_err());
         let mut t = &bytes[..7];
-        assert!(next_doc(&mut t, "f", 0).unwrap_err().message.contains("truncated"));
+        assert!(next_doc(&mut t, "f", 0)
+            .unwrap_err()
+            .message
+            .contains("truncated"));
     }
 }
