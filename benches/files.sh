@@ -36,6 +36,7 @@ for d in range(1000):
             os.utime(fp, (old, old))
 PY
 }
+if [ -z "${SKIP_DELETE:-}" ]; then
 echo "== delete_older_than: 100,000 files in 1,000 dirs (60,000 old)"
 make_tree "$W/find"; make_tree "$W/mtn"
 cat > "$W/del.rhai" <<EOR
@@ -51,6 +52,7 @@ left_find=$(find "$W/find" -type f | wc -l); left_mtn=$(find "$W/mtn" -type f | 
 F=$(secs $t0 $t1); M=$(secs $t2 $t3)
 echo "find -delete: ${F}s   mtn: ${M}s   ratio: $(ratio $M $F)   (both left $left_mtn files)"
 rm -rf "$W/find" "$W/mtn"
+fi
 
 # ---- 2. rotate ---------------------------------------------------------------------------
 make_logs() {
