@@ -243,7 +243,7 @@ fn procedures_cleanup_archives_audit_rows_before_deleting_them() {
     .unwrap();
     // Every deleted row is in the archive (header + rows; the archive may hold a few more).
     assert!(
-        lines - 1 >= n_all - left,
+        lines > n_all - left,
         "archived {} rows, deleted {}",
         lines - 1,
         n_all - left
@@ -415,11 +415,8 @@ fn procedures_nightly_postgres_to_s3_with_retention_and_restore_test() {
     );
     // Weekly DB maintenance on the same database.
     let r = run_in(d.path(), "weekly_db.rhai", &[], &env);
-    assert!(
-        r.code == 0 || r.code == 3 && false || r.code == 0,
-        "{}",
-        r.all()
-    );
+    r.expect_code(0);
+    assert!(r.stderr.contains("vacuum:"), "{}", r.stderr);
     let _ = sh(
         &format!("psql '{pg}' -qc 'DROP DATABASE {db}'"),
         Path::new("/"),
