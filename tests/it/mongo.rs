@@ -3,7 +3,7 @@
 //! compatible server: no MongoDB server can be installed on these machines). Seeding and
 //! checking go through the Rust `mongodb` driver directly, independently of mtn's code.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -898,6 +898,5 @@ fn mongo_example_scripts_check_and_run_dry() {
             .any(|p| p.to_string_lossy().ends_with(".tar.gz.sha256")),
         "{made:?}"
     );
-    let _ = Path::new("");
     drop_db(&rt, &c, &db);
 }
