@@ -9,7 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MTN_REPO="$PWD"
-export MTN_TEST_ENV="$PWD/.test-env"          # installed tools (venvs, binaries), kept between runs
+# Installed tools (venvs, the MongoDB-compatible server) are kept between runs and between clones,
+# so only the first run on a machine pays for them.
+export MTN_TEST_ENV="${MTN_TEST_ENV:-$HOME/.cache/mtn-test-env}"
 export MTN_TEST_TMP="$(mktemp -d /tmp/mtn-test.XXXXXX)"
 chmod 755 "$MTN_TEST_TMP"
 export MTN_TEST_PIDS=""
