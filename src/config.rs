@@ -144,10 +144,10 @@ impl Config {
             job.overlap_mode().map_err(fail)?;
             if let Some(u) = &job.on_failure {
                 match url::Url::parse(u) {
-                    Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+                    Ok(parsed) if matches!(parsed.scheme(), "http" | "https" | "smtp" | "smtps") => {}
                     Ok(parsed) => {
                         return Err(fail(format!(
-                            "`on_failure`: scheme {:?} is not supported here (use an http:// or https:// webhook URL)",
+                            "`on_failure`: scheme {:?} is not supported here (use an https:// webhook URL or smtp:// / smtps://)",
                             parsed.scheme()
                         )))
                     }

@@ -10,7 +10,7 @@ use crate::cli::{Common, RunArgs};
 use crate::commands::{exit, find_stdlib, runtime};
 use crate::config::Config;
 use crate::engine::ctx::{RunCtx, StopReason};
-use crate::engine::runner::{execute, Status};
+use crate::engine::runner::{execute_with, Status};
 use crate::logging::LogFormat;
 use crate::policy::Policy;
 
@@ -156,7 +156,6 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
             return exit::FAILED;
         }
     };
-    drop(engine);
 
     if crate::logging::is_json() {
         tracing::info!(target: "mtn::run", event = "run_start", script = %args.file.display(), dry_run = args.dry_run);
@@ -173,7 +172,7 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
             });
         }
         let run_ctx = script_ctx.clone();
-        let mut task = tokio::task::spawn_blocking(move || execute(run_ctx, &ast));
+        let mut task = tokio::task::spawn_blocking(move || execute_with(&engine, run_ctx, &ast));
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(s) => s,

@@ -413,6 +413,9 @@ impl Daemon {
     }
 
     async fn notify_failure(&self, url: &str, entry: &Entry) {
+        if url.starts_with("smtp://") || url.starts_with("smtps://") {
+            return self.email_failure(url, entry).await;
+        }
         let body = serde_json::json!({
             "event": "job_failed",
             "job": entry.job,
@@ -442,6 +445,45 @@ impl Daemon {
             }
             Err(e) => {
                 tracing::warn!(target: "mtn::daemon", "job {}: on_failure webhook {shown} failed: {}", entry.job, crate::redact::redact(&e.to_string()))
+            }
+        }
+    }
+
+    /// `on_failure = "smtp://..."`: the same email `notify()` sends from a script.
+    async fn email_failure(&self, url: &str, entry: &Entry) {
+        let ctx = crate::engine::ctx::RunCtx::new(
+            self.handle.clone(),
+            std::path::PathBuf::from(&entry.job),
+            crate::policy::Policy::with_roots(vec![]),
+        );
+        let mut message = format!(
+            "mtn job {} on {} ended {}",
+            entry.job,
+            crate::host::core::hostname(),
+            entry.status
+        );
+        if let Some(e) = &entry.error {
+            message.push_str(&format!("\n\n{e}"));
+        }
+        if !entry.log_tail.is_empty() {
+            message.push_str(&format!(
+                "\n\nlast log lines:\n{}",
+                entry.log_tail.join("\n")
+            ));
+        }
+        let opts = crate::host::notify::NotifyOptions {
+            title: Some(format!("mtn job {} failed", entry.job)),
+            level: Some("error".into()),
+            ..Default::default()
+        };
+        let clients = crate::host::check::http::HttpClients::new();
+        let shown = crate::redact::register_url(url);
+        match crate::host::notify::notify(&ctx, &clients, url, &message, opts).await {
+            Ok(_) => {
+                tracing::info!(target: "mtn::daemon", "job {}: failure mailed via {shown}", entry.job)
+            }
+            Err(e) => {
+                tracing::warn!(target: "mtn::daemon", "job {}: on_failure email via {shown} failed: {}", entry.job, crate::redact::redact(&e.message))
             }
         }
     }

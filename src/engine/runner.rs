@@ -39,8 +39,13 @@ pub struct Outcome {
 
 /// Build an engine for `ctx` and run `ast` on the current (blocking) thread.
 pub fn execute(ctx: Ctx, ast: &AST) -> Outcome {
-    let started = Instant::now();
     let engine = crate::engine::build(ctx.clone());
+    execute_with(&engine, ctx, ast)
+}
+
+/// Run `ast` with an engine already built for `ctx` (`mtn run` compiles with the same engine).
+pub fn execute_with(engine: &rhai::Engine, ctx: Ctx, ast: &AST) -> Outcome {
+    let started = Instant::now();
     let mut scope = crate::engine::initial_scope(&ctx);
     let result = engine.run_ast_with_scope(&mut scope, ast);
     let (status, error) = match result {
