@@ -420,7 +420,8 @@ async fn send_email(
     let port = url.port().unwrap_or(if implicit_tls { 465 } else { 587 });
     let tls_params = || -> HostResult<TlsParameters> {
         let mut b = TlsParameters::builder(host.clone());
-        if let Some(path) = &o.ca_file {
+        // `?ca_file=` in the URL too, so a daemon's `on_failure` URL can carry it.
+        if let Some(path) = o.ca_file.as_ref().or(query.get("ca_file")) {
             let pem = std::fs::read(path)
                 .map_err(|e| HostError::io(format!("reading ca_file {path}"), &e))?;
             let cert = Certificate::from_pem(&pem)

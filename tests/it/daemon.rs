@@ -684,3 +684,65 @@ fn daemon_config_errors_name_the_place() {
     assert_eq!(code, Some(2));
     assert!(err.contains("Mars/Base"), "{err}");
 }
+
+/// `on_failure = "smtp://..."` mails the failure (a real aiosmtpd sink, plain SMTP on loopback).
+#[test]
+fn daemon_on_failure_emails_via_smtp() {
+    let python = env_var("MTN_TEST_CHECKS_PYTHON");
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let out = dir.join("mail");
+    std::fs::create_dir(&out).unwrap();
+    let sink = dir.join("sink.py");
+    std::fs::write(
+        &sink,
+        "import sys, time, pathlib\nfrom aiosmtpd.controller import Controller\nout = pathlib.Path(sys.argv[2])\nclass H:\n    async def handle_DATA(self, server, session, envelope):\n        n = len(list(out.glob('*.eml')))\n        (out / f'{n}.eml').write_bytes(envelope.original_content or envelope.content)\n        return '250 OK'\nc = Controller(H(), hostname='127.0.0.1', port=int(sys.argv[1]))\nc.start()\nprint('ready', flush=True)\nwhile True:\n    time.sleep(3600)\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let mut child = std::process::Command::new(&python)
+        .arg(&sink)
+        .arg(port.to_string())
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start aiosmtpd");
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let stdout = child.stdout.take().unwrap();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+    }
+    assert_eq!(line.trim(), "ready");
+    std::fs::write(
+        dir.join("boom.rhai"),
+        "log(\"about to fail\");\nfail(\"disk exploded\");\n",
+    )
+    .unwrap();
+    let d = Daemon::start(
+        dir,
+        &format!(
+            "[[job]]\nname = \"boom\"\nscript = \"boom.rhai\"\nschedule = \"0 0 1 1 *\"\non_failure = \"smtp://127.0.0.1:{port}?to=ops@example.com&tls=none\"\n"
+        ),
+    );
+    let r = mtn()
+        .current_dir(dir)
+        .args(["trigger", "boom", "--config", "mtn.toml"])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let mail = out.join("0.eml");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !mail.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(d);
+    let text = std::fs::read_to_string(&mail).expect("the failure email arrived");
+    assert!(text.contains("Subject: mtn job boom failed"), "{text}");
+    assert!(text.contains("disk exploded"), "{text}");
+    assert!(text.contains("about to fail"), "log tail missing: {text}");
+}
