@@ -81,24 +81,7 @@ pub fn call<T: Serialize>(
     function: &str,
     f: impl FnOnce() -> HostResult<T>,
 ) -> RhaiResult {
-    let started = Instant::now();
-    let result = ctx
-        .check_cancelled()
-        .and_then(|_| f())
-        .and_then(|v| to_dynamic(&v));
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    ctx.count_call(result.is_ok());
-    match result {
-        Ok(v) => {
-            tracing::debug!(target: "mtn::host_call", event = "host_call", function, duration_ms = ms, outcome = "ok", dry_run = ctx.dry_run);
-            Ok(v)
-        }
-        Err(e) => {
-            let msg = crate::redact::redact(&e.message);
-            tracing::debug!(target: "mtn::host_call", event = "host_call", function, duration_ms = ms, outcome = "error", kind = e.kind.as_str(), error = %msg);
-            Err(e.into_rhai(function))
-        }
-    }
+    call_dyn(ctx, function, || f().and_then(|v| to_dynamic(&v)))
 }
 
 /// Like [`call`] for functions that already return a `Dynamic`.
