@@ -5,13 +5,13 @@
 # the reference. Prints documents/second for both, the ratio (target >= 0.8) and mtn's peak RSS
 # (target <= 64 MiB).
 #
-# Server: SecantusDB (tests/env/60-mongo.sh installs it under .test-env), started here on a free
-# port with data in a temp folder. Seeding uses pymongo from .test-env/mongo-py.
+# Server: SecantusDB (tests/env/60-mongo.sh installs it under ~/.cache/mtn-test-env), started here on a free
+# port with data in a temp folder. Seeding uses pymongo from ~/.cache/mtn-test-env/mongo-py.
 #   bash benches/mongo.sh [DOCS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DOCS="${1:-1000000}"
-ENV_DIR="$PWD/.test-env"
+ENV_DIR="${MTN_TEST_ENV:-$HOME/.cache/mtn-test-env}"
 SERVER="$ENV_DIR/secantus/bin/secantusd-rs"
 PY="$ENV_DIR/mongo-py/bin/python"
 [ -x "$SERVER" ] || { echo "missing $SERVER: run tests/run.sh once (tests/env/60-mongo.sh installs it)" >&2; exit 1; }
