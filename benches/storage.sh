@@ -63,7 +63,7 @@ measure() {
 
 measure mtn "$MTN" run up.rhai
 measure aws /usr/bin/aws --endpoint-url "$MTN_TEST_S3_ENDPOINT" s3 cp --only-show-errors big.bin "s3://$MTN_TEST_S3_BUCKET/bench/aws/big.bin"
-measure rclone rclone --config "$MTN_TEST_TMP/rclone.conf" copy big.bin "s3:$MTN_TEST_S3_BUCKET/bench/rclone/"
+measure rclone rclone --config "$MTN_TEST_TMP/rclone.conf" copy --ignore-times big.bin "s3:$MTN_TEST_S3_BUCKET/bench/rclone/"
 
 faster=${SECS[aws]}; if (( $(echo "${SECS[rclone]} < $faster" | bc) )); then faster=${SECS[rclone]}; fi
 ratio=$(echo "scale=2; ${SECS[mtn]} / $faster" | bc)
