@@ -76,6 +76,9 @@ impl<'a> Checker<'a> {
             }
             Err(e) => {
                 self.problems.push(render_parse(&e, path));
+                for later in later_syntax_errors(self.engine, &scope, &text, &e) {
+                    self.problems.push(render_parse(&later, path));
+                }
                 None
             }
         }
@@ -197,6 +200,53 @@ impl<'a> Checker<'a> {
             }
         }
     }
+}
+
+/// Rhai's parser stops at the first syntax error. To report the others in one `mtn check`, blank
+/// the offending line and parse again, keeping only errors further down the file (so one mistake
+/// is never reported twice) and stopping at an end-of-input error (an unclosed block makes every
+/// later line look wrong; the first error already points at it).
+fn later_syntax_errors(
+    engine: &Engine,
+    scope: &rhai::Scope,
+    text: &str,
+    first: &rhai::ParseError,
+) -> Vec<rhai::ParseError> {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut out = Vec::new();
+    let mut last = first.position().line().unwrap_or(0);
+    if is_end_of_input(&lines, first.position()) {
+        return out;
+    }
+    for _ in 0..20 {
+        if last == 0 || last > lines.len() {
+            break;
+        }
+        lines[last - 1] = String::new();
+        match engine.compile_with_scope(scope, lines.join("\n")) {
+            Ok(_) => break,
+            Err(e) => match e.position().line() {
+                Some(l) if l > last && !is_end_of_input(&lines, e.position()) => {
+                    out.push(e);
+                    last = l;
+                }
+                _ => break,
+            },
+        }
+    }
+    out
+}
+
+/// True when `pos` lies past the last character of the (remaining) source.
+fn is_end_of_input(lines: &[String], pos: rhai::Position) -> bool {
+    let Some(line) = pos.line() else { return true };
+    let last = lines
+        .iter()
+        .rposition(|l| !l.trim().is_empty())
+        .map_or(0, |i| i + 1);
+    line > last
+        || (line == last
+            && pos.position().unwrap_or(0) > lines[last - 1].trim_end().chars().count())
 }
 
 fn closest<'b>(name: &str, candidates: impl Iterator<Item = &'b String>) -> Option<String> {

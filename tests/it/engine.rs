@@ -508,3 +508,40 @@ fn engine_retry_retries_then_raises() {
     assert!(r.stderr.contains("always"), "{}", r.stderr);
     assert!(r.stderr.contains("attempt 1/2 failed"), "{}", r.stderr);
 }
+
+#[test]
+fn engine_check_reports_every_independent_syntax_error() {
+    let d = tempdir();
+    std::fs::write(
+        d.path().join("s.rhai"),
+        "let a = 1;\nlet b = (a + ;\nlet c = 2;\nlet d = c ** ;\nlog(a);\nlet e = [1, 2;\n",
+    )
+    .unwrap();
+    let r = Run::from(
+        mtn()
+            .current_dir(d.path())
+            .args(["check", "s.rhai"])
+            .output()
+            .unwrap(),
+    );
+    r.expect_code(1);
+    for loc in ["s.rhai:2:14", "s.rhai:4:14", "s.rhai:6:14"] {
+        assert!(r.stderr.contains(loc), "{loc} missing:\n{}", r.stderr);
+    }
+    assert!(r.stderr.contains("3 problems found"), "{}", r.stderr);
+    // An unclosed block is one problem, not a cascade.
+    std::fs::write(
+        d.path().join("u.rhai"),
+        "let a = 1;\nif a > 0 {\n  log(a);\nlet b = 2;\n",
+    )
+    .unwrap();
+    let r = Run::from(
+        mtn()
+            .current_dir(d.path())
+            .args(["check", "u.rhai"])
+            .output()
+            .unwrap(),
+    );
+    r.expect_code(1);
+    assert!(r.stderr.contains("1 problem found"), "{}", r.stderr);
+}
