@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DOCS="${1:-1000000}"
-ENV_DIR="${MTN_TEST_ENV:-$HOME/.cache/mtn-test-env}"
+ENV_DIR="${MTN_TEST_ENV:-${HOME:-$PWD}/.cache/mtn-test-env}"
 SERVER="$ENV_DIR/secantus/bin/secantusd-rs"
 PY="$ENV_DIR/mongo-py/bin/python"
 [ -x "$SERVER" ] || { echo "missing $SERVER: run tests/run.sh once (tests/env/60-mongo.sh installs it)" >&2; exit 1; }

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 export MTN_REPO="$PWD"
 # Installed tools (venvs, the MongoDB-compatible server) are kept between runs and between clones,
 # so only the first run on a machine pays for them.
-export MTN_TEST_ENV="${MTN_TEST_ENV:-$HOME/.cache/mtn-test-env}"
+export MTN_TEST_ENV="${MTN_TEST_ENV:-${HOME:-$PWD}/.cache/mtn-test-env}"
 export MTN_TEST_TMP="$(mktemp -d /tmp/mtn-test.XXXXXX)"
 chmod 755 "$MTN_TEST_TMP"
 export MTN_TEST_PIDS=""
