@@ -4,7 +4,7 @@
 # Usage: bash benches/storage.sh   (needs the release build: cargo build --release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export MTN_REPO="$PWD" MTN_TEST_ENV="${MTN_TEST_ENV:-$HOME/.cache/mtn-test-env}"
+export MTN_REPO="$PWD" MTN_TEST_ENV="${MTN_TEST_ENV:-${HOME:-$PWD}/.cache/mtn-test-env}"
 export MTN_TEST_TMP="$(mktemp -d /tmp/mtn-bench.XXXXXX)" MTN_TEST_PIDS=""
 apt_install() {
   local missing=()
