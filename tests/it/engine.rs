@@ -545,3 +545,15 @@ fn engine_check_reports_every_independent_syntax_error() {
     r.expect_code(1);
     assert!(r.stderr.contains("1 problem found"), "{}", r.stderr);
 }
+
+#[test]
+fn engine_defs_writes_editor_definitions_for_host_functions() {
+    let d = tempdir();
+    let out = d.path().join("defs");
+    let r = Run::from(mtn().args(["defs", "--out"]).arg(&out).output().unwrap());
+    r.expect_code(0);
+    let text = std::fs::read_to_string(out.join("__static__.d.rhai")).expect("definitions");
+    for f in ["fn dump_db(", "fn rotate(", "fn http_check(", "fn secret("] {
+        assert!(text.contains(f), "{f} missing from the definitions");
+    }
+}
