@@ -650,3 +650,64 @@ print("JSON:" + #{{ r: r, l: l, d: d }}.to_json());"#
     assert!(run.all().contains("refused"), "{}", run.all());
     assert!(!Path::new("/etc/mtn-test").exists());
 }
+
+/// A machine set up for `aws s3 cp` (credentials and endpoint in ~/.aws) works with mtn as is.
+#[test]
+fn storage_reads_the_aws_shared_profile_files() {
+    let s = s3();
+    let home = tempdir();
+    let aws = home.path().join(".aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        format!(
+            "[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n[backup]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            s.key, s.secret
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("config"),
+        // Both profiles point at the local server: nothing here may reach a real AWS endpoint.
+        format!(
+            "[default]\nendpoint_url = {ep}\n\n[profile backup]\nregion = us-east-1\nendpoint_url = {ep}\n",
+            ep = s.endpoint
+        ),
+    )
+    .unwrap();
+    let dir = tempdir();
+    std::fs::write(dir.path().join("f.txt"), "profile data").unwrap();
+    let target = s.url("profile/");
+    let script =
+        format!("let r = upload(\"f.txt\", \"{target}\"); assert(r.bytes == 12, `${{r}}`);");
+    std::fs::write(dir.path().join("p.rhai"), &script).unwrap();
+    let run = |profile: &str| {
+        let mut c = mtn();
+        for v in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_ENDPOINT",
+            "AWS_CONFIG_FILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+        ] {
+            c.env_remove(v);
+        }
+        c.env("HOME", home.path()).env("AWS_PROFILE", profile);
+        Run::from(
+            c.current_dir(dir.path())
+                .args(["run", "p.rhai"])
+                .output()
+                .unwrap(),
+        )
+    };
+    run("backup").expect_code(0);
+    // The default profile's keys are wrong: a clear failure, never a silent use of another profile.
+    let r = run("default");
+    r.expect_code(1);
+    assert!(!r.all().contains(&s.secret), "{}", r.all());
+}

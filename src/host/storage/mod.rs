@@ -6,6 +6,7 @@
 
 pub mod download;
 pub mod encrypt;
+pub mod profile;
 pub mod remote;
 pub mod retention;
 pub mod target;

@@ -209,15 +209,19 @@ fn parse_s3(raw: &str, rest: &str, conn: &ConnOptions) -> HostResult<Target> {
             "invalid target {raw:?}: no bucket (use s3://bucket/prefix/)"
         )));
     }
+    // Options win, then AWS_* variables, then the shared ~/.aws files (which object_store skips).
+    let profile = super::profile::load();
     let region = conn
         .region
         .clone()
         .or_else(|| env_first(&["AWS_REGION", "AWS_DEFAULT_REGION"]))
+        .or_else(|| profile.region.clone())
         .unwrap_or_else(|| "us-east-1".to_string());
     let endpoint = conn
         .endpoint
         .clone()
-        .or_else(|| env_first(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]));
+        .or_else(|| env_first(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]))
+        .or_else(|| profile.endpoint_url.clone());
     let mut b = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
         .with_region(&region);
@@ -239,6 +243,16 @@ fn parse_s3(raw: &str, rest: &str, conn: &ConnOptions) -> HostResult<Target> {
             format!("https://s3.{region}.amazonaws.com")
         }
     };
+    if conn.access_key_id.is_none() && env_first(&["AWS_ACCESS_KEY_ID"]).is_none() {
+        if let (Some(k), Some(s)) = (&profile.access_key_id, &profile.secret_access_key) {
+            crate::redact::register(s);
+            b = b.with_access_key_id(k).with_secret_access_key(s);
+            if let Some(t) = &profile.session_token {
+                crate::redact::register(t);
+                b = b.with_token(t);
+            }
+        }
+    }
     if let Some(k) = &conn.access_key_id {
         b = b.with_access_key_id(k);
     }
