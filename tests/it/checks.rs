@@ -100,6 +100,19 @@ async fn handle(recs: Arc<Mutex<Vec<Rec>>>, req: Request) -> Response {
             .header("location", "/ok")
             .body(Body::empty())
             .unwrap(),
+        // The same server under another name, to test that redirects obey allow_hosts.
+        "/redirect-localhost" => {
+            let port = headers
+                .get("host")
+                .and_then(|h| h.rsplit(':').next())
+                .unwrap_or("80")
+                .to_string();
+            Response::builder()
+                .status(302)
+                .header("location", format!("http://localhost:{port}/ok"))
+                .body(Body::empty())
+                .unwrap()
+        }
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(5)).await;
             reply(200, "slow")
@@ -481,6 +494,32 @@ try {{ tcp_check("127.0.0.1", 22); assert(false, "allowed"); }}
 catch (e) {{ assert(e.kind == "refused", `refused: ${{e}}`); }}
 "#,
             ok = server().url("/ok")
+        ),
+        &["--config", dir.path().join("mtn.toml").to_str().unwrap()],
+    );
+    r.expect_code(0);
+}
+
+#[test]
+fn checks_redirects_obey_allow_hosts() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.path().join("mtn.toml"),
+        "[policy]\nallow_hosts = [\"127.0.0.1\"]\n",
+    )
+    .unwrap();
+    let r = run_script(
+        dir.path(),
+        "t.rhai",
+        &format!(
+            r#"
+let same = http_check("{same}");
+assert(same.ok && same.status == 200, `same host: ${{same}}`);
+let other = http_check("{other}");
+assert(!other.ok && other.error.contains("redirect refused"), `other host: ${{other}}`);
+"#,
+            same = server().url("/redirect"),
+            other = server().url("/redirect-localhost")
         ),
         &["--config", dir.path().join("mtn.toml").to_str().unwrap()],
     );

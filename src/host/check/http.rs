@@ -28,11 +28,20 @@ const SNIPPET_CHARS: usize = 200;
 #[derive(Default)]
 pub struct HttpClients {
     clients: Mutex<HashMap<(bool, Option<String>), reqwest::Client>>,
+    /// The run's policy: a redirect may not lead to a host outside `allow_hosts`.
+    policy: Option<crate::policy::Policy>,
 }
 
 impl HttpClients {
     pub fn new() -> Arc<Self> {
         Arc::new(HttpClients::default())
+    }
+
+    pub fn with_policy(policy: crate::policy::Policy) -> Arc<Self> {
+        Arc::new(HttpClients {
+            clients: Mutex::default(),
+            policy: Some(policy),
+        })
     }
 
     pub fn get(
@@ -46,7 +55,17 @@ impl HttpClients {
             return Ok(c.clone());
         }
         let redirect = if follow_redirects {
-            reqwest::redirect::Policy::limited(10)
+            let policy = self.policy.clone();
+            reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= 10 {
+                    return attempt.error("too many redirects (10)");
+                }
+                let host = attempt.url().host_str().unwrap_or("").to_string();
+                match policy.as_ref().map(|p| p.check_host(&host)) {
+                    Some(Err(e)) => attempt.error(format!("redirect refused: {}", e.message)),
+                    _ => attempt.follow(),
+                }
+            })
         } else {
             reqwest::redirect::Policy::none()
         };
@@ -91,7 +110,7 @@ pub fn clients_for(ctx: &Ctx) -> Arc<HttpClients> {
     if let Some((_, c)) = runs.iter().find(|(run, _)| run.ptr_eq(&me)) {
         return c.clone();
     }
-    let c = HttpClients::new();
+    let c = HttpClients::with_policy(ctx.policy.clone());
     runs.push((me, c.clone()));
     c
 }
