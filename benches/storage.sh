@@ -13,7 +13,7 @@ apt_install() {
 }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for ((i = 0; i < ${3:-30} * 10; i++)); do (echo >"/dev/tcp/$1/$2") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-cleanup() { for p in $MTN_TEST_PIDS; do kill "$p" 2>/dev/null || true; done; sleep 0.5; rm -rf "$MTN_TEST_TMP"; }
+cleanup() { for p in $MTN_TEST_PIDS; do kill "$p" 2>/dev/null || true; done; sleep 0.5; for p in $MTN_TEST_PIDS; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$MTN_TEST_TMP"; }
 trap cleanup EXIT
 apt_install time
 # shellcheck source=/dev/null
