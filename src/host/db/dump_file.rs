@@ -392,6 +392,44 @@ pub fn open_dump(path: &Path) -> HostResult<Box<dyn Read + Send>> {
     }
 }
 
+/// Stream a tool's stdout into a new dump at `dest` (parallel gzip when `gzip` is set, temporary
+/// name until committed) on a blocking thread.
+pub fn write_from(
+    out: File,
+    dest: PathBuf,
+    gzip: Option<u32>,
+    threads: Option<usize>,
+) -> tokio::task::JoinHandle<HostResult<Finished>> {
+    tokio::task::spawn_blocking(move || {
+        let io = |e: io::Error| {
+            HostError::io(
+                format!("writing {}", crate::atomic::tmp_path(&dest).display()),
+                &e,
+            )
+        };
+        let mut w = DumpWriter::create(&dest, gzip, threads)?;
+        w.copy_from(out).map_err(io)?;
+        w.finish().map_err(io)
+    })
+}
+
+/// Stream a dump (gunzipped when needed) into a tool's stdin on a blocking thread. A tool that
+/// stops reading (psql's ON_ERROR_STOP) is not an error here: its exit status and stderr say why.
+pub fn feed(dump: &Path, mut stdin: File) -> tokio::task::JoinHandle<HostResult<()>> {
+    let dump = dump.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut r = open_dump(&dump)?;
+        match io::copy(&mut r, &mut stdin) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) => Err(HostError::io(
+                format!("reading dump {}", dump.display()),
+                &e,
+            )),
+        }
+    })
+}
+
 /// The first bytes of a dump after decompression, to tell formats apart.
 pub fn sniff(path: &Path) -> HostResult<Vec<u8>> {
     let mut r = open_dump(path)?;

@@ -305,28 +305,13 @@ pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<
     let mut child = tools::spawn(&mut cmd, &prog)?;
     let stderr = tools::drain_stderr(&mut child);
     let out = tools::stdout_file(&mut child)?;
-    let dest2 = dest.clone();
-    let threads = opts.threads;
-    let writer = tokio::task::spawn_blocking(move || -> HostResult<dump_file::Finished> {
-        let mut w = DumpWriter::create(&dest2, gzip, threads)?;
-        w.copy_from(out)
-            .map_err(|e| HostError::io(format!("writing {}", dest2.display()), &e))?;
-        w.finish()
-            .map_err(|e| HostError::io(format!("writing {}", dest2.display()), &e))
-    });
-    let finished = writer
-        .await
-        .map_err(|e| HostError::other(format!("dump writer failed: {e}")))?;
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| HostError::io("waiting for mariadb-dump", &e))?;
-    let err = stderr.await.unwrap_or_default();
+    let writer = dump_file::write_from(out, dest.clone(), gzip, opts.threads);
+    let finished = tools::wait_with(child, stderr, writer, "mariadb-dump", |err| {
+        classify(&url, "mariadb-dump", err)
+    })
+    .await?;
+    // The defaults file holding the password may go only once the tool has exited.
     drop(c);
-    if !status.success() {
-        return Err(classify(&url, "mariadb-dump", &err));
-    }
-    let finished = finished?;
     if !String::from_utf8_lossy(&finished.tail).contains("Dump completed") {
         return Err(HostError::verification("mariadb-dump exited 0 but its output lacks the \"Dump completed\" trailer: the dump is truncated"));
     }
@@ -427,32 +412,11 @@ pub async fn restore(
             .stdin(Stdio::piped());
         let mut child = tools::spawn(&mut cmd, &prog)?;
         let stderr = tools::drain_stderr(&mut child);
-        let stdin = tools::stdin_file(&mut child)?;
-        let dump2 = dump.to_path_buf();
-        let feeder = tokio::task::spawn_blocking(move || -> HostResult<()> {
-            let mut r = dump_file::open_dump(&dump2)?;
-            let mut w = stdin;
-            match std::io::copy(&mut r, &mut w) {
-                Ok(_) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                Err(e) => Err(HostError::io(
-                    format!("reading dump {}", dump2.display()),
-                    &e,
-                )),
-            }
-        });
-        let fed = feeder
-            .await
-            .map_err(|e| HostError::other(format!("restore feeder failed: {e}")))?;
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| HostError::io("waiting for mariadb", &e))?;
-        let err = stderr.await.unwrap_or_default();
-        if !status.success() {
-            return Err(classify(&url, "mariadb", &err));
-        }
-        fed?;
+        let feeder = dump_file::feed(dump, tools::stdin_file(&mut child)?);
+        tools::wait_with(child, stderr, feeder, "mariadb", |err| {
+            classify(&url, "mariadb", err)
+        })
+        .await?;
     }
     Ok(RestoreReport {
         database: url.database.clone(),
@@ -726,19 +690,11 @@ pub async fn export(
         }
         Ok((w.finish().map_err(io)?, rows))
     });
-    let res = writer
-        .await
-        .map_err(|e| HostError::other(format!("export writer failed: {e}")))?;
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| HostError::io("waiting for mariadb", &e))?;
-    let err = stderr.await.unwrap_or_default();
+    let (finished, rows) = tools::wait_with(child, stderr, writer, "mariadb", |err| {
+        classify(&url, "mariadb", err)
+    })
+    .await?;
     drop(c);
-    if !status.success() {
-        return Err(classify(&url, "mariadb", &err));
-    }
-    let (finished, rows) = res?;
     let r = finished.commit(&dump_file::Sanity::default(), "export")?;
     Ok(ExportReport {
         path: r.path,

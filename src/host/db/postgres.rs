@@ -169,35 +169,11 @@ pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<
     let out = tools::stdout_file(&mut child)?;
     // pg_dump's own compression already did the work for custom format.
     let level = if format == "plain" { gzip } else { None };
-    let threads = opts.threads;
-    let dest2 = dest.clone();
-    let writer = tokio::task::spawn_blocking(move || -> HostResult<dump_file::Finished> {
-        let mut w = DumpWriter::create(&dest2, level, threads)?;
-        w.copy_from(out).map_err(|e| {
-            HostError::io(
-                format!("writing {}", crate::atomic::tmp_path(&dest2).display()),
-                &e,
-            )
-        })?;
-        w.finish().map_err(|e| {
-            HostError::io(
-                format!("writing {}", crate::atomic::tmp_path(&dest2).display()),
-                &e,
-            )
-        })
-    });
-    let finished = writer
-        .await
-        .map_err(|e| HostError::other(format!("dump writer failed: {e}")))?;
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| HostError::io("waiting for pg_dump", &e))?;
-    let err_text = stderr.await.unwrap_or_default();
-    if !status.success() {
-        return Err(tool_failure("pg_dump", &url, &err_text));
-    }
-    let finished = finished?;
+    let writer = dump_file::write_from(out, dest.clone(), level, opts.threads);
+    let finished = tools::wait_with(child, stderr, writer, "pg_dump", |err| {
+        tool_failure("pg_dump", &url, err)
+    })
+    .await?;
     if format == "plain" {
         let tail = String::from_utf8_lossy(&finished.tail);
         if !tail.contains("PostgreSQL database dump complete") {
@@ -263,14 +239,10 @@ async fn dump_directory(
         .arg(format!("--file={}", tmp.display()));
     let mut child = tools::spawn(&mut cmd, pg_dump)?;
     let stderr = tools::drain_stderr(&mut child);
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| HostError::io("waiting for pg_dump", &e))?;
-    let err_text = stderr.await.unwrap_or_default();
-    if !status.success() {
-        return Err(tool_failure("pg_dump", url, &err_text));
-    }
+    tools::wait(child, stderr, "pg_dump", |err| {
+        tool_failure("pg_dump", url, err)
+    })
+    .await?;
     verify_archive(&tmp, url).await?;
     let mut lines = String::new();
     let mut bytes = 0u64;
@@ -478,33 +450,11 @@ pub async fn restore(
             .stdin(Stdio::piped());
             let mut child = tools::spawn(&mut cmd, &tool_path)?;
             let stderr = tools::drain_stderr(&mut child);
-            let stdin = tools::stdin_file(&mut child)?;
-            let dump2 = dump.to_path_buf();
-            let feeder = tokio::task::spawn_blocking(move || -> HostResult<()> {
-                let mut r = dump_file::open_dump(&dump2)?;
-                let mut w = stdin;
-                match std::io::copy(&mut r, &mut w) {
-                    Ok(_) => Ok(()),
-                    // psql stopped reading (ON_ERROR_STOP): its stderr says why.
-                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                    Err(e) => Err(HostError::io(
-                        format!("reading dump {}", dump2.display()),
-                        &e,
-                    )),
-                }
-            });
-            let fed = feeder
-                .await
-                .map_err(|e| HostError::other(format!("restore feeder failed: {e}")))?;
-            let status = child
-                .wait()
-                .await
-                .map_err(|e| HostError::io("waiting for psql", &e))?;
-            let err_text = stderr.await.unwrap_or_default();
-            if !status.success() {
-                return Err(tool_failure("psql", &url, &err_text));
-            }
-            fed?;
+            let feeder = dump_file::feed(dump, tools::stdin_file(&mut child)?);
+            tools::wait_with(child, stderr, feeder, "psql", |err| {
+                tool_failure("psql", &url, err)
+            })
+            .await?;
         } else {
             cmd.args(["--no-password", "--exit-on-error"])
                 .arg(format!("--dbname={}", tool_dsn(&url)));
@@ -517,14 +467,10 @@ pub async fn restore(
             cmd.arg(dump);
             let mut child = tools::spawn(&mut cmd, &tool_path)?;
             let stderr = tools::drain_stderr(&mut child);
-            let status = child
-                .wait()
-                .await
-                .map_err(|e| HostError::io("waiting for pg_restore", &e))?;
-            let err_text = stderr.await.unwrap_or_default();
-            if !status.success() {
-                return Err(tool_failure("pg_restore", &url, &err_text));
-            }
+            tools::wait(child, stderr, "pg_restore", |err| {
+                tool_failure("pg_restore", &url, err)
+            })
+            .await?;
         }
     }
     Ok(RestoreReport {

@@ -102,6 +102,42 @@ pub fn stdin_file(child: &mut Child) -> HostResult<File> {
     Ok(File::from(fd))
 }
 
+/// Wait for a tool started with [`spawn`] and [`drain_stderr`]; a non-zero exit becomes the error
+/// `on_failure` builds from its stderr.
+pub async fn wait(
+    mut child: Child,
+    stderr: tokio::task::JoinHandle<String>,
+    tool: &str,
+    on_failure: impl FnOnce(&str) -> HostError,
+) -> HostResult<()> {
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| HostError::io(format!("waiting for {tool}"), &e))?;
+    let err = stderr.await.unwrap_or_default();
+    if status.success() {
+        Ok(())
+    } else {
+        Err(on_failure(&err))
+    }
+}
+
+/// [`wait`] after the blocking task that moves data to or from the tool. The tool's failure wins
+/// over the task's error: a broken pipe or a short read is only the symptom, stderr says why.
+pub async fn wait_with<T>(
+    child: Child,
+    stderr: tokio::task::JoinHandle<String>,
+    task: tokio::task::JoinHandle<HostResult<T>>,
+    tool: &str,
+    on_failure: impl FnOnce(&str) -> HostError,
+) -> HostResult<T> {
+    let moved = task
+        .await
+        .map_err(|e| HostError::other(format!("the thread streaming {tool}'s data failed: {e}")))?;
+    wait(child, stderr, tool, on_failure).await?;
+    moved
+}
+
 /// Run a command to completion, returning stdout; a non-zero exit becomes an error built by
 /// `classify` from stderr.
 pub async fn run_output(
