@@ -301,20 +301,46 @@ pub fn compress(ctx: &RunCtx, path: &str, opts: &CompressOpts) -> HostResult<Com
             "{path} already has the .gz suffix"
         )));
     }
+    let (src_abs, dest, report) = prepare(
+        ctx,
+        src,
+        Path::new(&format!("{path}.gz")),
+        opts.keep,
+        opts.force,
+    )?;
+    if ctx.dry_run {
+        return Ok(report);
+    }
+    let threads = opts.threads.unwrap_or_else(default_threads).max(1);
+    let (raw, out) = gzip_file(&src_abs, &dest, opts.level, threads)
+        .map_err(|e| io_err("compressing", &src_abs, &e))?;
+    complete(report, &src_abs, opts.keep, (raw, out), true)
+}
+
+/// What compress and decompress share before any byte moves: the input must be a regular file,
+/// both paths pass the policy (the input only when it will be removed), an existing output is
+/// refused unless `force`, and the report starts with the input's size.
+fn prepare(
+    ctx: &RunCtx,
+    src: &Path,
+    dest: &Path,
+    keep: bool,
+    force: bool,
+) -> HostResult<(PathBuf, PathBuf, CompressReport)> {
     let md = check_input(src)?;
-    let dest = ctx.policy.check_write(Path::new(&format!("{path}.gz")))?;
-    let src_abs = if opts.keep {
+    let dest = ctx.policy.check_write(dest)?;
+    let src_abs = if keep {
         crate::policy::absolute(src)
     } else {
         ctx.policy.check_write(src)?
     };
-    if !opts.force && std::fs::symlink_metadata(&dest).is_ok() {
+    if !force && std::fs::symlink_metadata(&dest).is_ok() {
         return Err(HostError::refused(format!(
             "{} already exists (force: true replaces it)",
             dest.display()
         )));
     }
-    let mut report = CompressReport {
+    let report = CompressReport {
         input: src_abs.display().to_string(),
         output: dest.display().to_string(),
         bytes_in: md.len(),
@@ -322,22 +348,33 @@ pub fn compress(ctx: &RunCtx, path: &str, opts: &CompressOpts) -> HostResult<Com
         ratio: 0.0,
         dry_run: ctx.dry_run,
     };
-    if ctx.dry_run {
-        return Ok(report);
+    Ok((src_abs, dest, report))
+}
+
+/// After the output is in place: remove the input unless `keep`, fill in the sizes; `ratio` is
+/// always compressed / raw, whichever way the data went.
+fn complete(
+    mut report: CompressReport,
+    src_abs: &Path,
+    keep: bool,
+    (bytes_in, bytes_out): (u64, u64),
+    compressing: bool,
+) -> HostResult<CompressReport> {
+    let (raw, compressed) = if compressing {
+        (bytes_in, bytes_out)
+    } else {
+        (bytes_out, bytes_in)
+    };
+    if !keep {
+        std::fs::remove_file(src_abs).map_err(|e| io_err("removing", src_abs, &e))?;
+        crate::atomic::sync_dir(src_abs);
     }
-    let threads = opts.threads.unwrap_or_else(default_threads).max(1);
-    let (raw, out) = gzip_file(&src_abs, &dest, opts.level, threads)
-        .map_err(|e| io_err("compressing", &src_abs, &e))?;
-    if !opts.keep {
-        std::fs::remove_file(&src_abs).map_err(|e| io_err("removing", &src_abs, &e))?;
-        crate::atomic::sync_dir(&src_abs);
-    }
-    report.bytes_in = raw;
-    report.bytes_out = out;
+    report.bytes_in = bytes_in;
+    report.bytes_out = bytes_out;
     report.ratio = if raw == 0 {
         0.0
     } else {
-        out as f64 / raw as f64
+        compressed as f64 / raw as f64
     };
     Ok(report)
 }
@@ -354,27 +391,7 @@ pub fn decompress(ctx: &RunCtx, path: &str, opts: &DecompressOpts) -> HostResult
         return Err(HostError::invalid(format!("{path} does not end in .gz")));
     };
     let src = Path::new(path);
-    let md = check_input(src)?;
-    let dest = ctx.policy.check_write(Path::new(stem))?;
-    let src_abs = if opts.keep {
-        crate::policy::absolute(src)
-    } else {
-        ctx.policy.check_write(src)?
-    };
-    if !opts.force && std::fs::symlink_metadata(&dest).is_ok() {
-        return Err(HostError::refused(format!(
-            "{} already exists (force: true replaces it)",
-            dest.display()
-        )));
-    }
-    let mut report = CompressReport {
-        input: src_abs.display().to_string(),
-        output: dest.display().to_string(),
-        bytes_in: md.len(),
-        bytes_out: 0,
-        ratio: 0.0,
-        dry_run: ctx.dry_run,
-    };
+    let (src_abs, dest, report) = prepare(ctx, src, Path::new(stem), opts.keep, opts.force)?;
     if ctx.dry_run {
         return Ok(report);
     }
@@ -385,18 +402,7 @@ pub fn decompress(ctx: &RunCtx, path: &str, opts: &DecompressOpts) -> HostResult
             io_err("decompressing", &src_abs, &e)
         }
     })?;
-    if !opts.keep {
-        std::fs::remove_file(&src_abs).map_err(|e| io_err("removing", &src_abs, &e))?;
-        crate::atomic::sync_dir(&src_abs);
-    }
-    report.bytes_in = inp;
-    report.bytes_out = out;
-    report.ratio = if out == 0 {
-        0.0
-    } else {
-        inp as f64 / out as f64
-    };
-    Ok(report)
+    complete(report, &src_abs, opts.keep, (inp, out), false)
 }
 
 pub fn register(r: &mut Registrar) {
