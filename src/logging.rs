@@ -56,11 +56,14 @@ pub fn init(format: LogFormat, verbosity: i8) {
         _ => "trace",
     };
     // Host-call events are the JSON log's backbone; in human mode they are noise unless -v.
+    // The libraries' own debug output is noise to an operator reading a run's log.
+    const QUIET_DEPS: &str =
+        "hyper=warn,reqwest=warn,rustls=warn,mongodb=warn,object_store=warn,h2=warn,tokio_postgres=warn";
     let directives = match (format, verbosity) {
         (LogFormat::Json, v) if v >= 0 => format!("{base},mtn::host_call=debug,mtn::run=info"),
-        // -q: warnings and errors only, the run summary included (cron mails stay empty on success).
-        (_, v) if v < 0 => format!("{base},hyper=warn,reqwest=warn,rustls=warn,mongodb=warn,object_store=warn,h2=warn,tokio_postgres=warn"),
-        _ => format!("{base},mtn::run=info,hyper=warn,reqwest=warn,rustls=warn,mongodb=warn,object_store=warn,h2=warn,tokio_postgres=warn"),
+        // -q: warnings and errors only, without the run summary (cron mails stay empty on success).
+        (_, v) if v < 0 => format!("{base},{QUIET_DEPS}"),
+        _ => format!("{base},mtn::run=info,{QUIET_DEPS}"),
     };
     let filter = std::env::var("MTN_LOG")
         .ok()
