@@ -52,7 +52,15 @@ impl Policy {
             if let Ok(cwd) = std::env::current_dir() {
                 roots.push(canonical_prefix(&cwd));
             }
-            roots.push(canonical_prefix(&std::env::temp_dir()));
+            // The temp dir only when it is a sane one: `TMPDIR=/` or `TMPDIR=/etc` must not
+            // make the whole system writable.
+            let tmp = canonical_prefix(&absolute(&std::env::temp_dir()));
+            match system_path_reason(&tmp) {
+                None if tmp.components().count() > 1 => roots.push(tmp),
+                _ => {
+                    tracing::warn!(target: "mtn::policy", "the temp dir {} is not used as a default root: it is a system path", tmp.display())
+                }
+            }
         }
         Policy {
             roots,
@@ -145,6 +153,25 @@ impl Policy {
         Ok(resolved)
     }
 
+    /// Check that `program` may be run by `exec` and say exactly which file that is: a bare name
+    /// is looked up in mtn's own PATH now (never in a PATH the script passes to the child), so
+    /// the file that runs is the one the allow-list meant.
+    pub fn resolve_exec(&self, program: &str) -> HostResult<PathBuf> {
+        self.check_exec(program)?;
+        if program.contains('/') {
+            return Ok(absolute(Path::new(program)));
+        }
+        find_program(program).ok_or_else(|| {
+            HostError::new(
+                crate::host::error::ErrorKind::MissingTool,
+                format!(
+                    "cannot start `{program}`: not found in mtn's PATH ({})",
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+        })
+    }
+
     /// Check that `program` may be run by `exec`.
     pub fn check_exec(&self, program: &str) -> HostResult<()> {
         let name = Path::new(program)
@@ -216,6 +243,62 @@ pub fn system_path_reason(path: &Path) -> Option<&'static str> {
         return Some("a home directory itself is never a valid target");
     }
     None
+}
+
+/// Find a program by bare name in mtn's own PATH. Relative and empty PATH entries are skipped
+/// (they would resolve against whatever folder mtn was started in), and so is a candidate that
+/// another user could have planted or changed (see [`untrusted_reason`]): mtn runs database tools
+/// with passwords in their environment, often as root.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        if !dir.is_absolute() {
+            continue;
+        }
+        let candidate = dir.join(name);
+        let Ok(md) = std::fs::metadata(&candidate) else {
+            continue;
+        };
+        use std::os::unix::fs::PermissionsExt;
+        if !md.is_file() || md.permissions().mode() & 0o111 == 0 {
+            continue;
+        }
+        if let Some(why) = untrusted_reason(&candidate) {
+            tracing::warn!(target: "mtn::policy", "skipping {}: {why}", candidate.display());
+            continue;
+        }
+        tracing::debug!(target: "mtn::policy", "{name} is {}", candidate.display());
+        return Some(candidate);
+    }
+    None
+}
+
+/// Why a program file should not be run by root-owned mtn: it, or its folder, belongs to
+/// another user or can be written by other users (a sticky world-writable folder such as /tmp
+/// included: anyone can create a name there).
+pub fn untrusted_reason(program: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let real = program.canonicalize().ok()?;
+    let check = |p: &Path, what: &str| -> Option<String> {
+        let md = std::fs::metadata(p).ok()?;
+        if md.uid() != 0 && md.uid() != me {
+            return Some(format!(
+                "the {what} {} belongs to uid {}",
+                p.display(),
+                md.uid()
+            ));
+        }
+        if md.mode() & 0o002 != 0 {
+            return Some(format!(
+                "the {what} {} is writable by every user",
+                p.display()
+            ));
+        }
+        None
+    };
+    check(&real, "program").or_else(|| check(real.parent()?, "folder"))
 }
 
 /// Absolute, lexically normalized path (no `.` or `..`), without touching the file system.

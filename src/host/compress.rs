@@ -175,7 +175,7 @@ pub fn compress_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
 /// `src`, in `dest`, or (for an instant between rename and unlink) in both, which
 /// [`remove_if_compressed`] resolves. Returns (bytes in, bytes out).
 pub fn gzip_file(src: &Path, dest: &Path, level: u32, threads: usize) -> io::Result<(u64, u64)> {
-    let mut input = File::open(src)?;
+    let mut input = crate::atomic::open_regular(src)?;
     let md = input.metadata()?;
     let out = AtomicFile::create(dest)?;
     let mut gz = ParallelGzWriter::with_options(out, level, threads, DEFAULT_CHUNK);
@@ -210,7 +210,7 @@ pub fn copy_attrs(f: &File, md: &std::fs::Metadata) -> io::Result<()> {
 
 /// Decompress `src` (plain or multi-member gzip) into `dest` through a temporary file.
 pub fn gunzip_file(src: &Path, dest: &Path) -> io::Result<(u64, u64)> {
-    let input = File::open(src)?;
+    let input = crate::atomic::open_regular(src)?;
     let md = input.metadata()?;
     let mut dec = MultiGzDecoder::new(io::BufReader::with_capacity(256 * 1024, input));
     let mut out = AtomicFile::create(dest)?;

@@ -123,7 +123,7 @@ pub async fn exec(
     if program.trim().is_empty() {
         return Err(HostError::invalid("empty program name"));
     }
-    ctx.policy.check_exec(program)?;
+    let resolved = ctx.policy.resolve_exec(program)?;
     let shown = crate::redact::redact(&format!("{program} {}", args.join(" ")));
     if ctx.dry_run && !o.readonly {
         tracing::info!(target: "mtn::host", "dry run: would run {shown}");
@@ -138,8 +138,11 @@ pub async fn exec(
             dry_run: true,
         });
     }
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(&args)
+    // The resolved file, not the name: a PATH in `env` must not choose a different program.
+    let mut cmd = tokio::process::Command::new(&resolved);
+    tracing::debug!(target: "mtn::host", "exec: {program} is {}", resolved.display());
+    cmd.arg0(program)
+        .args(&args)
         .stdin(if o.stdin.is_some() {
             Stdio::piped()
         } else {

@@ -5,9 +5,10 @@
 //! in parallel across files. Compressing after postrotate matters: until the application
 //! reopens its log it may still be writing to the renamed file.
 //!
-//! Crash safety: renames are atomic; compression writes `X.gz.tmp`, fsyncs, renames it to
-//! `X.gz`, then unlinks `X`. A crash leaves every byte in `X` or `X.gz` (plus possibly a partial
-//! `.tmp`, which holds no unique data). The next rotate first removes stale `.tmp` files and, for
+//! Crash safety: renames are atomic; compression writes a temporary `.X.gz.mtn-<random>.tmp`,
+//! fsyncs, renames it to `X.gz`, then unlinks `X`. A crash leaves every byte in `X` or `X.gz`
+//! (plus possibly a partial temporary file, which holds no unique data). The next rotate first
+//! removes those temporary files and, for
 //! the instant between rename and unlink, the plain `X` whose complete `X.gz` exists.
 
 use std::fs;
@@ -155,6 +156,11 @@ fn parse_age(a: &AgeOpt) -> HostResult<Duration> {
 
 /// A regex for the names dateext produces from `dateformat` (strftime codes become digits).
 fn date_regex(base: &str, fmt: &str) -> HostResult<regex::Regex> {
+    if fmt.contains(['/', '\0']) {
+        return Err(HostError::invalid(format!(
+            "dateformat {fmt:?} contains a path separator; it may only add to the file name"
+        )));
+    }
     let mut re = format!("^{}", regex::escape(base));
     let mut chars = fmt.chars();
     while let Some(c) = chars.next() {
@@ -356,32 +362,27 @@ impl Rotator<'_> {
         if self.ctx.dry_run {
             return Ok(());
         }
+        // Partial compressions (mtn's random temporary names) of this log's rotations.
+        let dir = log.parent().unwrap_or(Path::new("/"));
+        let base = log
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        crate::atomic::remove_stale_temps(dir, |target| {
+            target.ends_with(".gz") && target.starts_with(&base) && target.len() > base.len()
+        })?;
         if !self.opts.dateext {
             // Numbered names are known: probe them instead of scanning a directory that may
             // hold thousands of logs, once per log.
             let last = self.opts.keep + self.opts.start;
             for i in self.opts.start..=last {
                 let plain = with_suffix(log, &format!(".{i}"));
-                let tmp = with_suffix(&plain, ".gz.tmp");
-                if exists(&tmp) {
-                    fs::remove_file(&tmp)?;
-                }
                 if remove_if_compressed(&plain)? {
                     tracing::warn!(target: "mtn::rotate", "removed {} left by an interrupted compression", plain.display());
                 }
             }
             return Ok(());
-        }
-        let dir = log.parent().unwrap_or(Path::new("/"));
-        if let Ok(rd) = fs::read_dir(dir) {
-            for e in rd.filter_map(|e| e.ok()) {
-                let n = e.file_name().to_string_lossy().to_string();
-                if let Some(stem) = n.strip_suffix(".tmp") {
-                    if re.is_match(stem) && stem.ends_with(".gz") {
-                        fs::remove_file(e.path())?;
-                    }
-                }
-            }
         }
         for s in self.siblings(log, re) {
             if s.extension().is_some_and(|e| e == "gz") {
@@ -511,6 +512,15 @@ impl Rotator<'_> {
             }
             target = num(o.start, "");
             dispose_target = dispose_target || o.keep == 0;
+        }
+        // Every computed name goes through the policy, and must stay beside the log.
+        let target = self.ctx.policy.check_write(&target)?;
+        if target.parent() != Some(dir.as_path()) {
+            return Err(HostError::refused(format!(
+                "rotate: the rotated name {} is not in the log's folder {}",
+                target.display(),
+                dir.display()
+            )));
         }
 
         if !self.ctx.dry_run {

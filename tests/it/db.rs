@@ -260,13 +260,12 @@ fn pg_sigkill_mid_dump_leaves_no_final_file_and_password_not_in_ps() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let tmp = dir.path().join("big.sql.gz.tmp");
     let started = Instant::now();
-    while !(tmp.exists()
-        && std::fs::metadata(&tmp)
+    while !temp_of(&dest).is_some_and(|tmp| {
+        std::fs::metadata(&tmp)
             .map(|m| m.len() > 0)
-            .unwrap_or(false))
-    {
+            .unwrap_or(false)
+    }) {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "dump never started"

@@ -314,8 +314,8 @@ fn big_log(path: &Path, mib: usize) -> Vec<u8> {
     data
 }
 
-/// Start `script`, wait until a compression temporary appears, SIGKILL the process, return.
-fn kill_during(dir: &Path, script: &str, tmp: &Path) {
+/// Start `script`, wait until the temporary file of `out` appears, SIGKILL the process, return.
+fn kill_during(dir: &Path, script: &str, out: &Path) {
     fs::write(dir.join("k.rhai"), script).unwrap();
     let mut child = mtn()
         .current_dir(dir)
@@ -325,11 +325,11 @@ fn kill_during(dir: &Path, script: &str, tmp: &Path) {
         .spawn()
         .unwrap();
     let start = Instant::now();
-    while !tmp.exists() {
+    while temp_of(out).is_none() {
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "{} never appeared",
-            tmp.display()
+            "no temporary file of {} appeared",
+            out.display()
         );
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -377,7 +377,7 @@ fn sigkill_during_rotate_compression_keeps_every_byte_in_one_file() {
     kill_during(
         dir.path(),
         r#"rotate("./app.log", #{ keep: 3, compress: true, compress_level: 9 });"#,
-        &dir.path().join("app.log.1.gz.tmp"),
+        &dir.path().join("app.log.1.gz"),
     );
     let files = files_except_tmp(dir.path(), "app.log");
     assert_eq!(
@@ -404,7 +404,7 @@ fn sigkill_during_rotate_compression_keeps_every_byte_in_one_file() {
     let names: Vec<&str> = files.iter().map(|f| f.0.as_str()).collect();
     assert_eq!(names, ["app.log.1.gz", "app.log.2.gz"]);
     assert!(files[1].1 == data);
-    assert!(!dir.path().join("app.log.1.gz.tmp").exists());
+    assert!(temp_of(&dir.path().join("app.log.1.gz")).is_none());
 }
 
 #[test]
@@ -415,7 +415,7 @@ fn sigkill_during_compress_keeps_the_original() {
     kill_during(
         dir.path(),
         r#"compress("./dump.sql", #{ level: 9 });"#,
-        &dir.path().join("dump.sql.gz.tmp"),
+        &dir.path().join("dump.sql.gz"),
     );
     let files = files_except_tmp(dir.path(), "dump.sql");
     assert_eq!(

@@ -8,6 +8,7 @@ mod daemon;
 mod db;
 mod engine;
 mod files;
+mod hardening;
 mod mongo;
 mod procedures;
 mod storage;

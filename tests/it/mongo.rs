@@ -471,9 +471,8 @@ fn mongo_sigkill_mid_dump_leaves_no_archive_under_final_name() {
         .spawn()
         .unwrap();
     // Wait until the dump is writing (its temporary file exists), then SIGKILL it.
-    let tmp = dir.path().join("final.tar.gz.tmp");
     let started = Instant::now();
-    while !tmp.exists() {
+    while temp_of(&dir.path().join("final.tar.gz")).is_none() {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "dump never started"

@@ -136,7 +136,7 @@ print("JSON:" + #{{ out: out }}.to_json());
         head.contains(&sha256_of(&dir.path().join("large.bin"))),
         "{head}"
     );
-    assert!(!dir.path().join("back/large.bin.tmp").exists());
+    assert!(temp_of(&dir.path().join("back/large.bin")).is_none());
 }
 
 #[test]
@@ -379,7 +379,7 @@ fn storage_download_never_leaves_partial_file() {
         std::fs::read(dir.path().join("dest.bin")).unwrap(),
         b"previous good copy"
     );
-    assert!(!dir.path().join("dest.bin.tmp").exists());
+    assert!(temp_of(&dir.path().join("dest.bin")).is_none());
     // A missing object: clear not_found, nothing created.
     let run = run_env(
         dir.path(),

@@ -96,3 +96,14 @@ pub fn tempdir() -> tempfile::TempDir {
         .tempdir()
         .expect("tempdir")
 }
+
+/// mtn's temporary file (or folder) for `final_path`, if one exists now: mtn writes
+/// `.NAME.mtn-<random>.tmp` next to the final name (see src/atomic.rs).
+pub fn temp_of(final_path: &Path) -> Option<PathBuf> {
+    let dir = final_path.parent()?;
+    let prefix = format!(".{}.mtn-", final_path.file_name()?.to_string_lossy());
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
+        let n = e.file_name().to_string_lossy().to_string();
+        (n.starts_with(&prefix) && n.ends_with(".tmp")).then(|| e.path())
+    })
+}

@@ -250,7 +250,7 @@ impl DumpWriter {
         }
         let file = AtomicFile::create(dest).map_err(|e| {
             HostError::io(
-                format!("creating {}", crate::atomic::tmp_path(dest).display()),
+                format!("creating a temporary file next to {}", dest.display()),
                 &e,
             )
         })?;
@@ -403,7 +403,7 @@ pub fn write_from(
     tokio::task::spawn_blocking(move || {
         let io = |e: io::Error| {
             HostError::io(
-                format!("writing {}", crate::atomic::tmp_path(&dest).display()),
+                format!("writing the temporary file of {}", dest.display()),
                 &e,
             )
         };

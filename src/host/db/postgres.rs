@@ -220,21 +220,19 @@ async fn dump_directory(
     sanity: &dump_file::Sanity,
 ) -> HostResult<DumpReport> {
     let started = Instant::now();
-    let tmp = crate::atomic::tmp_path(dest);
-    let _ = std::fs::remove_dir_all(&tmp);
     if let Some(p) = dest.parent() {
         std::fs::create_dir_all(p)
             .map_err(|e| HostError::io(format!("creating {}", p.display()), &e))?;
     }
-    struct RemoveDir(PathBuf, bool);
-    impl Drop for RemoveDir {
-        fn drop(&mut self) {
-            if !self.1 {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
-    }
-    let mut guard = RemoveDir(tmp.clone(), false);
+    // pg_dump creates the folder itself: it gets a path inside a private 0700 folder with a
+    // random name, removed unless committed.
+    let staging = crate::atomic::TempDir::create(dest).map_err(|e| {
+        HostError::io(
+            format!("creating a temporary folder next to {}", dest.display()),
+            &e,
+        )
+    })?;
+    let tmp = staging.inner().to_path_buf();
     cmd.arg(format!("--jobs={}", opts.jobs.unwrap_or(2).max(1)))
         .arg(format!("--file={}", tmp.display()));
     let mut child = tools::spawn(&mut cmd, pg_dump)?;
@@ -258,13 +256,9 @@ async fn dump_directory(
         lines.push_str(&format!("{h}  {}\n", e.file_name().to_string_lossy()));
     }
     sanity.check(dest, bytes)?;
-    if let Ok(f) = std::fs::File::open(&tmp) {
-        let _ = f.sync_all();
-    }
-    std::fs::rename(&tmp, dest)
+    staging
+        .commit()
         .map_err(|e| HostError::io(format!("renaming to {}", dest.display()), &e))?;
-    guard.1 = true;
-    crate::atomic::sync_dir(dest);
     let digest = {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(lines.as_bytes()))

@@ -245,8 +245,9 @@ pub fn run(
                 let limit = within("running checks")?;
                 let u = scratch_url.clone();
                 let s2 = sql.clone();
+                let policy = ctx.policy.clone();
                 let got = ctx.block_on(async move {
-                    tokio::time::timeout(limit, super::query(&u, &s2, &[]))
+                    tokio::time::timeout(limit, super::query(&policy, &u, &s2, &[]))
                         .await
                         .unwrap_or_else(|_| {
                             Err(HostError::verification("restore_test timed out in a check"))

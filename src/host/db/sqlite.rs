@@ -15,37 +15,115 @@ use super::options::*;
 use super::url::{quote_ident, sqlite_path};
 use crate::engine::ctx::RunCtx;
 use crate::host::error::{HostError, HostResult};
+use crate::policy::Policy;
 
 fn q(name: &str) -> String {
     quote_ident(name, '"')
 }
 
 fn sql_err(context: impl std::fmt::Display) -> impl FnOnce(rusqlite::Error) -> HostError {
-    move |e| HostError::server(format!("{context}: {e}"))
+    move |e| {
+        let denied = matches!(&e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::AuthorizationForStatementDenied);
+        match DENIED.with(|d| d.borrow_mut().take()) {
+            Some(why) if denied => HostError::refused(format!("{context}: {why}")),
+            _ => HostError::server(format!("{context}: {e}")),
+        }
+    }
 }
 
-fn open_existing(path: &Path, write: bool) -> HostResult<Connection> {
-    if !path.exists() {
+thread_local! {
+    /// Why the authorizer last refused a statement on this thread (SQLite calls it on the
+    /// thread that runs the statement), so the error can say more than "authorization denied".
+    static DENIED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Open an existing database. SQLite files are files: opened for writing, the file must pass
+/// the path policy; the last component is never followed if it is a symlink; and every file
+/// SQL itself can name (`ATTACH`, `VACUUM INTO`, which SQLite authorizes as an attach) must
+/// pass the policy too, on read-only connections as well (`VACUUM INTO` writes from one).
+fn open_existing(policy: &Policy, path: &Path, write: bool) -> HostResult<Connection> {
+    let path = if write {
+        policy.check_write(path)?
+    } else {
+        path.to_path_buf()
+    };
+    if std::fs::symlink_metadata(&path).is_err() {
         return Err(HostError::not_found(format!(
             "SQLite database {} does not exist",
             path.display()
         )));
     }
-    let flags = if write {
+    let access = if write {
         OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_URI
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
         OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_URI
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
-    let c = Connection::open_with_flags(path, flags)
-        .map_err(sql_err(format!("opening {}", path.display())))?;
+    let mut c = Connection::open_with_flags(
+        &path,
+        access | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+    )
+    .map_err(sql_err(format!("opening {}", path.display())))?;
+    guard_attach(&mut c, policy)?;
     // Wait for a writer instead of failing with SQLITE_BUSY.
     c.busy_timeout(Duration::from_secs(30))
         .map_err(sql_err("busy_timeout"))?;
     Ok(c)
+}
+
+/// Refuse `ATTACH`/`VACUUM INTO` targets outside the allowed roots, URI file names (their
+/// `mode=rwc` would bypass the checks), and symlinks.
+fn guard_attach(c: &mut Connection, policy: &Policy) -> HostResult<()> {
+    use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+    let policy = policy.clone();
+    c.authorizer(Some(move |a: AuthContext<'_>| match a.action {
+        AuthAction::Attach { filename } => {
+            if filename.is_empty() || filename == ":memory:" {
+                return Authorization::Allow;
+            }
+            let deny = |why: String| {
+                DENIED.with(|d| {
+                    *d.borrow_mut() = Some(format!(
+                        "ATTACH / VACUUM INTO {filename:?} not authorized: {why}"
+                    ))
+                });
+                Authorization::Deny
+            };
+            if filename.starts_with("file:") {
+                return deny("URI file names are not allowed".into());
+            }
+            let p = Path::new(filename);
+            let is_link = std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+            match policy.check_write(p) {
+                Ok(_) if !is_link => Authorization::Allow,
+                Ok(_) => deny("it is a symlink".into()),
+                Err(e) => deny(e.message),
+            }
+        }
+        _ => Authorization::Allow,
+    }))
+    .map_err(sql_err("installing the SQLite authorizer"))
+}
+
+/// A private scratch folder next to `near` for a full copy of a database, after removing the
+/// ones earlier runs killed with SIGKILL left behind.
+fn scratch_dir(near: &Path) -> HostResult<crate::atomic::TempDir> {
+    let parent = near.parent().unwrap_or(Path::new("."));
+    let name = near
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .to_string();
+    let io = |e: std::io::Error| {
+        HostError::io(
+            format!("creating a temporary folder in {}", parent.display()),
+            &e,
+        )
+    };
+    let stale = crate::atomic::remove_stale_temps(parent, |t| t == name).map_err(io)?;
+    if stale > 0 {
+        tracing::info!(target: "mtn::db", "removed {stale} scratch copies left next to {} by an interrupted run", near.display());
+    }
+    crate::atomic::TempDir::create(near).map_err(io)
 }
 
 fn file_size(path: &Path) -> u64 {
@@ -85,24 +163,18 @@ pub fn dump(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<DumpReport
     );
     let dest = ctx.policy.check_write(&dest)?;
     let sanity = opts.sanity()?;
-    let source = open_existing(&src, false)?;
+    let source = open_existing(&ctx.policy, &src, false)?;
     if ctx.dry_run {
         return Ok(dump_file::dry_run_report(&dest, "sqlite"));
     }
     let parent = dest.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)
         .map_err(|e| HostError::io(format!("creating {}", parent.display()), &e))?;
-    // The consistent copy goes next to the destination (same file system, cleaned up on drop).
-    let scratch = tempfile::Builder::new()
-        .prefix(".mtn-sqlite-")
-        .tempdir_in(parent)
-        .map_err(|e| {
-            HostError::io(
-                format!("creating a temporary folder in {}", parent.display()),
-                &e,
-            )
-        })?;
-    let copy = scratch.path().join("copy.db");
+    // The consistent copy goes next to the destination (same file system) in a private 0700
+    // folder with one of mtn's temporary names: removed on drop, and by the next run if this one
+    // is killed (it is a full, uncompressed copy of the data).
+    let scratch = scratch_dir(&dest)?;
+    let copy = scratch.inner().to_path_buf();
     {
         let mut dst = Connection::open(&copy).map_err(sql_err("opening the backup copy"))?;
         let backup = rusqlite::backup::Backup::new(&source, &mut dst)
@@ -154,7 +226,7 @@ pub fn restore(
     }
     let resolved = ctx.policy.check_write(&target)?;
     if resolved.exists() {
-        let c = open_existing(&resolved, false)?;
+        let c = open_existing(&ctx.policy, &resolved, false)?;
         let n: i64 = c
             .query_row(
                 "SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'",
@@ -193,16 +265,8 @@ pub fn restore_into(dump: &Path, resolved: &Path) -> HostResult<()> {
         let parent = resolved.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent)
             .map_err(|e| HostError::io(format!("creating {}", parent.display()), &e))?;
-        let scratch = tempfile::Builder::new()
-            .prefix(".mtn-sqlite-")
-            .tempdir_in(parent)
-            .map_err(|e| {
-                HostError::io(
-                    format!("creating a temporary folder in {}", parent.display()),
-                    &e,
-                )
-            })?;
-        let plain = scratch.path().join("restore.db");
+        let scratch = scratch_dir(resolved)?;
+        let plain = scratch.inner().to_path_buf();
         {
             let mut r = dump_file::open_dump(dump)?;
             let mut f = std::fs::File::create(&plain)
@@ -213,8 +277,14 @@ pub fn restore_into(dump: &Path, resolved: &Path) -> HostResult<()> {
                 .map_err(|e| HostError::io("writing the restore copy", &e))?;
         }
         // Through the backup API into the (possibly open) target, so readers see old or new.
-        let mut dst = Connection::open(resolved)
-            .map_err(sql_err(format!("opening {}", resolved.display())))?;
+        let mut dst = Connection::open_with_flags(
+            resolved,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+        )
+        .map_err(sql_err(format!("opening {}", resolved.display())))?;
         dst.busy_timeout(Duration::from_secs(30))
             .map_err(sql_err("busy_timeout"))?;
         dst.restore(
@@ -253,9 +323,14 @@ fn from_sql(v: ValueRef<'_>) -> Value {
     }
 }
 
-pub fn query(url: &str, sql: &str, params: &[Value]) -> HostResult<Vec<Map<String, Value>>> {
+pub fn query(
+    policy: &Policy,
+    url: &str,
+    sql: &str,
+    params: &[Value],
+) -> HostResult<Vec<Map<String, Value>>> {
     let path = sqlite_path(url)?;
-    let c = open_existing(&path, false)?;
+    let c = open_existing(policy, &path, false)?;
     query_on(&c, sql, params)
 }
 
@@ -280,9 +355,15 @@ fn query_on(c: &Connection, sql: &str, params: &[Value]) -> HostResult<Vec<Map<S
     Ok(out)
 }
 
-pub fn exec(url: &str, sql: &str, params: &[Value], dry_run: bool) -> HostResult<u64> {
+pub fn exec(
+    policy: &Policy,
+    url: &str,
+    sql: &str,
+    params: &[Value],
+    dry_run: bool,
+) -> HostResult<u64> {
     let path = sqlite_path(url)?;
-    let c = open_existing(&path, !dry_run)?;
+    let c = open_existing(policy, &path, !dry_run)?;
     if dry_run {
         if params.is_empty() && sql.contains(';') {
             return Ok(0);
@@ -307,7 +388,7 @@ pub fn exec(url: &str, sql: &str, params: &[Value], dry_run: bool) -> HostResult
 pub fn vacuum(ctx: &RunCtx, url: &str, opts: VacuumOptions) -> HostResult<VacuumReport> {
     let started = Instant::now();
     let path = sqlite_path(url)?;
-    let c = open_existing(&path, !ctx.dry_run)?;
+    let c = open_existing(&ctx.policy, &path, !ctx.dry_run)?;
     let before = file_size(&path);
     if !ctx.dry_run {
         c.execute_batch("VACUUM").map_err(sql_err("VACUUM"))?;
@@ -349,9 +430,9 @@ pub struct SqliteStats {
     pub dead_tuples: i64,
 }
 
-pub fn stats(url: &str, opts: StatsOptions) -> HostResult<SqliteStats> {
+pub fn stats(policy: &Policy, url: &str, opts: StatsOptions) -> HostResult<SqliteStats> {
     let path = sqlite_path(url)?;
-    let c = open_existing(&path, false)?;
+    let c = open_existing(policy, &path, false)?;
     let pragma = |p: &str| -> HostResult<i64> {
         c.query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))
             .map_err(sql_err(p.to_string()))
@@ -417,7 +498,7 @@ pub fn delete_older(
 ) -> HostResult<DeleteReport> {
     let started = Instant::now();
     let path = sqlite_path(url)?;
-    let c = open_existing(&path, !ctx.dry_run)?;
+    let c = open_existing(&ctx.policy, &path, !ctx.dry_run)?;
     let (t, col) = (q(table), q(column));
     let secs = age.as_secs_f64();
     // Text timestamps ('2024-01-01 10:00:00' or ISO with 'T') compare by julianday; integers
@@ -483,7 +564,7 @@ pub fn export(
     let format = opts.format()?;
     let gzip = opts.gzip(to)?;
     let dest: PathBuf = ctx.policy.check_write(Path::new(to))?;
-    let c = open_existing(&path, false)?;
+    let c = open_existing(&ctx.policy, &path, false)?;
     let mut stmt = c
         .prepare(&format!(
             "SELECT * FROM {}{}",

@@ -11,15 +11,12 @@ use tokio::process::{Child, Command};
 
 use crate::host::error::{ErrorKind, HostError, HostResult};
 
-/// Find the first of `names` in PATH, or say which Debian package provides it.
+/// Find the first of `names` in mtn's PATH (trusted entries only, see
+/// [`crate::policy::find_program`]), or say which Debian package provides it.
 pub fn find_tool(names: &[&str], package: &str) -> HostResult<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
     for name in names {
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join(name);
-            if is_executable(&candidate) {
-                return Ok(candidate);
-            }
+        if let Some(p) = crate::policy::find_program(name) {
+            return Ok(p);
         }
     }
     Err(HostError::new(
@@ -29,13 +26,6 @@ pub fn find_tool(names: &[&str], package: &str) -> HostResult<PathBuf> {
             names.join(" / ")
         ),
     ))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
 }
 
 /// A command that dies with its future (cancellation, timeout) and never inherits our stdin.

@@ -2,7 +2,7 @@
 
 use std::fs::{self, Metadata};
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use globset::GlobMatcher;
@@ -274,7 +274,7 @@ pub fn read_file(ctx: &RunCtx, path: &str) -> HostResult<String> {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct WriteOpts {
-    /// Permission bits, e.g. "0600" (default: keep an existing file's mode, else 0644 minus umask).
+    /// Permission bits, e.g. "0600" (default: keep an existing file's mode, else 0600: written data stays private).
     pub mode: Option<String>,
 }
 
@@ -319,9 +319,7 @@ pub fn write_file(
     f.write_all(content)
         .map_err(|e| io_err("writing", &dest, &e))?;
     if let Some(m) = mode.or(existing_mode) {
-        f.file()
-            .set_permissions(fs::Permissions::from_mode(m))
-            .map_err(|e| io_err("chmod", &dest, &e))?;
+        f.set_mode(m).map_err(|e| io_err("chmod", &dest, &e))?;
     }
     f.commit().map_err(|e| io_err("writing", &dest, &e))?;
     Ok(report)
@@ -412,10 +410,12 @@ pub fn copy_file_atomic(
     let mut f = AtomicFile::create(dest)?;
     let n = io::copy(&mut input, f.file())?;
     if preserve {
-        f.file()
-            .set_permissions(fs::Permissions::from_mode(src_md.mode() & 0o7777))?;
+        f.set_mode(src_md.mode())?;
         let mtime = filetime::FileTime::from_last_modification_time(src_md);
         filetime::set_file_handle_times(f.file(), None, Some(mtime))?;
+    } else {
+        // As cp does: the source's permission bits less the umask (the temporary file is 0600).
+        f.set_mode(src_md.mode() & 0o777 & !crate::atomic::umask())?;
     }
     f.commit()?;
     Ok(n)

@@ -4,17 +4,25 @@
 //! modes, mtimes (files, directories and symlinks) and, as root, owners are preserved; symlinks
 //! are copied as symlinks and never followed on either side. With `delete`, entries in `dst`
 //! that are not in `src` are removed.
+//!
+//! The destination may be writable by other users: new files go through [`AtomicFile`]
+//! (exclusive, unpredictable temporary names), attributes are set through a descriptor opened
+//! with `O_NOFOLLOW` in a folder handle checked by [`crate::atomic::open_dir_checked`], so a
+//! symlink planted or swapped in the destination is never written, chmod-ed or chown-ed through.
 
 use std::collections::BTreeSet;
-use std::ffi::OsString;
+use std::ffi::CString;
 use std::fs::{self, Metadata};
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use filetime::FileTime;
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::AtomicFile;
 use crate::engine::ctx::RunCtx;
 use crate::host::error::{HostError, HostResult};
 
@@ -56,14 +64,47 @@ fn same_mtime(a: &Metadata, b: &Metadata) -> bool {
     a.mtime() == b.mtime() && a.mtime_nsec() == b.mtime_nsec()
 }
 
-fn tmp_name(dst: &Path) -> PathBuf {
-    let mut n = OsString::from(".");
-    n.push(dst.file_name().unwrap_or_default());
-    n.push(format!(".mtn-sync-{}", std::process::id()));
-    dst.with_file_name(n)
+/// Open an existing destination entry without following a symlink anywhere mtn did not put
+/// one: its folder through a checked handle, the entry itself with `O_NOFOLLOW`.
+fn open_entry(path: &Path) -> io::Result<fs::File> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let dir = crate::atomic::open_dir_checked(parent)?;
+    let name = CString::new(path.file_name().unwrap_or_default().as_bytes())
+        .map_err(|_| io::Error::other("file name contains a NUL byte"))?;
+    // SAFETY: valid descriptor and C string; the new descriptor is owned below.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by openat and is owned by nobody else.
+    Ok(fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Give an open file or folder the mode, times and (as root) owner of `md`, through its
+/// descriptor.
+fn fd_attrs(f: &fs::File, md: &Metadata, as_root: bool) -> io::Result<()> {
+    if as_root {
+        std::os::unix::fs::fchown(f, Some(md.uid()), Some(md.gid()))?;
+    }
+    f.set_permissions(fs::Permissions::from_mode(md.mode() & 0o7777))?;
+    filetime::set_file_handle_times(
+        f,
+        Some(FileTime::from_last_access_time(md)),
+        Some(FileTime::from_last_modification_time(md)),
+    )
 }
 
 fn remove_any(path: &Path, md: &Metadata) -> io::Result<()> {
+    // The folder must still be the one named (remove_dir_all itself never follows links inside).
+    drop(crate::atomic::open_dir_checked(
+        path.parent().unwrap_or(Path::new("/")),
+    )?);
     if md.is_dir() {
         // remove_dir_all does not follow symlinks inside the tree.
         fs::remove_dir_all(path)
@@ -74,15 +115,18 @@ fn remove_any(path: &Path, md: &Metadata) -> io::Result<()> {
 
 impl Syncer<'_> {
     fn attrs(&self, path: &Path, md: &Metadata, is_link: bool) -> io::Result<()> {
-        if self.as_root {
-            std::os::unix::fs::lchown(path, Some(md.uid()), Some(md.gid()))?;
-        }
-        let mtime = FileTime::from_last_modification_time(md);
         if is_link {
+            // lchown and lutimes act on the link itself; a link has no mode of its own.
+            drop(crate::atomic::open_dir_checked(
+                path.parent().unwrap_or(Path::new("/")),
+            )?);
+            if self.as_root {
+                std::os::unix::fs::lchown(path, Some(md.uid()), Some(md.gid()))?;
+            }
+            let mtime = FileTime::from_last_modification_time(md);
             filetime::set_symlink_file_times(path, FileTime::from_last_access_time(md), mtime)
         } else {
-            fs::set_permissions(path, fs::Permissions::from_mode(md.mode() & 0o7777))?;
-            filetime::set_file_times(path, FileTime::from_last_access_time(md), mtime)
+            fd_attrs(&open_entry(path)?, md, self.as_root)
         }
     }
 
@@ -141,16 +185,14 @@ impl Syncer<'_> {
                 self.report.copied.push(r.display().to_string());
                 self.report.bytes_copied += smd.len();
                 if !self.ctx.dry_run {
-                    let tmp = tmp_name(&d);
                     let res = (|| -> io::Result<()> {
-                        fs::copy(&s, &tmp)?;
-                        self.attrs(&tmp, &smd, false)?;
-                        fs::rename(&tmp, &d)
+                        let mut input = fs::File::open(&s)?;
+                        let mut out = AtomicFile::create(&d)?;
+                        io::copy(&mut input, out.file())?;
+                        fd_attrs(out.file(), &smd, self.as_root)?;
+                        out.commit()
                     })();
-                    if let Err(e) = res {
-                        let _ = fs::remove_file(&tmp);
-                        return Err(io_err("copying to", &d, &e));
-                    }
+                    res.map_err(|e| io_err("copying to", &d, &e))?;
                 }
             } else if ft.is_symlink() {
                 let target = fs::read_link(&s).map_err(|e| io_err("reading link", &s, &e))?;
@@ -164,8 +206,15 @@ impl Syncer<'_> {
                     if let Some(m) = dmd.as_ref().filter(|m| m.is_dir()) {
                         self.replace(&d, m, &r)?;
                     }
-                    let tmp = tmp_name(&d);
-                    let _ = fs::remove_file(&tmp);
+                    // symlink() never follows and fails on an existing name; the random
+                    // name keeps anyone from predicting it.
+                    let tmp = d.with_file_name(crate::atomic::temp_name(
+                        d.file_name().unwrap_or_default(),
+                    ));
+                    drop(
+                        crate::atomic::open_dir_checked(dst)
+                            .map_err(|e| io_err("creating link", &d, &e))?,
+                    );
                     std::os::unix::fs::symlink(&target, &tmp)
                         .and_then(|_| fs::rename(&tmp, &d))
                         .map_err(|e| io_err("creating link", &d, &e))?;

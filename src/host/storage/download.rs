@@ -111,19 +111,11 @@ pub async fn download(
         });
     }
 
-    // With decryption the verified ciphertext goes to its own temporary name first.
-    let cipher_dest = crate::atomic::tmp_path(&crate::atomic::tmp_path(&dest));
-    let mut out = if opts.decrypt.is_some() {
-        AtomicFile::create(&cipher_dest)
-    } else {
-        AtomicFile::create(&dest)
-    }
-    .map_err(|e| {
+    // With decryption the verified ciphertext goes to a temporary file of its own that is never
+    // committed (dropped, it is removed); the plaintext gets a second one.
+    let mut out = AtomicFile::create(&dest).map_err(|e| {
         HostError::io(
-            format!(
-                "download: creating {}",
-                crate::atomic::tmp_path(&dest).display()
-            ),
+            format!("download: creating a file next to {}", dest.display()),
             &e,
         )
     })?;
@@ -166,10 +158,7 @@ pub async fn download(
             })?;
             let mut plain = AtomicFile::create(&dest).map_err(|e| {
                 HostError::io(
-                    format!(
-                        "download: creating {}",
-                        crate::atomic::tmp_path(&dest).display()
-                    ),
+                    format!("download: creating a file next to {}", dest.display()),
                     &e,
                 )
             })?;

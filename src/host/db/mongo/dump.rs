@@ -463,12 +463,10 @@ impl Job<'_> {
         chosen: &[&CollInfo],
         dest: &Path,
     ) -> HostResult<(u64, u64, Option<String>, u64)> {
-        let tmp = crate::atomic::tmp_path(dest);
-        if tmp.exists() {
-            // Our own leftover from an interrupted run (the name is ours).
-            std::fs::remove_dir_all(&tmp).map_err(io_err("removing a stale temporary folder"))?;
-        }
-        let guard = TmpDir(Some(tmp.clone()));
+        // A private 0700 folder with a random name, removed unless committed.
+        let staging =
+            crate::atomic::TempDir::create(dest).map_err(io_err("creating a temporary folder"))?;
+        let tmp = staging.inner().to_path_buf();
         let dbdir = tmp.join(escape_name(self.db_name));
         std::fs::create_dir_all(&dbdir).map_err(io_err("creating the dump folder"))?;
         let (mut bytes, mut raw_bytes, mut documents) = (0u64, 0u64, 0u64);
@@ -511,9 +509,9 @@ impl Job<'_> {
             bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
         }
         sync_dir(&dbdir.join("x"));
-        std::fs::rename(&tmp, dest).map_err(io_err("renaming the dump folder into place"))?;
-        sync_dir(dest);
-        guard.disarm();
+        staging
+            .commit()
+            .map_err(io_err("renaming the dump folder into place"))?;
         Ok((bytes, raw_bytes, None, documents))
     }
 }
@@ -548,21 +546,4 @@ fn write_synced(path: &Path, data: &[u8]) -> HostResult<()> {
     f.write_all(data)
         .map_err(io_err("writing a metadata file"))?;
     f.sync_all().map_err(io_err("syncing a metadata file"))
-}
-
-/// Removes a half-written dump folder unless disarmed.
-struct TmpDir(Option<PathBuf>);
-
-impl TmpDir {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_dir_all(p);
-        }
-    }
 }

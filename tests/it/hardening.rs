@@ -1,0 +1,380 @@
+//! Hardening (issue 19): mtn runs as root over folders other users can write. Each test here
+//! plays the hostile local user: the working folder belongs to `nobody`, symlinks planted in it
+//! belong to `nobody` and point at a root-owned 0600 "victim" outside the allowed roots. The
+//! tests run as root (tests/run.sh runs as root on these machines); they fail, never skip, when
+//! they cannot set that up.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::support::*;
+
+const NOBODY: u32 = 65534;
+const VICTIM_TEXT: &str = "VICTIM: must never change\n";
+
+struct Attack {
+    _tmp: tempfile::TempDir,
+    /// The allowed root, owned by `nobody` (the attacker can write it).
+    root: PathBuf,
+    /// A root-owned 0600 file outside the allowed roots.
+    victim: PathBuf,
+}
+
+impl Attack {
+    fn new() -> Attack {
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "the hardening tests play root against a local user: run them as root"
+        );
+        let tmp = tempdir();
+        let root = tmp.path().join("work");
+        fs::create_dir(&root).unwrap();
+        std::os::unix::fs::chown(&root, Some(NOBODY), Some(NOBODY)).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        let outside = tmp.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        let victim = outside.join("victim");
+        fs::write(&victim, VICTIM_TEXT).unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+        Attack {
+            _tmp: tmp,
+            root,
+            victim,
+        }
+    }
+
+    /// Plant `root/name` as a symlink (owned by nobody) to the victim.
+    fn plant(&self, name: &str) {
+        let p = self.root.join(name);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent).unwrap();
+        }
+        std::os::unix::fs::symlink(&self.victim, &p).unwrap();
+        std::os::unix::fs::lchown(&p, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+
+    fn run(&self, script: &str) -> Run {
+        run_script(
+            &self.root,
+            "attack.rhai",
+            script,
+            &["--allow-path", &self.root.display().to_string()],
+        )
+    }
+
+    #[track_caller]
+    fn assert_victim_intact(&self, what: &str) {
+        let md = fs::symlink_metadata(&self.victim).unwrap();
+        assert_eq!(
+            fs::read_to_string(&self.victim).unwrap(),
+            VICTIM_TEXT,
+            "{what}: the victim's content was overwritten"
+        );
+        assert_eq!(md.uid(), 0, "{what}: the victim was chowned");
+        assert_eq!(md.mode() & 0o7777, 0o600, "{what}: the victim was chmod-ed");
+        assert!(md.is_file(), "{what}: the victim was replaced");
+    }
+}
+
+fn is_regular(p: &Path) -> bool {
+    fs::symlink_metadata(p)
+        .map(|m| m.is_file())
+        .unwrap_or(false)
+}
+
+#[test]
+fn planted_symlinks_never_redirect_a_write() {
+    let a = Attack::new();
+    let r = &a.root;
+    fs::write(r.join("src.txt"), "source data\n").unwrap();
+    fs::write(r.join("app.log"), "log line\n".repeat(1000)).unwrap();
+    fs::write(r.join("rot.log"), "rotate me\n".repeat(100)).unwrap();
+    {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(
+            fs::File::create(r.join("d.txt.gz")).unwrap(),
+            flate2::Compression::default(),
+        );
+        gz.write_all(b"decompressed\n").unwrap();
+        gz.finish().unwrap();
+    }
+    let db = r.join("app.db");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch("CREATE TABLE t(a INTEGER, b TEXT); INSERT INTO t VALUES (1,'x'),(2,'y');")
+            .unwrap();
+    }
+    fs::create_dir(r.join("tree")).unwrap();
+    fs::write(r.join("tree/f.txt"), "tree file\n").unwrap();
+    // The names earlier versions wrote through: `<final>.tmp` next to every output, and a
+    // symlink at the final name itself.
+    for name in [
+        "out.txt.tmp",
+        "out.txt",
+        "copy.txt.tmp",
+        "app.log.gz.tmp",
+        "d.txt.tmp",
+        "dumps/app.db.gz.tmp",
+        "dumps/app.db.gz.sha256.tmp",
+        "t.csv.tmp",
+        "rot.log.1.gz.tmp",
+        "dl.txt.tmp",
+    ] {
+        a.plant(name);
+    }
+    let store = r.join("store");
+    let run = a.run(&format!(
+        r#"
+write_file("out.txt", "written");
+copy("src.txt", "copy.txt");
+compress("app.log");
+decompress("d.txt.gz");
+dump_db("sqlite://app.db", #{{ to: "dumps/app.db.gz" }});
+export_table("sqlite://app.db", "t", "t.csv");
+rotate("rot.log", #{{ keep: 3, compress: true }});
+upload("src.txt", "file://{store}/");
+download("file://{store}/src.txt", "dl.txt");
+sync_dir("tree", "mirror");
+"#,
+        store = store.display()
+    ));
+    run.expect_code(0);
+    a.assert_victim_intact("writers with planted links");
+    for out in [
+        "out.txt",
+        "copy.txt",
+        "app.log.gz",
+        "d.txt",
+        "dumps/app.db.gz",
+        "dumps/app.db.gz.sha256",
+        "t.csv",
+        "rot.log.1.gz",
+        "dl.txt",
+        "mirror/f.txt",
+    ] {
+        assert!(is_regular(&r.join(out)), "{out} is not a regular file");
+    }
+    assert_eq!(fs::read_to_string(r.join("out.txt")).unwrap(), "written");
+    assert_eq!(
+        fs::read_to_string(r.join("dl.txt")).unwrap(),
+        "source data\n"
+    );
+    // Data files are private: a dump of the database is never world-readable.
+    let mode = fs::metadata(r.join("dumps/app.db.gz")).unwrap().mode() & 0o777;
+    assert_eq!(mode & 0o077, 0, "the dump is {mode:o}");
+    // Nothing temporary is left behind.
+    for e in fs::read_dir(r).unwrap() {
+        let n = e.unwrap().file_name().to_string_lossy().to_string();
+        assert!(!n.contains(".mtn-"), "left behind: {n}");
+    }
+}
+
+#[test]
+fn compress_keeps_the_logs_owner_not_a_planted_links() {
+    let a = Attack::new();
+    let log = a.root.join("svc.log");
+    fs::write(&log, "x\n".repeat(5000)).unwrap();
+    std::os::unix::fs::chown(&log, Some(NOBODY), Some(NOBODY)).unwrap();
+    a.plant("svc.log.gz.tmp");
+    a.run(r#"compress("svc.log");"#).expect_code(0);
+    a.assert_victim_intact("compress");
+    let md = fs::symlink_metadata(a.root.join("svc.log.gz")).unwrap();
+    assert!(md.is_file());
+    assert_eq!(md.uid(), NOBODY, "gzip keeps the log's owner");
+}
+
+#[test]
+fn a_symlinked_source_is_not_compressed() {
+    let a = Attack::new();
+    a.plant("evil.log");
+    let run = a.run(r#"compress("evil.log");"#);
+    run.expect_code(1);
+    assert!(run.all().contains("symlink"), "{}", run.all());
+    a.assert_victim_intact("compress of a link");
+    assert!(!a.root.join("evil.log.gz").exists());
+}
+
+#[test]
+fn rotate_dateformat_cannot_leave_the_folder() {
+    let a = Attack::new();
+    let log = a.root.join("app.log");
+    fs::write(&log, "line\n").unwrap();
+    let escape = a.victim.parent().unwrap().join("stolen");
+    let run = a.run(&format!(
+        r#"rotate("app.log", #{{ dateext: true, dateformat: "-x/../../{up}/stolen" }});"#,
+        up = escape.parent().unwrap().display()
+    ));
+    run.expect_code(1);
+    assert!(
+        run.all().contains("path separator"),
+        "the refusal names the reason: {}",
+        run.all()
+    );
+    assert!(log.exists(), "the log stays in place");
+    assert!(!escape.exists());
+}
+
+#[test]
+fn sqlite_writes_outside_the_roots_are_refused() {
+    let a = Attack::new();
+    let outside = a.victim.parent().unwrap().to_path_buf();
+    let foreign = outside.join("foreign.db");
+    {
+        let c = rusqlite::Connection::open(&foreign).unwrap();
+        c.execute_batch("CREATE TABLE t(a)").unwrap();
+    }
+    let before = fs::read(&foreign).unwrap();
+    let db = a.root.join("app.db");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch("CREATE TABLE t(a); INSERT INTO t VALUES (1)")
+            .unwrap();
+    }
+    let cases = [
+        (
+            format!(
+                r#"db_exec("sqlite://{}", "INSERT INTO t VALUES (1)");"#,
+                foreign.display()
+            ),
+            "outside the allowed roots",
+        ),
+        (
+            format!(
+                r#"db_exec("sqlite://app.db", "VACUUM INTO '{}/vac.db'");"#,
+                outside.display()
+            ),
+            "not authorized",
+        ),
+        (
+            format!(
+                r#"db_query("sqlite://app.db", "VACUUM INTO '{}/vac2.db'");"#,
+                outside.display()
+            ),
+            "not authorized",
+        ),
+        (
+            format!(
+                r#"db_exec("sqlite://app.db", "ATTACH '{}/att.db' AS x; CREATE TABLE x.t(a)");"#,
+                outside.display()
+            ),
+            "not authorized",
+        ),
+        (
+            format!(
+                r#"db_exec("sqlite://app.db", "ATTACH 'file:{}/uri.db?mode=rwc' AS x");"#,
+                outside.display()
+            ),
+            "not authorized",
+        ),
+    ];
+    for (script, why) in &cases {
+        let run = a.run(script);
+        run.expect_code(1);
+        assert!(run.all().contains(why), "{script}: {}", run.all());
+    }
+    assert_eq!(fs::read(&foreign).unwrap(), before);
+    for n in ["vac.db", "vac2.db", "att.db", "uri.db"] {
+        assert!(
+            !outside.join(n).exists(),
+            "{n} was written outside the roots"
+        );
+    }
+    // Inside the roots the same statements work.
+    a.run(r#"db_exec("sqlite://app.db", "VACUUM INTO 'copy.db'"); db_exec("sqlite://app.db", "ATTACH 'copy.db' AS x; CREATE TABLE x.u(a)");"#)
+        .expect_code(0);
+    let copy = rusqlite::Connection::open(a.root.join("copy.db")).unwrap();
+    let n: i64 = copy
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('t','u')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 2, "VACUUM INTO copied t and ATTACH created u");
+    // A database that is a symlink is not opened for writing.
+    a.plant("link.db");
+    let run = a.run(r#"db_exec("sqlite://link.db", "CREATE TABLE z(a)");"#);
+    run.expect_code(1);
+    a.assert_victim_intact("sqlite through a link");
+}
+
+#[test]
+fn exec_runs_the_allow_listed_file_whatever_path_the_script_passes() {
+    let a = Attack::new();
+    let bin = a.root.join("bin");
+    fs::create_dir(&bin).unwrap();
+    let marker = a.root.join("pwned");
+    for name in ["true", "mtn-test-tool"] {
+        let fake = bin.join(name);
+        fs::write(&fake, format!("#!/bin/sh\ntouch {}\n", marker.display())).unwrap();
+        fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let script = format!(
+        r#"let r = exec("true", [], #{{ env: #{{ PATH: "{}" }} }}); if !r.ok {{ throw "true failed"; }}"#,
+        bin.display()
+    );
+    fs::write(a.root.join("x.rhai"), &script).unwrap();
+    let out = mtn()
+        .current_dir(&a.root)
+        .args(["run", "x.rhai", "--allow-exec", "true"])
+        .output()
+        .unwrap();
+    Run::from(out).expect_code(0);
+    assert!(!marker.exists(), "a PATH in env chose another `true`");
+    // A program only found in the script's PATH is not found at all.
+    fs::write(
+        a.root.join("y.rhai"),
+        format!(
+            r#"exec("mtn-test-tool", [], #{{ env: #{{ PATH: "{}" }} }});"#,
+            bin.display()
+        ),
+    )
+    .unwrap();
+    let run = Run::from(
+        mtn()
+            .current_dir(&a.root)
+            .args(["run", "y.rhai", "--allow-exec", "mtn-test-tool"])
+            .output()
+            .unwrap(),
+    );
+    run.expect_code(1);
+    assert!(
+        run.all().contains("not found in mtn's PATH"),
+        "{}",
+        run.all()
+    );
+    assert!(!marker.exists());
+    // mtn's own PATH with a folder another user controls: its programs are skipped.
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o777)).unwrap();
+    let run = Run::from(
+        mtn()
+            .current_dir(&a.root)
+            .env("PATH", &path)
+            .args(["run", "y.rhai", "--allow-exec", "mtn-test-tool"])
+            .output()
+            .unwrap(),
+    );
+    run.expect_code(1);
+    assert!(
+        !marker.exists(),
+        "a program in a world-writable PATH folder ran"
+    );
+}
+
+#[test]
+fn a_slash_temp_dir_is_not_a_default_root() {
+    let tmp = tempdir();
+    let target = PathBuf::from("/mtn-hardening-test-should-not-exist");
+    let run = run_script_env(
+        tmp.path(),
+        "t.rhai",
+        &format!(r#"write_file("{}", "x");"#, target.display()),
+        &[],
+        &[("TMPDIR", "/")],
+    );
+    run.expect_code(1);
+    assert!(!target.exists());
+}
