@@ -338,6 +338,35 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     Ok(f)
 }
 
+/// The error a long copy returns when its run was stopped (timeout, signal).
+pub fn cancelled() -> io::Error {
+    io::Error::other("stopped: the run was cancelled")
+}
+
+/// `io::copy` that checks `stop` between 1 MiB chunks, so a timeout or a signal ends a long
+/// copy within milliseconds instead of when the file ends.
+pub fn copy_until(
+    r: &mut impl io::Read,
+    w: &mut impl Write,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        if stop() {
+            return Err(cancelled());
+        }
+        let got = match r.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..got])?;
+        n += got as u64;
+    }
+}
+
 /// The process umask, read from /proc (setting and restoring it would race with other threads).
 pub fn umask() -> u32 {
     std::fs::read_to_string("/proc/self/status")

@@ -37,6 +37,32 @@ pub struct Outcome {
     pub host_failures: u64,
 }
 
+fn late(what: &str) -> Rendered {
+    let message = format!("{what} before its last host call returned");
+    Rendered {
+        text: format!("error: {message}\n"),
+        failure: crate::engine::error::Failure::Script,
+        message,
+    }
+}
+
+/// The error of a run that panicked: say it is mtn's bug and where to report it.
+pub fn panicked(panic: &(dyn std::any::Any + Send)) -> Rendered {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    let message = format!("internal error: {what}");
+    Rendered {
+        text: format!(
+            "error: {message}\n  = note: this is a bug in mtn, not in your script; please report it with the script and this message\n"
+        ),
+        failure: crate::engine::error::Failure::Script,
+        message,
+    }
+}
+
 /// Build an engine for `ctx` and run `ast` on the current (blocking) thread.
 pub fn execute(ctx: Ctx, ast: &AST) -> Outcome {
     let engine = crate::engine::build(ctx.clone());
@@ -47,11 +73,24 @@ pub fn execute(ctx: Ctx, ast: &AST) -> Outcome {
 pub fn execute_with(engine: &rhai::Engine, ctx: Ctx, ast: &AST) -> Outcome {
     let started = Instant::now();
     let mut scope = crate::engine::initial_scope(&ctx);
-    let result = engine.run_ast_with_scope(&mut scope, ast);
+    // A panic anywhere below (a bug in mtn, a library, Rhai) is a failed run with exit 1, never
+    // mistaken for an interruption: mtn run and the daemon both come through here.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        engine.run_ast_with_scope(&mut scope, ast)
+    }));
     let (status, error) = match result {
-        Ok(()) if ctx.warned() => (Status::Warning, None),
-        Ok(()) => (Status::Ok, None),
-        Err(e) => {
+        Err(panic) => (Status::Failed, Some(panicked(panic.as_ref()))),
+        // The last host call finished (it ignored or outran the token) after the deadline or a
+        // signal: the run still did not end in time, and must not report success.
+        Ok(Ok(())) if ctx.stop_reason() == Some(StopReason::Timeout) => {
+            (Status::Timeout, Some(late("the run passed its --timeout")))
+        }
+        Ok(Ok(())) if ctx.stop_reason().is_some() => {
+            (Status::Interrupted, Some(late("the run was interrupted")))
+        }
+        Ok(Ok(())) if ctx.warned() => (Status::Warning, None),
+        Ok(Ok(())) => (Status::Ok, None),
+        Ok(Err(e)) => {
             let r = render(&e, &ctx.script);
             // A stop requested from outside wins over whatever error it caused inside.
             let status = match (ctx.stop_reason(), r.failure) {

@@ -174,13 +174,22 @@ pub fn compress_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
 /// once the compressed file is in place, so a crash at any point leaves the data complete in
 /// `src`, in `dest`, or (for an instant between rename and unlink) in both, which
 /// [`remove_if_compressed`] resolves. Returns (bytes in, bytes out).
-pub fn gzip_file(src: &Path, dest: &Path, level: u32, threads: usize) -> io::Result<(u64, u64)> {
+pub fn gzip_file(
+    src: &Path,
+    dest: &Path,
+    level: u32,
+    threads: usize,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> io::Result<(u64, u64)> {
     let mut input = crate::atomic::open_regular(src)?;
     let md = input.metadata()?;
     let out = AtomicFile::create(dest)?;
     let mut gz = ParallelGzWriter::with_options(out, level, threads, DEFAULT_CHUNK);
     let mut buf = vec![0u8; DEFAULT_CHUNK];
     loop {
+        if stop() {
+            return Err(crate::atomic::cancelled());
+        }
         let n = match input.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -190,11 +199,28 @@ pub fn gzip_file(src: &Path, dest: &Path, level: u32, threads: usize) -> io::Res
         gz.write_all(&buf[..n])?;
     }
     let raw = gz.raw_bytes();
+    unchanged_since(&input, &md, raw, src)?;
     let mut out = gz.finish()?;
     let written = out.file().stream_position()?;
     copy_attrs(out.file(), &md)?;
     out.commit()?;
     Ok((raw, written))
+}
+
+/// A file still being written to (a log an application appends to) must not be compressed and
+/// then removed: the lines appended during the read would be lost. Compare what was read with
+/// the file as it is now.
+fn unchanged_since(f: &File, before: &std::fs::Metadata, read: u64, path: &Path) -> io::Result<()> {
+    let now = f.metadata()?;
+    if now.len() != read || now.modified().ok() != before.modified().ok() {
+        return Err(io::Error::other(format!(
+            "{} changed while it was being compressed ({read} bytes read, {} bytes now): it is left as it is and no .gz is written; \
+stop the writer first, or rotate it (rotate renames first, then compresses)",
+            path.display(),
+            now.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Give `f` the mode, mtime and (as root) owner of `md`.
@@ -209,12 +235,16 @@ pub fn copy_attrs(f: &File, md: &std::fs::Metadata) -> io::Result<()> {
 }
 
 /// Decompress `src` (plain or multi-member gzip) into `dest` through a temporary file.
-pub fn gunzip_file(src: &Path, dest: &Path) -> io::Result<(u64, u64)> {
+pub fn gunzip_file(
+    src: &Path,
+    dest: &Path,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> io::Result<(u64, u64)> {
     let input = crate::atomic::open_regular(src)?;
     let md = input.metadata()?;
     let mut dec = MultiGzDecoder::new(io::BufReader::with_capacity(256 * 1024, input));
     let mut out = AtomicFile::create(dest)?;
-    let n = io::copy(&mut dec, out.file())?;
+    let n = crate::atomic::copy_until(&mut dec, out.file(), stop)?;
     copy_attrs(out.file(), &md)?;
     out.commit()?;
     Ok((md.len(), n))
@@ -312,7 +342,8 @@ pub fn compress(ctx: &RunCtx, path: &str, opts: &CompressOpts) -> HostResult<Com
         return Ok(report);
     }
     let threads = opts.threads.unwrap_or_else(default_threads).max(1);
-    let (raw, out) = gzip_file(&src_abs, &dest, opts.level, threads)
+    let stop = || ctx.token.is_cancelled();
+    let (raw, out) = gzip_file(&src_abs, &dest, opts.level, threads, &stop)
         .map_err(|e| io_err("compressing", &src_abs, &e))?;
     complete(report, &src_abs, opts.keep, (raw, out), true)
 }
@@ -395,7 +426,8 @@ pub fn decompress(ctx: &RunCtx, path: &str, opts: &DecompressOpts) -> HostResult
     if ctx.dry_run {
         return Ok(report);
     }
-    let (inp, out) = gunzip_file(&src_abs, &dest).map_err(|e| {
+    let stop = || ctx.token.is_cancelled();
+    let (inp, out) = gunzip_file(&src_abs, &dest, &stop).map_err(|e| {
         if e.kind() == io::ErrorKind::InvalidInput || e.kind() == io::ErrorKind::InvalidData {
             HostError::verification(format!("{path} is not valid gzip: {e}"))
         } else {

@@ -92,6 +92,28 @@ fn do_sleep(ctx: &crate::engine::ctx::RunCtx, secs: f64) -> RhaiResult {
     call(ctx, "sleep", || ctx.sleep(Duration::from_secs_f64(secs)))
 }
 
+/// `time ± seconds`, refusing results outside the dates chrono represents (±262,000 years)
+/// instead of panicking on overflow.
+fn shift(a: Time, secs: f64, sign: f64) -> Result<Time, Box<EvalAltResult>> {
+    let ms = secs * 1000.0 * sign;
+    let out = if ms.is_finite() && ms.abs() < i64::MAX as f64 {
+        chrono::Duration::try_milliseconds(ms as i64).and_then(|d| a.0.checked_add_signed(d))
+    } else {
+        None
+    };
+    out.map(Time).ok_or_else(|| {
+        failure(
+            ErrorKind::InvalidInput,
+            if sign > 0.0 { "+" } else { "-" },
+            &format!(
+                "{} {} {secs} seconds is outside the dates mtn can represent",
+                a.iso(),
+                if sign > 0.0 { "+" } else { "-" }
+            ),
+        )
+    })
+}
+
 fn failure(kind: ErrorKind, function: &str, msg: &str) -> Box<EvalAltResult> {
     HostError::new(kind, msg).into_rhai(function)
 }
@@ -110,18 +132,10 @@ pub fn register(r: &mut Registrar) {
         .register_fn("-", |a: Time, b: Time| {
             (a.0 - b.0).num_milliseconds() as f64 / 1000.0
         })
-        .register_fn("+", |a: Time, secs: f64| {
-            Time(a.0 + chrono::Duration::milliseconds((secs * 1000.0) as i64))
-        })
-        .register_fn("+", |a: Time, secs: i64| {
-            Time(a.0 + chrono::Duration::seconds(secs))
-        })
-        .register_fn("-", |a: Time, secs: f64| {
-            Time(a.0 - chrono::Duration::milliseconds((secs * 1000.0) as i64))
-        })
-        .register_fn("-", |a: Time, secs: i64| {
-            Time(a.0 - chrono::Duration::seconds(secs))
-        })
+        .register_fn("+", |a: Time, secs: f64| shift(a, secs, 1.0))
+        .register_fn("+", |a: Time, secs: i64| shift(a, secs as f64, 1.0))
+        .register_fn("-", |a: Time, secs: f64| shift(a, secs, -1.0))
+        .register_fn("-", |a: Time, secs: i64| shift(a, secs as f64, -1.0))
         .register_fn("<", |a: Time, b: Time| a < b)
         .register_fn(">", |a: Time, b: Time| a > b)
         .register_fn("<=", |a: Time, b: Time| a <= b)

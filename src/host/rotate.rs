@@ -655,7 +655,8 @@ impl Rotator<'_> {
                 return;
             }
             let dest = with_suffix(f, ".gz");
-            let r = gzip_file(f, &dest, level, inner_threads).and_then(|_| {
+            let stop = || self.ctx.token.is_cancelled();
+            let r = gzip_file(f, &dest, level, inner_threads, &stop).and_then(|_| {
                 fs::remove_file(f)?;
                 Ok(())
             });

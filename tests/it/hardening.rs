@@ -378,3 +378,130 @@ fn a_slash_temp_dir_is_not_a_default_root() {
     run.expect_code(1);
     assert!(!target.exists());
 }
+
+#[test]
+fn time_overflow_is_an_invalid_input_error_not_a_panic() {
+    let tmp = tempdir();
+    for expr in [
+        "now() - 9223372036854775807",
+        "now() + 9223372036854775807",
+        "now() - 1e300",
+        "now() + (0.0 / 0.0)",
+    ] {
+        let run = run_script(
+            tmp.path(),
+            "t.rhai",
+            &format!("let t = {expr};\ntry {{ let u = {expr}; }} catch (e) {{ if e.kind != \"invalid_input\" {{ throw `kind ${{e.kind}}`; }} }}\n"),
+            &[],
+        );
+        run.expect_code(1);
+        assert!(
+            run.stderr.contains("outside the dates") && !run.stderr.contains("panic"),
+            "{expr}: {}",
+            run.stderr
+        );
+    }
+}
+
+/// Run `script` in `dir` with `--timeout 1s`; it must end with 124 within a few seconds.
+#[track_caller]
+fn times_out(dir: &Path, script: &str) -> Run {
+    let started = std::time::Instant::now();
+    let run = run_script(dir, "slow.rhai", script, &["--timeout", "1s"]);
+    let took = started.elapsed();
+    run.expect_code(124);
+    assert!(
+        took < std::time::Duration::from_secs(4),
+        "{script}: took {took:?} after a 1 s timeout"
+    );
+    run
+}
+
+#[test]
+fn a_timeout_reaches_long_host_calls() {
+    let tmp = tempdir();
+    let d = tmp.path();
+    // compress: 96 MiB at level 9 on one thread takes several seconds.
+    let big = d.join("big.log");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(fs::File::create(&big).unwrap());
+        for i in 0..1_500_000u64 {
+            writeln!(
+                f,
+                "{i:012} {} the quick brown fox {}",
+                i * 7919 % 10007,
+                i % 97
+            )
+            .unwrap();
+        }
+    }
+    let before = fs::metadata(&big).unwrap().len();
+    times_out(d, r#"compress("big.log", #{ level: 9, threads: 1 });"#);
+    assert_eq!(
+        fs::metadata(&big).unwrap().len(),
+        before,
+        "the source is intact"
+    );
+    assert!(!d.join("big.log.gz").exists());
+    assert!(
+        temp_of(&d.join("big.log.gz")).is_none(),
+        "no temporary left"
+    );
+    // copy from a FIFO that never ends.
+    let fifo = d.join("endless");
+    let c = std::ffi::CString::new(fifo.display().to_string()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let mut writer = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("yes > {}", fifo.display()))
+        .spawn()
+        .unwrap();
+    times_out(d, r#"copy("endless", "copied");"#);
+    let _ = writer.kill();
+    let _ = writer.wait();
+    assert!(!d.join("copied").exists());
+    // A recursive SQLite query that never ends.
+    rusqlite::Connection::open(d.join("q.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE t(a)")
+        .unwrap();
+    times_out(
+        d,
+        r#"db_query("sqlite://q.db", "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) AS n FROM c");"#,
+    );
+}
+
+#[test]
+fn compress_refuses_a_file_that_grows_while_it_is_read() {
+    let tmp = tempdir();
+    let d = tmp.path();
+    let log = d.join("app.log");
+    fs::write(&log, "x".repeat(16 << 20)).unwrap();
+    // An appender that keeps writing while compress reads (level 9, one thread: slow enough).
+    let mut appender = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "i=0; while [ $i -lt 200000 ]; do echo line $i >> {}; i=$((i+1)); done",
+            log.display()
+        ))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let run = run_script(
+        d,
+        "c.rhai",
+        r#"compress("app.log", #{ level: 9, threads: 1 });"#,
+        &[],
+    );
+    let _ = appender.kill();
+    let _ = appender.wait();
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("changed while it was being compressed"),
+        "{}",
+        run.stderr
+    );
+    assert!(log.exists(), "the growing log is kept");
+    assert!(!d.join("app.log.gz").exists());
+}

@@ -27,7 +27,7 @@ use crate::host::error::{HostError, HostResult};
 
 /// Rows of any engine, column name → JSON value.
 pub async fn query(
-    policy: &crate::policy::Policy,
+    ctx: &crate::engine::ctx::RunCtx,
     url: &str,
     sql: &str,
     params: &[Value],
@@ -35,7 +35,7 @@ pub async fn query(
     match Engine::of(url)? {
         Engine::Postgres => postgres::query(url, sql, params).await,
         Engine::Mysql => mysql::query(url, sql, params).await,
-        Engine::Sqlite => sqlite::query(policy, url, sql, params),
+        Engine::Sqlite => sqlite::query(ctx, url, sql, params),
         Engine::Mongo => Err(mongo_sql("db_query")),
     }
 }
@@ -129,7 +129,7 @@ fn db_query(ctx: &Ctx, url: &str, sql: &str, params: &Array) -> RhaiResult {
     crate::redact::register_url(url);
     call(ctx, "db_query", || {
         let p = params_json(params)?;
-        ctx.block_on(query(&ctx.policy, url, sql, &p))
+        ctx.block_on(query(ctx, url, sql, &p))
     })
 }
 
@@ -140,7 +140,7 @@ fn db_exec(ctx: &Ctx, url: &str, sql: &str, params: &Array) -> RhaiResult {
         let n = match Engine::of(url)? {
             Engine::Postgres => ctx.block_on(postgres::exec(url, sql, &p, ctx.dry_run)),
             Engine::Mysql => ctx.block_on(mysql::exec(url, sql, &p, ctx.dry_run)),
-            Engine::Sqlite => sqlite::exec(&ctx.policy, url, sql, &p, ctx.dry_run),
+            Engine::Sqlite => sqlite::exec(ctx, url, sql, &p, ctx.dry_run),
             Engine::Mongo => Err(mongo_sql("db_exec")),
         }?;
         Ok(n as i64)
@@ -168,7 +168,7 @@ fn db_stats(ctx: &Ctx, url: &str, map: &Map) -> RhaiResult {
         match Engine::of(url)? {
             Engine::Postgres => to_dynamic(&ctx.block_on(postgres::stats(url, o))?),
             Engine::Mysql => to_dynamic(&ctx.block_on(mysql::stats(url, o))?),
-            Engine::Sqlite => to_dynamic(&sqlite::stats(&ctx.policy, url, o)?),
+            Engine::Sqlite => to_dynamic(&sqlite::stats(ctx, url, o)?),
             Engine::Mongo => Err(HostError::invalid("db_stats: for MongoDB use mongo_stats")),
         }
     })

@@ -212,7 +212,7 @@ pub fn run(
     let restored: HostResult<()> = match engine {
         Engine::Sqlite => {
             let target = super::url::sqlite_path(&scratch_url)?;
-            sqlite::restore_into(&dump_path, &target)
+            sqlite::restore_into(ctx, &dump_path, &target)
         }
         _ => {
             let u = scratch_url.clone();
@@ -245,9 +245,9 @@ pub fn run(
                 let limit = within("running checks")?;
                 let u = scratch_url.clone();
                 let s2 = sql.clone();
-                let policy = ctx.policy.clone();
+                let c = ctx.clone();
                 let got = ctx.block_on(async move {
-                    tokio::time::timeout(limit, super::query(&policy, &u, &s2, &[]))
+                    tokio::time::timeout(limit, super::query(&c, &u, &s2, &[]))
                         .await
                         .unwrap_or_else(|_| {
                             Err(HostError::verification("restore_test timed out in a check"))

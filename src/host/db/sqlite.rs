@@ -41,7 +41,8 @@ thread_local! {
 /// the path policy; the last component is never followed if it is a symlink; and every file
 /// SQL itself can name (`ATTACH`, `VACUUM INTO`, which SQLite authorizes as an attach) must
 /// pass the policy too, on read-only connections as well (`VACUUM INTO` writes from one).
-fn open_existing(policy: &Policy, path: &Path, write: bool) -> HostResult<Connection> {
+fn open_existing(ctx: &RunCtx, path: &Path, write: bool) -> HostResult<Connection> {
+    let policy = &ctx.policy;
     let path = if write {
         policy.check_write(path)?
     } else {
@@ -64,10 +65,19 @@ fn open_existing(policy: &Policy, path: &Path, write: bool) -> HostResult<Connec
     )
     .map_err(sql_err(format!("opening {}", path.display())))?;
     guard_attach(&mut c, policy)?;
+    interrupt_on_stop(&mut c, ctx)?;
     // Wait for a writer instead of failing with SQLITE_BUSY.
     c.busy_timeout(Duration::from_secs(30))
         .map_err(sql_err("busy_timeout"))?;
     Ok(c)
+}
+
+/// A long statement (a recursive query, a VACUUM) ends within ~1000 VM steps of the run's
+/// timeout or signal: SQLite's progress handler interrupts it.
+fn interrupt_on_stop(c: &mut Connection, ctx: &RunCtx) -> HostResult<()> {
+    let token = ctx.token.clone();
+    c.progress_handler(1000, Some(move || token.is_cancelled()))
+        .map_err(sql_err("installing the SQLite progress handler"))
 }
 
 /// Refuse `ATTACH`/`VACUUM INTO` targets outside the allowed roots, URI file names (their
@@ -163,7 +173,7 @@ pub fn dump(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<DumpReport
     );
     let dest = ctx.policy.check_write(&dest)?;
     let sanity = opts.sanity()?;
-    let source = open_existing(&ctx.policy, &src, false)?;
+    let source = open_existing(ctx, &src, false)?;
     if ctx.dry_run {
         return Ok(dump_file::dry_run_report(&dest, "sqlite"));
     }
@@ -226,7 +236,7 @@ pub fn restore(
     }
     let resolved = ctx.policy.check_write(&target)?;
     if resolved.exists() {
-        let c = open_existing(&ctx.policy, &resolved, false)?;
+        let c = open_existing(ctx, &resolved, false)?;
         let n: i64 = c
             .query_row(
                 "SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'",
@@ -248,7 +258,7 @@ pub fn restore(
     }
     let dump_bytes = file_size(dump);
     if !ctx.dry_run {
-        restore_into(dump, &resolved)?;
+        restore_into(ctx, dump, &resolved)?;
     }
     Ok(RestoreReport {
         database: resolved.display().to_string(),
@@ -260,7 +270,7 @@ pub fn restore(
 }
 
 /// Decompress `dump` next to `resolved` and copy it in through the backup API.
-pub fn restore_into(dump: &Path, resolved: &Path) -> HostResult<()> {
+pub fn restore_into(ctx: &RunCtx, dump: &Path, resolved: &Path) -> HostResult<()> {
     {
         let parent = resolved.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent)
@@ -271,7 +281,8 @@ pub fn restore_into(dump: &Path, resolved: &Path) -> HostResult<()> {
             let mut r = dump_file::open_dump(dump)?;
             let mut f = std::fs::File::create(&plain)
                 .map_err(|e| HostError::io("writing the restore copy", &e))?;
-            std::io::copy(&mut r, &mut f)
+            let stop = || ctx.token.is_cancelled();
+            crate::atomic::copy_until(&mut r, &mut f, &stop)
                 .map_err(|e| HostError::io(format!("reading {}", dump.display()), &e))?;
             f.flush()
                 .map_err(|e| HostError::io("writing the restore copy", &e))?;
@@ -287,12 +298,22 @@ pub fn restore_into(dump: &Path, resolved: &Path) -> HostResult<()> {
         .map_err(sql_err(format!("opening {}", resolved.display())))?;
         dst.busy_timeout(Duration::from_secs(30))
             .map_err(sql_err("busy_timeout"))?;
-        dst.restore(
-            rusqlite::MAIN_DB,
-            &plain,
-            None::<fn(rusqlite::backup::Progress)>,
-        )
-        .map_err(sql_err(format!("restoring into {}", resolved.display())))?;
+        // Step by step (not Connection::restore) so a timeout or a signal ends it.
+        let src = Connection::open_with_flags(&plain, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(sql_err("opening the restore copy"))?;
+        let backup = rusqlite::backup::Backup::new(&src, &mut dst)
+            .map_err(sql_err(format!("restoring into {}", resolved.display())))?;
+        loop {
+            ctx.check_cancelled()?;
+            match backup
+                .step(1024)
+                .map_err(sql_err(format!("restoring into {}", resolved.display())))?
+            {
+                rusqlite::backup::StepResult::Done => break,
+                rusqlite::backup::StepResult::More => {}
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
     }
     Ok(())
 }
@@ -324,13 +345,13 @@ fn from_sql(v: ValueRef<'_>) -> Value {
 }
 
 pub fn query(
-    policy: &Policy,
+    ctx: &RunCtx,
     url: &str,
     sql: &str,
     params: &[Value],
 ) -> HostResult<Vec<Map<String, Value>>> {
     let path = sqlite_path(url)?;
-    let c = open_existing(policy, &path, false)?;
+    let c = open_existing(ctx, &path, false)?;
     query_on(&c, sql, params)
 }
 
@@ -356,14 +377,14 @@ fn query_on(c: &Connection, sql: &str, params: &[Value]) -> HostResult<Vec<Map<S
 }
 
 pub fn exec(
-    policy: &Policy,
+    ctx: &RunCtx,
     url: &str,
     sql: &str,
     params: &[Value],
     dry_run: bool,
 ) -> HostResult<u64> {
     let path = sqlite_path(url)?;
-    let c = open_existing(policy, &path, !dry_run)?;
+    let c = open_existing(ctx, &path, !dry_run)?;
     if dry_run {
         if params.is_empty() && sql.contains(';') {
             return Ok(0);
@@ -388,7 +409,7 @@ pub fn exec(
 pub fn vacuum(ctx: &RunCtx, url: &str, opts: VacuumOptions) -> HostResult<VacuumReport> {
     let started = Instant::now();
     let path = sqlite_path(url)?;
-    let c = open_existing(&ctx.policy, &path, !ctx.dry_run)?;
+    let c = open_existing(ctx, &path, !ctx.dry_run)?;
     let before = file_size(&path);
     if !ctx.dry_run {
         c.execute_batch("VACUUM").map_err(sql_err("VACUUM"))?;
@@ -430,9 +451,9 @@ pub struct SqliteStats {
     pub dead_tuples: i64,
 }
 
-pub fn stats(policy: &Policy, url: &str, opts: StatsOptions) -> HostResult<SqliteStats> {
+pub fn stats(ctx: &RunCtx, url: &str, opts: StatsOptions) -> HostResult<SqliteStats> {
     let path = sqlite_path(url)?;
-    let c = open_existing(policy, &path, false)?;
+    let c = open_existing(ctx, &path, false)?;
     let pragma = |p: &str| -> HostResult<i64> {
         c.query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))
             .map_err(sql_err(p.to_string()))
@@ -498,7 +519,7 @@ pub fn delete_older(
 ) -> HostResult<DeleteReport> {
     let started = Instant::now();
     let path = sqlite_path(url)?;
-    let c = open_existing(&ctx.policy, &path, !ctx.dry_run)?;
+    let c = open_existing(ctx, &path, !ctx.dry_run)?;
     let (t, col) = (q(table), q(column));
     let secs = age.as_secs_f64();
     // Text timestamps ('2024-01-01 10:00:00' or ISO with 'T') compare by julianday; integers
@@ -564,7 +585,7 @@ pub fn export(
     let format = opts.format()?;
     let gzip = opts.gzip(to)?;
     let dest: PathBuf = ctx.policy.check_write(Path::new(to))?;
-    let c = open_existing(&ctx.policy, &path, false)?;
+    let c = open_existing(ctx, &path, false)?;
     let mut stmt = c
         .prepare(&format!(
             "SELECT * FROM {}{}",

@@ -405,10 +405,11 @@ pub fn copy_file_atomic(
     dest: &Path,
     src_md: &Metadata,
     preserve: bool,
+    stop: &(dyn Fn() -> bool + Sync),
 ) -> io::Result<u64> {
     let mut input = fs::File::open(src)?;
     let mut f = AtomicFile::create(dest)?;
-    let n = io::copy(&mut input, f.file())?;
+    let n = crate::atomic::copy_until(&mut input, f.file(), stop)?;
     if preserve {
         f.set_mode(src_md.mode())?;
         let mtime = filetime::FileTime::from_last_modification_time(src_md);
@@ -450,7 +451,8 @@ pub fn copy(ctx: &RunCtx, src: &str, dst: &str, opts: &CopyOpts) -> HostResult<C
         dry_run: ctx.dry_run,
     };
     if !ctx.dry_run {
-        copy_file_atomic(src_p, &dest, &md, opts.preserve)
+        let stop = || ctx.token.is_cancelled();
+        copy_file_atomic(src_p, &dest, &md, opts.preserve, &stop)
             .map_err(|e| io_err(&format!("copying {src} to"), &dest, &e))?;
     }
     Ok(report)
