@@ -59,8 +59,9 @@ pub struct RunArgs {
     /// Allow `exec` to run this program (repeatable).
     #[arg(long = "allow-exec", value_name = "PROGRAM")]
     pub allow_exec: Vec<String>,
-    /// Operation limit for the script (default 50,000,000).
-    #[arg(long, value_name = "N")]
+    /// Operation limit for the script (default 50,000,000; at least 1: Rhai reads 0 as
+    /// "unlimited", which is never what a limit means).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_operations: Option<u64>,
     /// Where persisted state lives (default .mtn, or MTN_STATE_DIR).
     #[arg(long, env = "MTN_STATE_DIR")]

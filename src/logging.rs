@@ -19,13 +19,38 @@ pub struct RedactingStderr;
 impl Write for RedactingStderr {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        let clean = crate::redact::redact(&text);
+        let mut clean = crate::redact::redact(&text);
+        if !is_json() {
+            clean = defang(&clean);
+        }
         io::stderr().lock().write_all(clean.as_bytes())?;
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
         io::stderr().flush()
     }
+}
+
+/// One event must read as one event: a file name with a newline or a carriage return in it
+/// must not forge a log line. Inside an event, lines after the first are indented (so they can
+/// never look like a new timestamped line) and other control characters are shown escaped; tabs
+/// and the terminal's colour escapes are kept.
+fn defang(event: &str) -> String {
+    let (body, end) = match event.strip_suffix('\n') {
+        Some(b) => (b, "\n"),
+        None => (event, ""),
+    };
+    let mut out = String::with_capacity(event.len() + 8);
+    for c in body.chars() {
+        match c {
+            '\n' => out.push_str("\n    "),
+            '\t' | '\u{1b}' => out.push(c),
+            c if c.is_control() => out.push_str(&c.escape_default().to_string()),
+            c => out.push(c),
+        }
+    }
+    out.push_str(end);
+    out
 }
 
 impl<'a> MakeWriter<'a> for RedactingStderr {
@@ -84,4 +109,16 @@ pub fn init(format: LogFormat, verbosity: i8) {
             .with_current_span(false)
             .try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_event_cannot_forge_a_line() {
+        let forged = "deleted a.log\n2026-11-29T00:00:00Z  INFO run ok\r\n";
+        assert_eq!(
+            super::defang(forged),
+            "deleted a.log\n    2026-11-29T00:00:00Z  INFO run ok\\r\n"
+        );
+    }
 }

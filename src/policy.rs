@@ -98,7 +98,9 @@ impl Policy {
 
     /// Narrow this policy with a job's own lists: a path must satisfy both, a program and a
     /// host must be in both lists (an empty job list means "no further narrowing").
-    pub fn narrowed(&self, job: &PolicyConfig, base: &Path) -> Policy {
+    /// A job root outside every global root is an error (it could never be written, and a job
+    /// that silently refuses everything is found only when its backup is needed).
+    pub fn narrowed(&self, job: &PolicyConfig, base: &Path) -> Result<Policy, String> {
         let mut p = self.clone();
         if !job.allow_paths.is_empty() {
             let job_roots: Vec<PathBuf> = job
@@ -106,11 +108,23 @@ impl Policy {
                 .iter()
                 .map(|r| canonical_prefix(&normalize(&base.join(r))))
                 .collect();
-            // Keep each job root that lies inside some global root.
-            p.roots = job_roots
-                .into_iter()
-                .filter(|jr| self.roots.iter().any(|gr| jr.starts_with(gr)))
+            let outside: Vec<String> = job_roots
+                .iter()
+                .filter(|jr| !self.roots.iter().any(|gr| jr.starts_with(gr)))
+                .map(|jr| jr.display().to_string())
                 .collect();
+            if !outside.is_empty() {
+                let roots: Vec<String> =
+                    self.roots.iter().map(|r| r.display().to_string()).collect();
+                return Err(format!(
+                    "allow_paths {} {} outside the global roots ({}): a job can only narrow [policy] allow_paths, add {} there first",
+                    outside.join(", "),
+                    if outside.len() == 1 { "is" } else { "are" },
+                    roots.join(", "),
+                    if outside.len() == 1 { "it" } else { "them" }
+                ));
+            }
+            p.roots = job_roots;
         }
         if !job.allow_exec.is_empty() {
             p.exec = job
@@ -128,7 +142,7 @@ impl Policy {
                 .cloned()
                 .collect();
         }
-        p
+        Ok(p)
     }
 
     /// Check that `path` may be written, created or deleted. Returns the absolute path with every

@@ -92,7 +92,10 @@ impl JobSpec {
             retry_delay: dur(&cfg.retry_delay)?.unwrap_or(Duration::from_secs(10)),
             jitter: dur(&cfg.jitter)?,
             overlap: cfg.overlap_mode()?,
-            policy: settings.policy.narrowed(&job_policy, &settings.base),
+            policy: settings
+                .policy
+                .narrowed(&job_policy, &settings.base)
+                .map_err(|e| format!("job {:?}: {e}", cfg.name))?,
             vars,
             cfg: cfg.clone(),
         })

@@ -30,16 +30,36 @@ pub enum StopReason {
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
+    // Rhai reads 0 as "no limit" for all of these; a limit of 0 written in a config is a
+    // mistake, not a wish for none, so it is refused when the config is read.
+    #[serde(deserialize_with = "at_least_one")]
     pub max_operations: u64,
     pub max_call_levels: usize,
     pub max_expr_depth: usize,
     pub max_function_expr_depth: usize,
+    #[serde(deserialize_with = "at_least_one")]
     pub max_string_size: usize,
+    #[serde(deserialize_with = "at_least_one")]
     pub max_array_size: usize,
+    #[serde(deserialize_with = "at_least_one")]
     pub max_map_size: usize,
     pub max_modules: usize,
     pub max_functions: usize,
     pub max_variables: usize,
+}
+
+fn at_least_one<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + PartialEq + From<u8>,
+{
+    let v = T::deserialize(d)?;
+    if v == T::from(0u8) {
+        return Err(serde::de::Error::custom(
+            "must be at least 1 (0 would mean no limit at all)",
+        ));
+    }
+    Ok(v)
 }
 
 impl Default for Limits {

@@ -369,7 +369,19 @@ pub fn register(r: &mut Registrar) {
                     .into_rhai("with_password")
             })?;
             if u.password().is_none() && !u.username().is_empty() {
-                u.set_password(Some(password))
+                // Encode every byte outside RFC 3986's unreserved set ourselves: the url crate
+                // keeps an existing `%41` as is, which would turn the password `a%41` into `aA`.
+                let encoded: String = password
+                    .bytes()
+                    .map(|b| {
+                        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                            (b as char).to_string()
+                        } else {
+                            format!("%{b:02X}")
+                        }
+                    })
+                    .collect();
+                u.set_password(Some(&encoded))
                     .map_err(|_| HostError::invalid("with_password: this URL cannot carry a password").into_rhai("with_password"))?;
             }
             let s = u.to_string();

@@ -22,7 +22,39 @@ pub struct VerifyReport {
     pub sidecar: String,
     /// "ok", "corrupt" or "not gzip".
     pub gzip: String,
+    /// What was actually checked ("sha256", "gzip", "format"). `ok` is false when this is empty:
+    /// a file nothing could be checked for is not called intact.
+    pub checked: Vec<String>,
     pub error: String,
+}
+
+/// The format a backup's first bytes announce, when mtn can tell. Only formats with a magic
+/// number are named; a plain SQL dump has none.
+fn format_of(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(b"PGDMP") {
+        Some("pg_dump archive")
+    } else if head.starts_with(b"SQLite format 3\0") {
+        Some("SQLite database")
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some("zstd")
+    } else if head.len() > 262 && &head[257..262] == b"ustar" {
+        Some("tar")
+    } else {
+        None
+    }
+}
+
+/// The format a file name promises (`.dump` for pg_dump custom, `.db`/`.sqlite` for SQLite).
+fn promised_format(name: &str) -> Option<&'static str> {
+    if name.ends_with(".dump") {
+        Some("pg_dump archive")
+    } else if name.ends_with(".db") || name.ends_with(".sqlite") || name.ends_with(".sqlite3") {
+        Some("SQLite database")
+    } else if name.ends_with(".tar") {
+        Some("tar")
+    } else {
+        None
+    }
 }
 
 pub fn verify(path: &Path) -> HostResult<VerifyReport> {
@@ -38,6 +70,21 @@ pub fn verify(path: &Path) -> HostResult<VerifyReport> {
     let is_gz = shown.ends_with(".gz") || shown.ends_with(".tgz");
     let mut gzip = "not gzip".to_string();
     let mut error = String::new();
+    let mut head = [0u8; 512];
+    let head_len = {
+        let mut f =
+            File::open(path).map_err(|e| HostError::io(format!("verify_backup {shown}"), &e))?;
+        let mut n = 0;
+        while n < head.len() {
+            match f.read(&mut head[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(HostError::io(format!("verify_backup {shown}"), &e)),
+            }
+        }
+        n
+    };
     let f = File::open(path).map_err(|e| HostError::io(format!("verify_backup {shown}"), &e))?;
     if is_gz {
         // Hash the compressed bytes while decoding them: one read of the file does both checks.
@@ -83,7 +130,40 @@ pub fn verify(path: &Path) -> HostResult<VerifyReport> {
         }
         Err(_) => "missing".to_string(),
     };
-    let ok = sidecar != "mismatch" && gzip != "corrupt";
+    let mut checked = Vec::new();
+    if sidecar != "missing" {
+        checked.push("sha256".to_string());
+    }
+    if gzip != "not gzip" {
+        checked.push("gzip".to_string());
+    }
+    let found = format_of(&head[..head_len]);
+    let mut format_bad = false;
+    if let Some(want) = promised_format(&shown) {
+        checked.push("format".to_string());
+        if found != Some(want) {
+            format_bad = true;
+            if error.is_empty() {
+                error = format!(
+                    "{shown} is not a {want}{}",
+                    if bytes == 0 { " (it is empty)" } else { "" }
+                );
+            }
+        }
+    }
+    if bytes == 0 && error.is_empty() {
+        error = "the file is empty".into();
+    }
+    if checked.is_empty() && error.is_empty() {
+        error =
+            "nothing could be checked: no .sha256 sidecar, not gzip, and no format mtn recognises"
+                .into();
+    }
+    let ok = !checked.is_empty()
+        && bytes > 0
+        && sidecar != "mismatch"
+        && gzip != "corrupt"
+        && !format_bad;
     Ok(VerifyReport {
         path: shown,
         ok,
@@ -91,6 +171,7 @@ pub fn verify(path: &Path) -> HostResult<VerifyReport> {
         sha256,
         sidecar,
         gzip,
+        checked,
         error,
     })
 }
@@ -115,7 +196,7 @@ pub fn register(r: &mut Registrar) {
         "verify_backup",
         &["path: &str"],
         "Map",
-        "Check a backup file: its `.sha256` sidecar matches and a gzip stream decodes to the end (`sha256sum -c` + `gzip -t`).\n\nReturns `#{ path, ok, bytes, sha256, sidecar, gzip, error }`; `sidecar` is \"match\", \"mismatch\" or \"missing\", `gzip` is \"ok\", \"corrupt\" or \"not gzip\". A damaged file is a result (`ok: false`), not an error; a missing file is an error.\n\n```rhai\nlet d = dump_db(\"sqlite://example/app.db\", #{ to: \"backups/\" });\nlet v = verify_backup(d.path);\nassert(v.ok, v.error);\n```",
+        "Check a backup file: its `.sha256` sidecar matches and a gzip stream decodes to the end (`sha256sum -c` + `gzip -t`).\n\nReturns `#{ path, ok, bytes, sha256, sidecar, gzip, checked, error }`; `sidecar` is \"match\", \"mismatch\" or \"missing\", `gzip` is \"ok\", \"corrupt\" or \"not gzip\", `checked` lists what was verified (\"sha256\", \"gzip\", \"format\": a `.dump` must be a pg_dump archive, a `.db` an SQLite file). `ok` is false for an empty file and when nothing could be checked. A damaged file is a result (`ok: false`), not an error; a missing file is an error.\n\n```rhai\nlet d = dump_db(\"sqlite://example/app.db\", #{ to: \"backups/\" });\nlet v = verify_backup(d.path);\nassert(v.ok, v.error);\n```",
         move |path: &str| call(&ctx, "verify_backup", || verify(Path::new(path))),
     );
 }

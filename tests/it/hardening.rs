@@ -505,3 +505,89 @@ fn compress_refuses_a_file_that_grows_while_it_is_read() {
     assert!(log.exists(), "the growing log is kept");
     assert!(!d.join("app.log.gz").exists());
 }
+
+#[test]
+fn wrong_results_are_fixed() {
+    let tmp = tempdir();
+    let d = tmp.path();
+    // A password with a percent sign is encoded, not decoded.
+    let run = run_script(
+        d,
+        "p.rhai",
+        r#"let u = with_password("postgres://app@127.0.0.1/app", "a%41");
+           let parsed = u.split("@")[0];
+           print(parsed);
+           if !parsed.ends_with("a%2541") { throw `encoded as ${parsed}`; }"#,
+        &[],
+    );
+    run.expect_code(0);
+    // verify_backup does not call an empty or random .dump intact.
+    fs::write(d.join("empty.dump"), "").unwrap();
+    fs::write(d.join("random.dump"), "this is not a pg_dump archive").unwrap();
+    fs::write(d.join("plain.sql"), "SELECT 1;\n").unwrap();
+    let run = run_script(
+        d,
+        "v.rhai",
+        r#"for f in ["empty.dump", "random.dump", "plain.sql"] {
+               let v = verify_backup(f);
+               if v.ok { throw `${f} called intact: ${v}`; }
+               if v.error == "" { throw `${f}: no reason given`; }
+           }"#,
+        &[],
+    );
+    run.expect_code(0);
+    // delete_older_than accepts seconds, as documented.
+    fs::create_dir(d.join("old")).unwrap();
+    let run = run_script(
+        d,
+        "a.rhai",
+        r#"let r = delete_older_than("old", 86400); let s = delete_older_than("old", 3600, #{ keep_at_least: 0 });"#,
+        &[],
+    );
+    run.expect_code(0);
+    // --max-operations 0 is refused, not read as "unlimited".
+    let run = run_script(d, "m.rhai", "let x = 1;", &["--max-operations", "0"]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("max-operations"), "{}", run.stderr);
+}
+
+#[test]
+fn a_full_disk_during_a_sqlite_dump_is_an_io_error_and_leaves_nothing() {
+    let tmp = tempdir();
+    let d = tmp.path();
+    let small = d.join("small");
+    fs::create_dir(&small).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(
+        ok.success(),
+        "mounting a small tmpfs (the test runs as root)"
+    );
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(small.clone());
+    {
+        let c = rusqlite::Connection::open(d.join("big.db")).unwrap();
+        c.execute_batch(
+            "CREATE TABLE t(a); WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 20000) INSERT INTO t SELECT hex(randomblob(64)) FROM c;",
+        )
+        .unwrap();
+    }
+    let run = run_script(
+        d,
+        "f.rhai",
+        r#"dump_db("sqlite://big.db", #{ to: "small/" });"#,
+        &[],
+    );
+    run.expect_code(1);
+    assert!(run.stderr.contains("[io]"), "{}", run.stderr);
+    let left: Vec<_> = fs::read_dir(&small).unwrap().collect();
+    assert!(left.is_empty(), "left on the full disk: {left:?}");
+}

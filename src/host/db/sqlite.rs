@@ -14,7 +14,7 @@ use super::dump_file::{self, DumpReport, DumpWriter};
 use super::options::*;
 use super::url::{quote_ident, sqlite_path};
 use crate::engine::ctx::RunCtx;
-use crate::host::error::{HostError, HostResult};
+use crate::host::error::{ErrorKind, HostError, HostResult};
 use crate::policy::Policy;
 
 fn q(name: &str) -> String {
@@ -24,8 +24,22 @@ fn q(name: &str) -> String {
 fn sql_err(context: impl std::fmt::Display) -> impl FnOnce(rusqlite::Error) -> HostError {
     move |e| {
         let denied = matches!(&e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::AuthorizationForStatementDenied);
+        // SQLite is a library writing local files: its disk and file errors are local I/O.
+        let local = matches!(&e, rusqlite::Error::SqliteFailure(f, _) if matches!(
+            f.code,
+            rusqlite::ErrorCode::DiskFull
+                | rusqlite::ErrorCode::SystemIoFailure
+                | rusqlite::ErrorCode::CannotOpen
+                | rusqlite::ErrorCode::ReadOnly
+        ));
+        let interrupted = matches!(&e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::OperationInterrupted);
         match DENIED.with(|d| d.borrow_mut().take()) {
             Some(why) if denied => HostError::refused(format!("{context}: {why}")),
+            _ if local => HostError::new(ErrorKind::Io, format!("{context}: {e}")),
+            _ if interrupted => HostError::new(
+                ErrorKind::Cancelled,
+                format!("{context}: stopped (the run's timeout or a signal)"),
+            ),
             _ => HostError::server(format!("{context}: {e}")),
         }
     }
