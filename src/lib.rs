@@ -1,6 +1,7 @@
 //! mtn as a library: the engine, the host functions and the daemon, so benchmarks and tests can
 //! drive the cores directly. The `mtn` binary is a thin CLI over it.
 
+pub mod alloc;
 pub mod atomic;
 pub mod cli;
 pub mod commands;

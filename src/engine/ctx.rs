@@ -46,6 +46,10 @@ pub struct Limits {
     pub max_modules: usize,
     pub max_functions: usize,
     pub max_variables: usize,
+    /// Heap bytes the whole process may hold while the script runs (checked between script
+    /// operations; see src/alloc.rs).
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_memory: usize,
 }
 
 fn at_least_one<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -78,6 +82,9 @@ impl Default for Limits {
             max_map_size: 10_000_000,
             max_modules: 64,
             max_functions: 2_000,
+            // A real procedure holds a few MB; 2 GiB leaves room for big query results and
+            // listings while a runaway script stops long before the machine swaps.
+            max_memory: 2 << 30,
             max_variables: 10_000,
         }
     }

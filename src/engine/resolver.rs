@@ -105,12 +105,7 @@ impl ScriptResolver {
 
 /// Compile a file, tagging the AST with its path so errors name it.
 pub fn compile_file(engine: &Engine, path: &Path) -> Result<AST, Box<EvalAltResult>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Box::new(EvalAltResult::ErrorSystem(
-            format!("cannot read {}", path.display()),
-            Box::new(e),
-        ))
-    })?;
+    let text = crate::engine::read_script(path)?;
     let mut ast = engine.compile(&text).map_err(Box::<EvalAltResult>::from)?;
     ast.set_source(path.to_string_lossy().to_string());
     Ok(ast)

@@ -591,3 +591,38 @@ fn a_full_disk_during_a_sqlite_dump_is_an_io_error_and_leaves_nothing() {
     let left: Vec<_> = fs::read_dir(&small).unwrap().collect();
     assert!(left.is_empty(), "left on the full disk: {left:?}");
 }
+
+#[test]
+fn a_script_that_hoards_memory_stops_with_a_clear_error() {
+    let tmp = tempdir();
+    let d = tmp.path();
+    fs::write(d.join("mtn.toml"), "[limits]\nmax_memory = 268435456\n").unwrap();
+    let started = std::time::Instant::now();
+    let run = run_script(
+        d,
+        "hoard.rhai",
+        r#"let s = "x"; while s.len() < 8000000 { s += s; }
+           let m = #{};
+           for i in 0..1000 { m[`k${i}`] = s + i; }"#,
+        &["--config", "mtn.toml"],
+    );
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("over its limit of 256 MiB"),
+        "{}",
+        run.stderr
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn an_oversized_script_is_refused_before_compiling() {
+    let tmp = tempdir();
+    let d = tmp.path();
+    let text = "let a = 1;\n".repeat(200_000);
+    let started = std::time::Instant::now();
+    let run = run_script(d, "huge.rhai", &text, &[]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("limited to 1024 KiB"), "{}", run.stderr);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
