@@ -11,4 +11,5 @@ mod files;
 mod hardening;
 mod mongo;
 mod procedures;
+mod props;
 mod storage;
