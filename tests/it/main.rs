@@ -7,6 +7,7 @@ mod checks;
 mod daemon;
 mod db;
 mod engine;
+mod faults;
 mod files;
 mod hardening;
 mod mongo;
