@@ -270,23 +270,7 @@ fn a_full_disk_under_every_writer_leaves_no_partial_file() {
     let tmp = tempdir();
     let d = tmp.path();
     let small = d.join("small");
-    std::fs::create_dir(&small).unwrap();
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
-        .arg(&small)
-        .status()
-        .unwrap();
-    assert!(
-        ok.success(),
-        "mounting a small tmpfs (the test runs as root)"
-    );
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(small.clone());
+    let _disk = SmallDisk::mount(&small, "512k");
     // 2 MiB of incompressible data: more than the disk holds, compressed or not.
     let mut data = vec![0u8; 2 << 20];
     std::fs::File::open("/dev/urandom")

@@ -556,23 +556,7 @@ fn a_full_disk_during_a_sqlite_dump_is_an_io_error_and_leaves_nothing() {
     let tmp = tempdir();
     let d = tmp.path();
     let small = d.join("small");
-    fs::create_dir(&small).unwrap();
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(&small)
-        .status()
-        .unwrap();
-    assert!(
-        ok.success(),
-        "mounting a small tmpfs (the test runs as root)"
-    );
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(small.clone());
+    let _disk = SmallDisk::mount(&small, "256k");
     {
         let c = rusqlite::Connection::open(d.join("big.db")).unwrap();
         c.execute_batch(

@@ -107,3 +107,30 @@ pub fn temp_of(final_path: &Path) -> Option<PathBuf> {
         (n.starts_with(&prefix) && n.ends_with(".tmp")).then(|| e.path())
     })
 }
+
+/// A tmpfs of `size` (e.g. "512k") mounted at `dir` (created) for disk-full tests; unmounted on
+/// drop. Needs root, as the whole suite does on these machines.
+pub struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    pub fn mount(dir: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(
+            ok.success(),
+            "mounting a small tmpfs at {} (the test runs as root)",
+            dir.display()
+        );
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
