@@ -16,8 +16,10 @@ pub enum ErrorKind {
     InvalidInput,
     /// A file, database, bucket or object that does not exist.
     NotFound,
-    /// The operating system or a server said no (EACCES, auth failure).
+    /// The operating system or a server said no (EACCES, not authorized).
     PermissionDenied,
+    /// A database login failed: missing or wrong password (the message says where mtn looked).
+    Auth,
     /// mtn's safety policy refused the action (outside allowed roots, system path, exec not allowed).
     Refused,
     /// Local I/O failed (disk full, read error).
@@ -46,6 +48,7 @@ impl ErrorKind {
             ErrorKind::InvalidInput => "invalid_input",
             ErrorKind::NotFound => "not_found",
             ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::Auth => "auth",
             ErrorKind::Refused => "refused",
             ErrorKind::Io => "io",
             ErrorKind::Network => "network",

@@ -570,3 +570,251 @@ assert(!t.ok && !t.checks[0].ok && t.checks[0].actual == 1, `${{t}}`);
     );
     run_script(dir.path(), "t.rhai", &script, &[]).expect_code(0);
 }
+
+/// A private (0600) file for passwords: libpq and the MySQL clients ignore readable ones.
+fn private_file(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Run `probe` (a script that logs `RESULT=ok` or `RESULT=<kind>|<message>`) with `env`, from
+/// a folder whose HOME is private, so the machine's own ~/.pgpass or ~/.my.cnf never count.
+fn probe(dir: &Path, script: &str, env: &[(&str, &str)]) -> Run {
+    let home = dir.to_string_lossy().to_string();
+    let mut all: Vec<(&str, &str)> = vec![("HOME", home.as_str())];
+    all.extend_from_slice(env);
+    run_script_env(dir, "probe.rhai", script, &[], &all)
+}
+
+fn probe_script(call: &str) -> String {
+    format!(
+        "let r = \"\";\ntry {{ {call}; r = \"ok\"; }} catch (e) {{ r = e.kind + \"|\" + e.message; }}\nlog(`RESULT=${{r}}`);\n"
+    )
+}
+
+fn result_of(run: &Run) -> String {
+    run.expect_code(0);
+    let all = run.all();
+    all.split("RESULT=")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no RESULT in\n{all}"))
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn pg_password_convention_every_source_and_auth_errors() {
+    let dir = tempdir();
+    let pw = pg_password();
+    let port = pg_port();
+    let bare = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let query = probe_script(&format!("db_query(\"{bare}\", \"SELECT 1 AS one\")"));
+
+    // Nothing anywhere: kind auth (never network), naming every place mtn looked.
+    let r = result_of(&probe(dir.path(), &query, &[]));
+    assert!(r.starts_with("auth|"), "{r}");
+    for place in [
+        "the URL",
+        "DB_PASSWORD",
+        "DB_PASSWORD_FILE",
+        "PGPASSWORD",
+        ".pgpass",
+    ] {
+        assert!(r.contains(place), "{place} missing from: {r}");
+    }
+
+    // Each source on its own works.
+    let pw_file = dir.path().join("db.pw");
+    private_file(&pw_file, &format!("{pw}\n"));
+    let pw_path = pw_file.to_string_lossy().to_string();
+    let pgpass = dir.path().join("pgpass");
+    private_file(
+        &pgpass,
+        &format!("other:1:*:*:nope\n127.0.0.1:{port}:*:postgres:{pw}\n"),
+    );
+    let pgpass_path = pgpass.to_string_lossy().to_string();
+    for env in [
+        vec![("PGPASSWORD", pw.as_str())],
+        vec![("PGPASSFILE", pgpass_path.as_str())],
+        vec![("DB_PASSWORD", pw.as_str())],
+        vec![("DB_PASSWORD_FILE", pw_path.as_str())],
+    ] {
+        let run = probe(dir.path(), &query, &env);
+        assert_eq!(result_of(&run), "ok", "{env:?}");
+        assert_no_secret(&run.all(), &pw);
+    }
+    // ~/.pgpass (HOME is the test folder).
+    private_file(
+        &dir.path().join(".pgpass"),
+        &format!("*:{port}:postgres:postgres:{pw}\n"),
+    );
+    assert_eq!(result_of(&probe(dir.path(), &query, &[])), "ok");
+    std::fs::remove_file(dir.path().join(".pgpass")).unwrap();
+
+    // The password_file option, on a function with options.
+    let stats = probe_script(&format!(
+        "db_stats(\"{bare}\", #{{ password_file: \"{pw_path}\" }})"
+    ));
+    assert_eq!(result_of(&probe(dir.path(), &stats, &[])), "ok");
+
+    // A wrong password: auth, saying where it came from; the URL's password wins over the rest.
+    let wrong = dir.path().join("wrong.pw");
+    private_file(&wrong, "Wrong-Pw-4711\n");
+    let bad = probe_script(&format!(
+        "db_stats(\"{bare}\", #{{ password_file: \"{}\" }})",
+        wrong.display()
+    ));
+    let run = probe(dir.path(), &bad, &[("PGPASSWORD", pw.as_str())]);
+    let r = result_of(&run);
+    assert!(
+        r.starts_with("auth|") && r.contains("password_file") && r.contains("wrong.pw"),
+        "{r}"
+    );
+    assert_no_secret(&run.all(), "Wrong-Pw-4711");
+    let with_url = probe_script(&format!("db_query(\"{}\", \"SELECT 1\")", pg_url()));
+    let run = probe(dir.path(), &with_url, &[("PGPASSWORD", "Wrong-Pw-4711")]);
+    assert_eq!(result_of(&run), "ok");
+}
+
+#[test]
+fn mysql_password_convention_and_auth_errors() {
+    let dir = tempdir();
+    let pw = env_var("MTN_TEST_MY_PASSWORD");
+    let port = env_var("MTN_TEST_MY_PORT");
+    let bare = format!("mysql://root@127.0.0.1:{port}/mysql");
+    let query = probe_script(&format!("db_query(\"{bare}\", \"SELECT 1 AS one\")"));
+    let r = result_of(&probe(dir.path(), &query, &[]));
+    assert!(
+        r.starts_with("auth|") && r.contains("MYSQL_PWD") && r.contains(".my.cnf"),
+        "{r}"
+    );
+    let run = probe(dir.path(), &query, &[("MYSQL_PWD", pw.as_str())]);
+    assert_eq!(result_of(&run), "ok");
+    assert_no_secret(&run.all(), &pw);
+    private_file(
+        &dir.path().join(".my.cnf"),
+        &format!("[mysqld]\npassword=nope\n[client]\npassword=\"{pw}\"\n"),
+    );
+    assert_eq!(result_of(&probe(dir.path(), &query, &[])), "ok");
+    // The dump tool gets the resolved password too (through its private defaults file).
+    let dump = probe_script(&format!("dump_db(\"{bare}\", #{{ to: \"out/\" }})"));
+    let run = probe(dir.path(), &dump, &[]);
+    assert_eq!(result_of(&run), "ok");
+    assert_no_secret(&run.all(), &pw);
+    std::fs::remove_file(dir.path().join(".my.cnf")).unwrap();
+    let r = result_of(&probe(
+        dir.path(),
+        &query,
+        &[("MYSQL_PWD", "Wrong-Pw-4712")],
+    ));
+    assert!(r.starts_with("auth|") && r.contains("MYSQL_PWD"), "{r}");
+}
+
+#[test]
+fn libpq_keyword_strings_work_and_never_echo_their_password() {
+    let dir = tempdir();
+    let pw = pg_password();
+    let good = format!(
+        "host=127.0.0.1 port={} user=postgres password='{pw}' dbname=postgres",
+        pg_port()
+    );
+    let script = format!(
+        r#"let rows = db_query("{good}", "SELECT current_user AS u, $1::int AS n", [7]);
+assert(rows[0].u == "postgres" && rows[0].n == 7, `${{rows}}`);
+let s = db_stats("{good}");
+log(`STATS=${{s.engine}} ${{s.database}}`);
+"#
+    );
+    let run = run_script(dir.path(), "kw.rhai", &script, &["-v"]);
+    run.expect_code(0);
+    assert!(
+        run.all().contains("STATS=postgres postgres"),
+        "{}",
+        run.all()
+    );
+    assert_no_secret(&run.all(), &pw);
+
+    // Strings mtn cannot use: an error naming the problem, the password masked, exit 1.
+    for (i, bad) in [
+        "host=127.0.0.1 user=u password=Sup3r-Secret-77 dbnme=d",
+        "host=127.0.0.1 password='Sup3r-Secret-77",
+        "Server=x;Password=Sup3r-Secret-77;Database=y",
+    ]
+    .iter()
+    .enumerate()
+    {
+        // From the environment, as a real script would get it (a literal in the script would
+        // show in the error's source excerpt: that is the user's own text).
+        let run = run_script_env(
+            dir.path(),
+            &format!("bad{i}.rhai"),
+            "db_query(env(\"CONN\"), \"SELECT 1\");",
+            &[],
+            &[("CONN", bad)],
+        );
+        run.expect_code(1);
+        assert!(
+            !run.all().contains("Sup3r-Secret-77"),
+            "case {i} leaked:\n{}",
+            run.all()
+        );
+        assert!(run.all().contains("***"), "case {i}:\n{}", run.all());
+    }
+}
+
+#[test]
+fn mysql_queries_bind_parameters_and_keep_types() {
+    let db = unique("mtn_myq");
+    mariadb("", &format!("CREATE DATABASE {db}"));
+    mariadb(
+        &db,
+        "CREATE TABLE t (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(50), price DECIMAL(8,2), whole DECIMAL(8,0), born DATE, at DATETIME, raw VARBINARY(8), doc JSON, ratio DOUBLE); \
+         CREATE TABLE ev (id INT PRIMARY KEY AUTO_INCREMENT, at DATETIME); \
+         INSERT INTO ev (at) SELECT NOW() - INTERVAL 200 DAY FROM seq_1_to_250; INSERT INTO ev (at) VALUES (NOW());",
+    );
+    let dir = tempdir();
+    let u = my_db(&db);
+    let script = format!(
+        r#"let n = db_exec("{u}", "INSERT INTO t (name, price, whole, born, at, raw, doc, ratio) VALUES (?, ?, ?, ?, ?, UNHEX('00FF'), ?, ?)",
+    ["it's a ? mark; DROP TABLE t; --", "12.50", 7, "2024-02-29", "2024-03-01 10:20:30", "{{\"a\": [1, 2]}}", 0.5]);
+assert(n == 1, `inserted ${{n}}`);
+let rows = db_query("{u}", "SELECT * FROM t WHERE name = ?", ["it's a ? mark; DROP TABLE t; --"]);
+let r = rows[0];
+assert(r.id == 1 && r.whole == 7 && r.price == "12.50" && r.ratio == 0.5, `${{r}}`);
+assert(r.born == "2024-02-29" && r.at == "2024-03-01 10:20:30" && r.raw == "\\x00ff", `${{r}}`);
+// MariaDB's JSON is LONGTEXT with a check: it comes back as text (MySQL's JSON type as a map).
+assert(r.doc.contains("\"a\""), `${{r}}`);
+let text = db_query("{u}", "SELECT COUNT(*) AS c, SUM(whole) AS s FROM t");
+assert(text[0].c == 1 && text[0].s == 7, `${{text}}`);
+let x = export_table("{u}", "t", "out/t.jsonl", #{{ format: "jsonl" }});
+assert(x.rows == 1, `${{x}}`);
+let c = export_table("{u}", "ev", "out/ev.csv.gz", #{{ where: "id > 240" }});
+assert(c.rows == 11, `${{c}}`);
+let d = delete_rows_older_than("{u}", "ev", "at", "90d", #{{ batch: 100, pause: 0 }});
+assert(d.deleted == 250 && d.batches == 3 && d.matching == 0, `${{d}}`);
+let s = db_stats("{u}");
+assert(s.engine == "mysql" && s.max_connections > 0 && s.largest_tables.len() == 2, `${{s}}`);
+let v = vacuum("{u}");
+assert(v.tables.len() == 2, `${{v}}`);
+let bad = "";
+try {{ db_query("{u}", "SELECT * FROM no_such_table"); }} catch (e) {{ bad = e.kind + "|" + e.message; }}
+log(`BAD=${{bad}}`);
+"#
+    );
+    let run = run_script(dir.path(), "q.rhai", &script, &[]);
+    run.expect_code(0);
+    assert!(
+        run.all().contains("BAD=server|") && run.all().contains("no_such_table"),
+        "{}",
+        run.all()
+    );
+    let jsonl = std::fs::read_to_string(dir.path().join("out/t.jsonl")).unwrap();
+    let row: serde_json::Value = serde_json::from_str(jsonl.trim()).unwrap();
+    assert_eq!(row["name"], "it's a ? mark; DROP TABLE t; --");
+    assert_eq!(mariadb(&db, "SELECT COUNT(*) FROM t"), "1");
+    assert_eq!(mariadb(&db, "SELECT COUNT(*) FROM ev"), "1");
+    mariadb("", &format!("DROP DATABASE {db}"));
+}

@@ -1,49 +1,47 @@
 //! Databases: `dump_db` and `restore_db` dispatch on the URL scheme (postgres://, mysql:// /
 //! mariadb://, sqlite://, mongodb://), plus the restore drill, queries and maintenance.
 
+pub mod backend;
+pub mod batches;
 pub mod dump_file;
+pub mod export_sink;
 pub mod mongo;
 pub mod mysql;
 pub mod options;
-pub mod pg_conn;
-pub mod pg_values;
+pub mod password;
 pub mod postgres;
 pub mod restore_test;
 pub mod sqlite;
 pub mod tools;
 pub mod url;
 
-use std::path::Path;
-
 use rhai::{Array, Dynamic, Map, NativeCallContext};
 use serde_json::Value;
 
+pub use self::backend::{query, Db};
 use self::options::*;
-use self::url::Engine;
 use crate::engine::ctx::Ctx;
 use crate::engine::registry::Registrar;
-use crate::host::binding::{call, call_dyn, dynamic_to_json, opts, parse_duration, RhaiResult};
+use crate::host::binding::{
+    call_dyn, dynamic_to_json, opts, parse_duration, to_dynamic, RhaiResult,
+};
 use crate::host::error::{HostError, HostResult};
 
-/// Rows of any engine, column name → JSON value.
-pub async fn query(
-    ctx: &crate::engine::ctx::RunCtx,
+/// Every database function goes through here: the backend is chosen once from the URL (secret
+/// registered, password resolved, `password_file` taken out of the options), and an
+/// authentication failure says where the password was looked for.
+fn with_db(
+    ctx: &Ctx,
+    function: &str,
     url: &str,
-    sql: &str,
-    params: &[Value],
-) -> HostResult<Vec<serde_json::Map<String, Value>>> {
-    match Engine::of(url)? {
-        Engine::Postgres => postgres::query(url, sql, params).await,
-        Engine::Mysql => mysql::query(url, sql, params).await,
-        Engine::Sqlite => sqlite::query(ctx, url, sql, params),
-        Engine::Mongo => Err(mongo_sql("db_query")),
-    }
-}
-
-fn mongo_sql(function: &str) -> HostError {
-    HostError::invalid(format!(
-        "{function}: MongoDB has no SQL; use the mongo_* functions"
-    ))
+    map: &Map,
+    f: impl FnOnce(&Db, &Map) -> HostResult<Dynamic>,
+) -> RhaiResult {
+    call_dyn(ctx, function, || {
+        let (map, password_file) = backend::take_password_file(map)?;
+        let db = Db::open(url, password_file.as_deref())?;
+        f(&db, &map).map_err(|e| db.explain(e))
+    })
 }
 
 fn params_json(params: &Array) -> HostResult<Vec<Value>> {
@@ -67,40 +65,12 @@ fn age_of(d: &Dynamic) -> HostResult<std::time::Duration> {
 }
 
 fn dump_db(ctx: &Ctx, url: &str, map: &Map) -> RhaiResult {
-    crate::redact::register_url(url);
-    let engine = Engine::of(url).map_err(|e| e.into_rhai("dump_db"))?;
-    if engine == Engine::Mongo {
-        return call_dyn(ctx, "dump_db", || mongo::dump_db(ctx, url, map));
-    }
-    call(ctx, "dump_db", || {
-        let o: DumpOptions = opts("dump_db", map)?;
-        match engine {
-            Engine::Postgres => ctx.block_on(postgres::dump(ctx, url, o)),
-            Engine::Mysql => ctx.block_on(mysql::dump(ctx, url, o)),
-            _ => sqlite::dump(ctx, url, o),
-        }
-    })
+    with_db(ctx, "dump_db", url, map, |db, o| db.dump(ctx, o))
 }
 
 fn restore_db(ctx: &Ctx, dump: &str, url: &str, map: &Map) -> RhaiResult {
-    crate::redact::register_url(url);
-    let engine = Engine::of(url).map_err(|e| e.into_rhai("restore_db"))?;
-    if engine == Engine::Mongo {
-        return call_dyn(ctx, "restore_db", || mongo::restore_db(ctx, dump, url, map));
-    }
-    call(ctx, "restore_db", || {
-        let o: RestoreOptions = opts("restore_db", map)?;
-        let path = Path::new(dump);
-        if !path.exists() {
-            return Err(HostError::not_found(format!(
-                "restore_db: dump {dump} does not exist"
-            )));
-        }
-        match engine {
-            Engine::Postgres => ctx.block_on(postgres::restore(ctx, path, url, o)),
-            Engine::Mysql => ctx.block_on(mysql::restore(ctx, path, url, o)),
-            _ => sqlite::restore(ctx, path, url, o),
-        }
+    with_db(ctx, "restore_db", url, map, |db, o| {
+        db.restore(ctx, dump, o)
     })
 }
 
@@ -112,65 +82,35 @@ fn restore_test_fn(
     checks: Dynamic,
     map: &Map,
 ) -> RhaiResult {
-    crate::redact::register_url(url);
-    let engine = Engine::of(url).map_err(|e| e.into_rhai("restore_test"))?;
-    if engine == Engine::Mongo {
-        return call_dyn(ctx, "restore_test", || {
-            mongo::restore_test(nctx, ctx, dump, url, checks, map)
-        });
-    }
-    call(ctx, "restore_test", || {
-        let o: RestoreTestOptions = opts("restore_test", map)?;
-        restore_test::run(nctx, ctx, dump, url, checks, o)
+    with_db(ctx, "restore_test", url, map, |db, o| {
+        let o: restore_test::RestoreTestOptions = opts("restore_test", o)?;
+        to_dynamic(&restore_test::run(nctx, ctx, dump, db, checks, o)?)
     })
 }
 
 fn db_query(ctx: &Ctx, url: &str, sql: &str, params: &Array) -> RhaiResult {
-    crate::redact::register_url(url);
-    call(ctx, "db_query", || {
-        let p = params_json(params)?;
-        ctx.block_on(query(ctx, url, sql, &p))
+    with_db(ctx, "db_query", url, &Map::new(), |db, _| {
+        to_dynamic(&db.query(ctx, sql, &params_json(params)?)?)
     })
 }
 
 fn db_exec(ctx: &Ctx, url: &str, sql: &str, params: &Array) -> RhaiResult {
-    crate::redact::register_url(url);
-    call(ctx, "db_exec", || {
-        let p = params_json(params)?;
-        let n = match Engine::of(url)? {
-            Engine::Postgres => ctx.block_on(postgres::exec(url, sql, &p, ctx.dry_run)),
-            Engine::Mysql => ctx.block_on(mysql::exec(url, sql, &p, ctx.dry_run)),
-            Engine::Sqlite => sqlite::exec(ctx, url, sql, &p, ctx.dry_run),
-            Engine::Mongo => Err(mongo_sql("db_exec")),
-        }?;
-        Ok(n as i64)
+    with_db(ctx, "db_exec", url, &Map::new(), |db, _| {
+        Ok(Dynamic::from_int(
+            db.exec(ctx, sql, &params_json(params)?)? as i64
+        ))
     })
 }
 
 fn vacuum(ctx: &Ctx, url: &str, map: &Map) -> RhaiResult {
-    crate::redact::register_url(url);
-    call(ctx, "vacuum", || {
-        let o: VacuumOptions = opts("vacuum", map)?;
-        match Engine::of(url)? {
-            Engine::Postgres => ctx.block_on(postgres::vacuum(ctx, url, o)),
-            Engine::Mysql => ctx.block_on(mysql::vacuum(ctx, url, o)),
-            Engine::Sqlite => sqlite::vacuum(ctx, url, o),
-            Engine::Mongo => Err(HostError::invalid("vacuum: for MongoDB use mongo_compact")),
-        }
+    with_db(ctx, "vacuum", url, map, |db, o| {
+        to_dynamic(&db.vacuum(ctx, opts("vacuum", o)?)?)
     })
 }
 
 fn db_stats(ctx: &Ctx, url: &str, map: &Map) -> RhaiResult {
-    crate::redact::register_url(url);
-    call_dyn(ctx, "db_stats", || {
-        let o: StatsOptions = opts("db_stats", map)?;
-        use crate::host::binding::to_dynamic;
-        match Engine::of(url)? {
-            Engine::Postgres => to_dynamic(&ctx.block_on(postgres::stats(url, o))?),
-            Engine::Mysql => to_dynamic(&ctx.block_on(mysql::stats(url, o))?),
-            Engine::Sqlite => to_dynamic(&sqlite::stats(ctx, url, o)?),
-            Engine::Mongo => Err(HostError::invalid("db_stats: for MongoDB use mongo_stats")),
-        }
+    with_db(ctx, "db_stats", url, map, |db, o| {
+        to_dynamic(&db.stats(ctx, opts("db_stats", o)?)?)
     })
 }
 
@@ -182,33 +122,15 @@ fn delete_rows(
     age: &Dynamic,
     map: &Map,
 ) -> RhaiResult {
-    crate::redact::register_url(url);
-    call(ctx, "delete_rows_older_than", || {
-        let o: DeleteOptions = opts("delete_rows_older_than", map)?;
-        let age = age_of(age)?;
-        match Engine::of(url)? {
-            Engine::Postgres => {
-                ctx.block_on(postgres::delete_older(ctx, url, table, column, age, o))
-            }
-            Engine::Mysql => ctx.block_on(mysql::delete_older(ctx, url, table, column, age, o)),
-            Engine::Sqlite => sqlite::delete_older(ctx, url, table, column, age, o),
-            Engine::Mongo => Err(HostError::invalid(
-                "delete_rows_older_than: for MongoDB use the mongo_* cleanup functions",
-            )),
-        }
+    with_db(ctx, "delete_rows_older_than", url, map, |db, o| {
+        let o: DeleteOptions = opts("delete_rows_older_than", o)?;
+        to_dynamic(&db.delete_older(ctx, table, column, age_of(age)?, o)?)
     })
 }
 
 fn export_table(ctx: &Ctx, url: &str, table: &str, to: &str, map: &Map) -> RhaiResult {
-    crate::redact::register_url(url);
-    call(ctx, "export_table", || {
-        let o: ExportOptions = opts("export_table", map)?;
-        match Engine::of(url)? {
-            Engine::Postgres => ctx.block_on(postgres::export(ctx, url, table, to, o)),
-            Engine::Mysql => ctx.block_on(mysql::export(ctx, url, table, to, o)),
-            Engine::Sqlite => sqlite::export(ctx, url, table, to, o),
-            Engine::Mongo => Err(HostError::invalid("export_table: for MongoDB use dump_db")),
-        }
+    with_db(ctx, "export_table", url, map, |db, o| {
+        to_dynamic(&db.export(ctx, table, to, opts("export_table", o)?)?)
     })
 }
 
@@ -242,13 +164,16 @@ restore_db("backups/app.db.gz", "sqlite:///tmp/app-copy.db", #{ create: true, cl
 
 const RESTORE_TEST_DOC: &str = r#"Prove a dump restores: scratch database, restore, checks, always dropped afterwards.
 
-Creates a uniquely named scratch database on the server of `url` (a temporary file for SQLite), restores the
-dump, runs the checks, and drops the scratch database whatever happens (failure, timeout, cancellation).
-`checks` is a map of SQL → expected value (a value, or a comparison string like ">0" or ">= 100"; the first
-column of the first row is compared), or a closure given the scratch database URL that returns false to fail.
-A failed check makes `ok` false; the script decides whether to `fail`. The time of the last success goes to
-`<state_dir>/last_restore_test.json`. Options: `timeout`, `jobs`, `no_owner`.
-Returns `#{ ok, checks, database, restore_ms, duration_ms, dropped, dry_run }`.
+The same for every engine. Creates a uniquely named scratch database on the server of `url` (a private
+temporary file for SQLite), restores the dump, runs the checks, and drops the scratch database whatever
+happens (failure, timeout, cancellation). `checks` is a map of check → expected value, or a closure given
+the scratch database URL that returns false to fail. A check is SQL (the first column of the first row is
+compared) or, for MongoDB, a collection name (its document count is compared); the expected value is a
+value, a comparison string like ">0" or ">= 100", or `#{ min, max }`. A failed check makes `ok` false;
+the script decides whether to `fail`. The time of the last success goes to
+`<state_dir>/last_restore_test.json`. Options: `timeout`, `database` (scratch name); PostgreSQL `jobs`,
+`no_owner`; MongoDB `collections`, `exclude_collections`, `from_db`.
+Returns `#{ ok, checks, database, restore, restore_ms, duration_ms, dropped, dry_run }`.
 
 ```rhai
 let dump = dump_db("sqlite://example/app.db", #{ to: "backups/" }).path;

@@ -1,6 +1,7 @@
 //! MongoDB: native dump/restore in mongodump's layout, stats, compact, cleanup.
-//! `dump_db`, `restore_db` and `restore_test` in `db/mod.rs` hand `mongodb://` URLs to the
-//! three entry points below; the `mongo_*` functions are registered here.
+//! `dump_db` and `restore_db` in `db/mod.rs` hand `mongodb://` URLs to the two entry points
+//! below (`restore_test` is engine-independent, in `db/restore_test.rs`); the `mongo_*`
+//! functions are registered here.
 //!
 //! Submodules: `conn` (URLs, errors), `convert` (Rhai ↔ BSON), `dump`, `archive` (tar.gz
 //! assembly), `restore`, `ops` (stats, count, find, delete, compact, command).
@@ -12,16 +13,13 @@ pub mod dump;
 pub mod ops;
 pub mod restore;
 
-use std::time::{Duration, Instant};
-
 use mongodb::bson::Document;
-use rhai::{Dynamic, FnPtr, Map, NativeCallContext};
-use serde::Serialize;
+use rhai::{Dynamic, Map};
 
 use crate::engine::ctx::Ctx;
 use crate::engine::registry::Registrar;
 use crate::host::binding::{call, call_dyn, opts, to_dynamic, RhaiResult};
-use crate::host::error::{HostError, HostResult};
+use crate::host::error::HostResult;
 
 use convert::dynamic_to_doc;
 
@@ -49,222 +47,9 @@ pub fn restore_db(ctx: &Ctx, dump: &str, url: &str, opts_map: &Map) -> HostResul
     to_dynamic(&restore::restore(ctx, dump, url, o)?)
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RestoreTestOptions {
-    collections: Vec<String>,
-    exclude_collections: Vec<String>,
-    from_db: Option<String>,
-    /// Scratch database name (default `<db>_restore_test_<unix>_<random>`).
-    database: Option<String>,
-    #[serde(with = "crate::host::binding::serde_duration::option")]
-    timeout: Option<Duration>,
-}
-
-#[derive(Debug, Serialize)]
-struct CheckResult {
-    name: String,
-    ok: bool,
-    expected: String,
-    actual: String,
-}
-
-#[derive(Debug, Serialize)]
-struct RestoreTestReport {
-    ok: bool,
-    database: String,
-    restore: restore::RestoreReport,
-    checks: Vec<CheckResult>,
-    dropped: bool,
-    duration_ms: u64,
-}
-
-/// `restore_test(dump, "mongodb://...", checks, opts)`; `checks` is a map or a closure.
-pub fn restore_test(
-    nctx: &NativeCallContext,
-    ctx: &Ctx,
-    dump: &str,
-    url: &str,
-    checks: Dynamic,
-    opts_map: &Map,
-) -> HostResult<Dynamic> {
-    let started = Instant::now();
-    let o: RestoreTestOptions = opts("restore_test", opts_map)?;
-    let shown = conn::register_secret(url);
-    let base = ctx.block_on(async {
-        conn::connect(url, o.timeout)
-            .await
-            .map(|c| c.db.name().to_string())
-    })?;
-    let scratch = o.database.clone().unwrap_or_else(|| {
-        let tag: u32 = rand::random();
-        let mut prefix = base.clone();
-        prefix.truncate(24);
-        format!(
-            "{prefix}_restore_test_{}_{tag:08x}",
-            chrono::Utc::now().timestamp()
-        )
-    });
-    if scratch == base {
-        return Err(HostError::invalid(format!(
-            "restore_test: the scratch database must differ from {base}, the URL's database"
-        )));
-    }
-    let scratch_url = conn::with_database(url, &scratch)?;
-    let ropts = restore::RestoreOptions {
-        collections: o.collections.clone(),
-        exclude_collections: o.exclude_collections.clone(),
-        from_db: o.from_db.clone(),
-        timeout: o.timeout,
-        ..Default::default()
-    };
-
-    // The scratch database must not already exist: it is dropped afterwards.
-    let pre = ctx.block_on(async {
-        let c = conn::connect(&scratch_url, o.timeout).await?;
-        let names = c
-            .client
-            .list_database_names()
-            .await
-            .map_err(|e| conn::map_err(e, "listing databases", &shown))?;
-        Ok(names.contains(&scratch))
-    })?;
-    if pre {
-        return Err(HostError::refused(format!(
-            "restore_test: scratch database {scratch} already exists; refusing to restore into (and then drop) it"
-        )));
-    }
-
-    let outcome = run_restore_test(nctx, ctx, dump, &scratch_url, &scratch, &checks, ropts);
-    // Always drop the scratch database, also when the restore or a check failed or the run is
-    // being cancelled (so not through ctx.block_on, which refuses once cancelled).
-    let dropped = drop_scratch(ctx, &scratch_url, o.timeout);
-    let (report, results) = outcome?;
-    if let Err(e) = &dropped {
-        return Err(HostError::server(format!(
-            "restore_test: the restore passed but dropping scratch database {scratch} failed: {}",
-            e.message
-        )));
-    }
-    let failed: Vec<String> = results
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| format!("{}: expected {}, got {}", c.name, c.expected, c.actual))
-        .collect();
-    if !failed.is_empty() {
-        return Err(HostError::verification(format!(
-            "restore_test: {} check(s) failed after restoring {dump}: {}",
-            failed.len(),
-            failed.join("; ")
-        )));
-    }
-    to_dynamic(&RestoreTestReport {
-        ok: true,
-        database: scratch,
-        restore: report,
-        checks: results,
-        dropped: true,
-        duration_ms: started.elapsed().as_millis() as u64,
-    })
-}
-
-fn run_restore_test(
-    nctx: &NativeCallContext,
-    ctx: &Ctx,
-    dump: &str,
-    scratch_url: &str,
-    scratch: &str,
-    checks: &Dynamic,
-    ropts: restore::RestoreOptions,
-) -> HostResult<(restore::RestoreReport, Vec<CheckResult>)> {
-    if ctx.dry_run {
-        // A dry run reads and validates the dump but creates no scratch database.
-        let report = restore::restore(ctx, dump, scratch_url, ropts)?;
-        return Ok((report, Vec::new()));
-    }
-    let report = restore::restore(ctx, dump, scratch_url, ropts)?;
-    let mut results = Vec::new();
-    if let Some(f) = checks.read_lock::<FnPtr>().map(|f| f.clone()) {
-        let r: Result<Dynamic, _> = f.call_within_context(nctx, (scratch_url.to_string(),));
-        match r {
-            Ok(v) => {
-                let ok = v.as_bool().unwrap_or(true);
-                results.push(CheckResult {
-                    name: "closure".into(),
-                    ok,
-                    expected: "true".into(),
-                    actual: v.to_string(),
-                });
-            }
-            Err(e) => {
-                return Err(HostError::verification(format!(
-                    "restore_test: the check closure failed on {scratch}: {e}"
-                )))
-            }
-        }
-    } else if let Some(map) = checks.read_lock::<Map>().map(|m| m.clone()) {
-        for (coll, want) in map {
-            let n = ctx.block_on(ops::count(scratch_url, &coll, Document::new()))?;
-            let (ok, expected) = if let Ok(exact) = want.as_int() {
-                (n == exact, exact.to_string())
-            } else if let Some(range) = want.read_lock::<Map>() {
-                let min = range.get("min").and_then(|v| v.as_int().ok());
-                let max = range.get("max").and_then(|v| v.as_int().ok());
-                if min.is_none() && max.is_none() {
-                    return Err(HostError::invalid(format!(
-                        "restore_test: check for {coll} must be a count or #{{ min: N, max: M }}"
-                    )));
-                }
-                (
-                    min.is_none_or(|m| n >= m) && max.is_none_or(|m| n <= m),
-                    format!(
-                        "between {} and {}",
-                        min.map_or("-".into(), |m| m.to_string()),
-                        max.map_or("-".into(), |m| m.to_string())
-                    ),
-                )
-            } else {
-                return Err(HostError::invalid(format!(
-                    "restore_test: check for {coll} must be a count or #{{ min: N, max: M }}, got {}",
-                    want.type_name()
-                )));
-            };
-            results.push(CheckResult {
-                name: coll.to_string(),
-                ok,
-                expected,
-                actual: n.to_string(),
-            });
-        }
-    } else if !checks.is_unit() {
-        return Err(HostError::invalid(format!(
-            "restore_test: checks must be a map (collection → count) or a closure |url| ..., got {}",
-            checks.type_name()
-        )));
-    }
-    Ok((report, results))
-}
-
-fn drop_scratch(ctx: &Ctx, scratch_url: &str, timeout: Option<Duration>) -> HostResult<()> {
-    if ctx.dry_run {
-        return Ok(());
-    }
-    let url = scratch_url.to_string();
-    ctx.handle.block_on(async move {
-        let fut = async {
-            let c = conn::connect(&url, timeout).await?;
-            c.db.drop()
-                .await
-                .map_err(|e| conn::map_err(e, "dropping the scratch database", &c.shown))
-        };
-        tokio::time::timeout(Duration::from_secs(30), fut)
-            .await
-            .unwrap_or_else(|_| {
-                Err(HostError::network(
-                    "dropping the scratch database timed out",
-                ))
-            })
-    })
+/// The URL with its password resolved like every database function's (`DB_PASSWORD`, ...).
+fn resolved(url: &str) -> HostResult<String> {
+    Ok(super::Db::open(url, None)?.url)
 }
 
 fn doc_arg(v: &Dynamic, function: &str, what: &str) -> HostResult<Document> {
@@ -280,7 +65,7 @@ pub fn register(r: &mut Registrar) {
         &["url: &str"],
         "Map",
         "Database statistics (dbStats) plus, per collection, document count and sizes.\n\nReturns dbStats' fields (`collections`, `objects`, `dataSize`, `storageSize`, `indexSize`, ...), `database`, and `collections_detail`: an array of `#{ name, count, size, storage_size, total_index_size, avg_obj_size, index_sizes }` (bytes).\n\n```rhai\nlet s = mongo_stats(\"mongodb://127.0.0.1:27017/app\");\nfor c in s.collections_detail { log(`${c.name}: ${c.count} docs, ${c.storage_size} bytes`); }\n```",
-        move |url: &str| -> RhaiResult { call_dyn(&ctx, "mongo_stats", || ctx.block_on(ops::stats(url)).map(Dynamic::from_map)) },
+        move |url: &str| -> RhaiResult { call_dyn(&ctx, "mongo_stats", || ctx.block_on(ops::stats(&resolved(url)?)).map(Dynamic::from_map)) },
     );
 
     let ctx = r.ctx.clone();
@@ -290,7 +75,7 @@ pub fn register(r: &mut Registrar) {
         "i64",
         "Number of documents in a collection.\n\n```rhai\nlet n = mongo_count(\"mongodb://127.0.0.1:27017/app\", \"users\");\n```",
         move |url: &str, coll: &str| -> RhaiResult {
-            call(&ctx, "mongo_count", || ctx.block_on(ops::count(url, coll, Document::new())))
+            call(&ctx, "mongo_count", || ctx.block_on(ops::count(&resolved(url)?, coll, Document::new())))
         },
     );
     let ctx = r.ctx.clone();
@@ -302,7 +87,7 @@ pub fn register(r: &mut Registrar) {
         move |url: &str, coll: &str, filter: Dynamic| -> RhaiResult {
             call(&ctx, "mongo_count", || {
                 let f = doc_arg(&filter, "mongo_count", "filter")?;
-                ctx.block_on(ops::count(url, coll, f))
+                ctx.block_on(ops::count(&resolved(url)?, coll, f))
             })
         },
     );
@@ -317,7 +102,7 @@ pub fn register(r: &mut Registrar) {
         move |url: &str, coll: &str, filter: Dynamic| -> RhaiResult {
             call(&ctx, "mongo_find", || {
                 let f = doc_arg(&filter, "mongo_find", "filter")?;
-                ctx.block_on(ops::find(url, coll, f, ops::FindOptions::default()))
+                ctx.block_on(ops::find(&resolved(url)?, coll, f, ops::FindOptions::default()))
                     .map(Dynamic::from_array)
             })
         },
@@ -337,7 +122,7 @@ pub fn register(r: &mut Registrar) {
                 let mut o: ops::FindOptions = opts("mongo_find", &m)?;
                 o.sort = sort;
                 o.projection = projection;
-                ctx.block_on(ops::find(url, coll, f, o)).map(Dynamic::from_array)
+                ctx.block_on(ops::find(&resolved(url)?, coll, f, o)).map(Dynamic::from_array)
             })
         },
     );
@@ -352,7 +137,7 @@ pub fn register(r: &mut Registrar) {
         move |url: &str, coll: &str, filter: Dynamic| -> RhaiResult {
             call(&ctx, "mongo_delete_many", || {
                 let f = doc_arg(&filter, "mongo_delete_many", "filter")?;
-                ctx.block_on(ops::delete_many(url, coll, f, false, ctx.dry_run))
+                ctx.block_on(ops::delete_many(&resolved(url)?, coll, f, false, ctx.dry_run))
             })
         },
     );
@@ -371,7 +156,7 @@ pub fn register(r: &mut Registrar) {
                 }
                 let o: O = opts("mongo_delete_many", &options)?;
                 let f = doc_arg(&filter, "mongo_delete_many", "filter")?;
-                ctx.block_on(ops::delete_many(url, coll, f, o.all, ctx.dry_run))
+                ctx.block_on(ops::delete_many(&resolved(url)?, coll, f, o.all, ctx.dry_run))
             })
         },
     );
@@ -385,7 +170,7 @@ pub fn register(r: &mut Registrar) {
         &format!("{compact_doc}\n\n```rhai\nmongo_compact(\"mongodb://127.0.0.1:27017/app\", \"events\");\n```"),
         move |url: &str, coll: &str| -> RhaiResult {
             call_dyn(&ctx, "mongo_compact", || {
-                ctx.block_on(ops::compact(url, coll, false, ctx.dry_run)).map(Dynamic::from_map)
+                ctx.block_on(ops::compact(&resolved(url)?, coll, false, ctx.dry_run)).map(Dynamic::from_map)
             })
         },
     );
@@ -403,7 +188,7 @@ pub fn register(r: &mut Registrar) {
                     force: bool,
                 }
                 let o: O = opts("mongo_compact", &options)?;
-                ctx.block_on(ops::compact(url, coll, o.force, ctx.dry_run)).map(Dynamic::from_map)
+                ctx.block_on(ops::compact(&resolved(url)?, coll, o.force, ctx.dry_run)).map(Dynamic::from_map)
             })
         },
     );
@@ -422,7 +207,7 @@ pub fn register(r: &mut Registrar) {
                     let mut d = Document::new();
                     d.insert(name, 1);
                     return ctx
-                        .block_on(ops::run_command(url, d, true, ctx.dry_run))
+                        .block_on(ops::run_command(&resolved(url)?, d, true, ctx.dry_run))
                         .map(Dynamic::from_map);
                 }
                 let ordered = command
@@ -430,7 +215,7 @@ pub fn register(r: &mut Registrar) {
                     .map(|m| m.contains_key("$ordered"))
                     .unwrap_or(false);
                 let d = doc_arg(&command, "mongo_command", "command")?;
-                ctx.block_on(ops::run_command(url, d, ordered, ctx.dry_run))
+                ctx.block_on(ops::run_command(&resolved(url)?, d, ordered, ctx.dry_run))
                     .map(Dynamic::from_map)
             })
         },

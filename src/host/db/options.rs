@@ -97,6 +97,26 @@ impl StatsOptions {
     }
 }
 
+/// `db_stats`: one shape for every SQL engine (fields an engine lacks are absent or zero).
+#[derive(Debug, Clone, Serialize)]
+pub struct DbStats {
+    pub engine: &'static str,
+    pub database: String,
+    pub server_version: String,
+    pub size_bytes: u64,
+    pub connections: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<i64>,
+    pub long_running: Vec<serde_json::Map<String, serde_json::Value>>,
+    pub largest_tables: Vec<serde_json::Map<String, serde_json::Value>>,
+    pub dead_tuples: i64,
+    /// SQLite: free pages and page size (what VACUUM would return).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub free_pages: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<i64>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeleteOptions {
@@ -182,14 +202,4 @@ impl ExportOptions {
             some => super::dump_file::gzip_level(some),
         }
     }
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RestoreTestOptions {
-    /// Give up (and still drop the scratch database) after this long.
-    #[serde(with = "serde_duration::option")]
-    pub timeout: Option<Duration>,
-    pub jobs: Option<u32>,
-    pub no_owner: bool,
 }

@@ -2,15 +2,15 @@
 //! the application keeps writing), then the shared gzip path; everything else is rusqlite.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OpenFlags};
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::dump_file::{self, DumpReport, DumpWriter};
+use super::export_sink::ExportPlan;
 use super::options::*;
 use super::url::{quote_ident, sqlite_path};
 use crate::engine::ctx::RunCtx;
@@ -451,21 +451,7 @@ pub fn vacuum(ctx: &RunCtx, url: &str, opts: VacuumOptions) -> HostResult<Vacuum
     })
 }
 
-#[derive(Debug, Serialize)]
-pub struct SqliteStats {
-    pub engine: &'static str,
-    pub database: String,
-    pub server_version: String,
-    pub size_bytes: u64,
-    pub free_pages: i64,
-    pub page_size: i64,
-    pub connections: i64,
-    pub long_running: Vec<Value>,
-    pub largest_tables: Vec<Map<String, Value>>,
-    pub dead_tuples: i64,
-}
-
-pub fn stats(ctx: &RunCtx, url: &str, opts: StatsOptions) -> HostResult<SqliteStats> {
+pub fn stats(ctx: &RunCtx, url: &str, opts: StatsOptions) -> HostResult<DbStats> {
     let path = sqlite_path(url)?;
     let c = open_existing(ctx, &path, false)?;
     let pragma = |p: &str| -> HostResult<i64> {
@@ -509,18 +495,51 @@ pub fn stats(ctx: &RunCtx, url: &str, opts: StatsOptions) -> HostResult<SqliteSt
     }
     tables.sort_by_key(|m| std::cmp::Reverse(m.get("rows").and_then(|v| v.as_i64()).unwrap_or(0)));
     tables.truncate(opts.top());
-    Ok(SqliteStats {
+    Ok(DbStats {
         engine: "sqlite",
         database: path.display().to_string(),
         server_version: rusqlite::version().to_string(),
         size_bytes: file_size(&path),
-        free_pages: free,
-        page_size,
         connections: 0,
+        max_connections: None,
         long_running: Vec::new(),
         largest_tables: tables,
         dead_tuples: 0,
+        free_pages: Some(free),
+        page_size: Some(page_size),
     })
+}
+
+/// The age condition for SQLite: text timestamps ('2024-01-01 10:00:00' or ISO with 'T')
+/// compare by julianday; integers and reals are Unix seconds. `?1` is the age in seconds.
+fn older_than(col: &str) -> String {
+    format!(
+        "(CASE WHEN typeof({col}) IN ('integer','real') THEN {col} < unixepoch('now') - ?1 \
+         ELSE julianday({col}) < julianday('now') - ?1 / 86400.0 END)"
+    )
+}
+
+struct SqliteDelete {
+    c: Connection,
+    secs: f64,
+    count_sql: String,
+    delete_sql: String,
+    what: String,
+}
+
+impl super::batches::BatchDelete for SqliteDelete {
+    async fn count(&mut self) -> HostResult<u64> {
+        self.c
+            .query_row(&self.count_sql, [self.secs], |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+            .map_err(sql_err(format!("delete_rows_older_than {}", self.what)))
+    }
+    async fn delete_batch(&mut self, limit: u64) -> HostResult<u64> {
+        self.c
+            .execute(&self.delete_sql, rusqlite::params![self.secs, limit as i64])
+            .map(|n| n as u64)
+            .map_err(sql_err(format!("delete_rows_older_than {}", self.what)))
+    }
 }
 
 pub fn delete_older(
@@ -531,60 +550,19 @@ pub fn delete_older(
     age: Duration,
     opts: DeleteOptions,
 ) -> HostResult<DeleteReport> {
-    let started = Instant::now();
     let path = sqlite_path(url)?;
-    let c = open_existing(ctx, &path, !ctx.dry_run)?;
-    let (t, col) = (q(table), q(column));
-    let secs = age.as_secs_f64();
-    // Text timestamps ('2024-01-01 10:00:00' or ISO with 'T') compare by julianday; integers
-    // and reals are Unix seconds.
-    let cond = format!(
-        "(CASE WHEN typeof({col}) IN ('integer','real') THEN {col} < unixepoch('now') - ?1 \
-         ELSE julianday({col}) < julianday('now') - ?1 / 86400.0 END)"
-    );
-    let count_sql = format!("SELECT count(*) FROM {t} WHERE {cond}");
-    let count = |c: &Connection| -> HostResult<u64> {
-        c.query_row(&count_sql, [secs], |r| r.get::<_, i64>(0))
-            .map(|n| n.max(0) as u64)
-            .map_err(sql_err(format!("delete_rows_older_than {table}.{column}")))
+    let t = q(table);
+    let cond = older_than(&q(column));
+    let mut d = SqliteDelete {
+        c: open_existing(ctx, &path, !ctx.dry_run)?,
+        secs: age.as_secs_f64(),
+        count_sql: format!("SELECT count(*) FROM {t} WHERE {cond}"),
+        delete_sql: format!(
+            "DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} WHERE {cond} LIMIT ?2)"
+        ),
+        what: format!("{table}.{column}"),
     };
-    let matching = count(&c)?;
-    if ctx.dry_run {
-        return Ok(DeleteReport {
-            table: table.into(),
-            deleted: 0,
-            batches: 0,
-            matching,
-            duration_ms: started.elapsed().as_millis() as u64,
-            dry_run: true,
-        });
-    }
-    let del =
-        format!("DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} WHERE {cond} LIMIT ?2)");
-    let batch = opts.batch();
-    let (mut deleted, mut batches) = (0u64, 0u64);
-    loop {
-        ctx.check_cancelled()?;
-        let n = c
-            .execute(&del, rusqlite::params![secs, batch as i64])
-            .map_err(sql_err(format!("deleting from {table}")))? as u64;
-        deleted += n;
-        if n > 0 {
-            batches += 1;
-        }
-        if n < batch || opts.max_batches.is_some_and(|m| batches >= m) {
-            break;
-        }
-        ctx.sleep(opts.pause())?;
-    }
-    Ok(DeleteReport {
-        table: table.into(),
-        deleted,
-        batches,
-        matching: count(&c)?,
-        duration_ms: started.elapsed().as_millis() as u64,
-        dry_run: false,
-    })
+    ctx.block_on(super::batches::run(ctx, table, &opts, &mut d))
 }
 
 pub fn export(
@@ -594,11 +572,8 @@ pub fn export(
     to: &str,
     opts: ExportOptions,
 ) -> HostResult<ExportReport> {
-    let started = Instant::now();
+    let plan = ExportPlan::new(ctx, to, &opts)?;
     let path = sqlite_path(url)?;
-    let format = opts.format()?;
-    let gzip = opts.gzip(to)?;
-    let dest: PathBuf = ctx.policy.check_write(Path::new(to))?;
     let c = open_existing(ctx, &path, false)?;
     let mut stmt = c
         .prepare(&format!(
@@ -608,75 +583,27 @@ pub fn export(
         ))
         .map_err(sql_err(format!("export_table {table}")))?;
     if ctx.dry_run {
-        return Ok(ExportReport {
-            path: dest.display().to_string(),
-            rows: 0,
-            bytes: 0,
-            sha256: String::new(),
-            duration_ms: 0,
-            dry_run: true,
-        });
+        return Ok(plan.dry());
     }
     let names: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
-    let mut w = DumpWriter::create(&dest, gzip, None)?;
-    let io = |e: std::io::Error| HostError::io(format!("writing {}", dest.display()), &e);
-    if format == ExportFormat::Csv {
-        let header: Vec<String> = names.iter().map(|n| csv_field(n)).collect();
-        writeln!(w, "{}", header.join(",")).map_err(io)?;
-    }
+    let width = names.len();
+    let mut sink = plan.sink()?;
+    sink.columns(names)?;
     let mut rows = stmt
         .query([])
         .map_err(sql_err(format!("export_table {table}")))?;
-    let mut count = 0u64;
     while let Some(row) = rows
         .next()
         .map_err(sql_err(format!("export_table {table}")))?
     {
-        if count.is_multiple_of(10_000) {
+        if sink.rows().is_multiple_of(10_000) {
             ctx.check_cancelled()?;
         }
-        let vals: Vec<Value> = (0..names.len())
+        let vals: Vec<Value> = (0..width)
             .map(|i| row.get_ref(i).map(from_sql))
             .collect::<Result<_, _>>()
             .map_err(sql_err("export_table"))?;
-        match format {
-            ExportFormat::Csv => {
-                let fields: Vec<String> = vals
-                    .iter()
-                    .map(|v| match v {
-                        Value::Null => String::new(),
-                        Value::String(s) => csv_field(s),
-                        other => other.to_string(),
-                    })
-                    .collect();
-                writeln!(w, "{}", fields.join(",")).map_err(io)?;
-            }
-            ExportFormat::Jsonl => {
-                let obj: Map<String, Value> = names.iter().cloned().zip(vals).collect();
-                serde_json::to_writer(&mut w, &obj)
-                    .map_err(|e| HostError::other(format!("export_table: {e}")))?;
-                w.write_all(b"\n").map_err(io)?;
-            }
-        }
-        count += 1;
+        sink.row(vals)?;
     }
-    let finished = w.finish().map_err(io)?;
-    let r = finished.commit(&dump_file::Sanity::default(), "export")?;
-    Ok(ExportReport {
-        path: r.path,
-        rows: count,
-        bytes: r.bytes,
-        sha256: r.sha256,
-        duration_ms: started.elapsed().as_millis() as u64,
-        dry_run: false,
-    })
-}
-
-/// RFC 4180 quoting, only when needed.
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+    sink.finish(None)
 }

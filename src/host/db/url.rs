@@ -13,6 +13,15 @@ pub enum Engine {
 }
 
 impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Postgres => "PostgreSQL",
+            Engine::Mysql => "MySQL/MariaDB",
+            Engine::Sqlite => "SQLite",
+            Engine::Mongo => "MongoDB",
+        }
+    }
+
     pub fn of(url: &str) -> HostResult<Engine> {
         let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
         match scheme.as_deref() {
@@ -21,8 +30,8 @@ impl Engine {
             Some("sqlite") | Some("sqlite3") => Ok(Engine::Sqlite),
             Some("mongodb") | Some("mongodb+srv") => Ok(Engine::Mongo),
             _ => Err(HostError::invalid(format!(
-                "unsupported database URL {:?}: use postgres://, postgresql://, mysql://, mariadb://, sqlite://path or mongodb://",
-                crate::redact::redact(url)
+                "unsupported database URL {:?}: use postgres://, postgresql://, mysql://, mariadb://, sqlite://path, mongodb:// or a libpq keyword string (host=... dbname=...)",
+                mask_keyword_password(&crate::redact::redact(url))
             ))),
         }
     }
@@ -85,6 +94,20 @@ impl ServerUrl {
         s
     }
 
+    /// Fill in a password found outside the URL (see `password.rs`).
+    pub fn set_password(&mut self, password: &str) {
+        crate::redact::register(password);
+        let _ = self.url.set_password(Some(password));
+        self.password = Some(password.to_string());
+        crate::redact::register_url(self.url.as_str());
+    }
+
+    /// Fill in the user the engine's tools would use when the URL names none.
+    pub fn set_user(&mut self, user: &str) {
+        let _ = self.url.set_username(user);
+        self.user = Some(user.to_string());
+    }
+
     /// The URL as a string, password included (only for our own connections, never printed).
     pub fn full(&self) -> String {
         self.url.to_string()
@@ -129,6 +152,151 @@ fn percent_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
         i += 1;
     }
     String::from_utf8(out)
+}
+
+/// Mask the value of every `password=` keyword (libpq keyword/value strings, ODBC-style
+/// strings) so a string mtn cannot parse never shows its secret in a message.
+pub fn mask_keyword_password(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while let Some(found) = lower[i..].find("password") {
+        let start = i + found;
+        let mut j = start + "password".len();
+        let rest = &text[j..];
+        let eq = rest.len() - rest.trim_start().len();
+        if !rest.trim_start().starts_with('=') {
+            out.push_str(&text[i..j]);
+            i = j;
+            continue;
+        }
+        j += eq + 1;
+        j += text[j..].len() - text[j..].trim_start().len();
+        out.push_str(&text[i..j]);
+        out.push_str("***");
+        // The value: quoted ('...' with \' escapes) or up to the next space or `;`.
+        let bytes = text.as_bytes();
+        if bytes.get(j) == Some(&b'\'') {
+            j += 1;
+            while j < bytes.len() && bytes[j] != b'\'' {
+                j += if bytes[j] == b'\\' { 2 } else { 1 };
+            }
+            j = (j + 1).min(bytes.len());
+        } else {
+            while j < bytes.len() && !bytes[j].is_ascii_whitespace() && bytes[j] != b';' {
+                j += 1;
+            }
+        }
+        i = j;
+    }
+    out.push_str(&text[i..]);
+    out
+}
+
+/// libpq's keyword/value connection string (`host=h port=5432 user=u password='p w' dbname=d`)
+/// as the equivalent postgres:// URL, so it goes the one URL path. `None` when `raw` is not
+/// one. The password is registered as a secret before anything can fail.
+pub fn libpq_keywords(raw: &str) -> Option<HostResult<String>> {
+    let t = raw.trim_start();
+    let key_len = t
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(t.len());
+    if raw.contains("://") || key_len == 0 || !t[key_len..].trim_start().starts_with('=') {
+        return None;
+    }
+    Some(parse_keywords(raw).and_then(|pairs| keywords_to_url(raw, &pairs)))
+}
+
+fn parse_keywords(raw: &str) -> HostResult<Vec<(String, String)>> {
+    let shown = || mask_keyword_password(raw);
+    let mut pairs = Vec::new();
+    let mut chars = raw.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| c.is_ascii_alphanumeric() || *c == '_') {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if key.is_empty() || chars.next() != Some('=') {
+            return Err(HostError::invalid(format!(
+                "invalid connection string {:?}: expected keyword=value pairs",
+                shown()
+            )));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next() {
+                    Some('\\') => value.extend(chars.next()),
+                    Some('\'') => break,
+                    Some(c) => value.push(c),
+                    None => {
+                        return Err(HostError::invalid(format!(
+                            "invalid connection string {:?}: unterminated quoted value of {key}",
+                            shown()
+                        )))
+                    }
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.extend(chars.next());
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        if key == "password" {
+            crate::redact::register(&value);
+        }
+        pairs.push((key, value));
+    }
+    Ok(pairs)
+}
+
+fn keywords_to_url(raw: &str, pairs: &[(String, String)]) -> HostResult<String> {
+    let mut url = url::Url::parse("postgres://localhost")
+        .map_err(|e| HostError::other(format!("building a URL: {e}")))?;
+    let mut query: Vec<(String, String)> = Vec::new();
+    for (k, v) in pairs {
+        let bad = |why: &str| {
+            HostError::invalid(format!(
+                "connection string {:?}: {k}: {why}",
+                mask_keyword_password(raw)
+            ))
+        };
+        match k.as_str() {
+            "host" if v.starts_with('/') => query.push(("host".into(), v.clone())),
+            "host" => url.set_host(Some(v)).map_err(|e| bad(&e.to_string()))?,
+            "port" => {
+                let p: u16 = v.parse().map_err(|_| bad("not a port number"))?;
+                url.set_port(Some(p)).map_err(|_| bad("not a port number"))?;
+            }
+            "dbname" => url.set_path(&format!("/{}", v.replace('/', "%2F"))),
+            "user" => url.set_username(v).map_err(|_| bad("cannot be used"))?,
+            "password" => url.set_password(Some(v)).map_err(|_| bad("cannot be used"))?,
+            "hostaddr" | "sslmode" | "sslrootcert" | "connect_timeout" | "application_name"
+            | "options" | "keepalives" | "keepalives_idle" | "target_session_attrs"
+            | "channel_binding" => query.push((k.clone(), v.clone())),
+            _ => {
+                return Err(bad(
+                    "not a keyword mtn understands (use host, hostaddr, port, dbname, user, password, sslmode, sslrootcert, connect_timeout, application_name, options)",
+                ))
+            }
+        }
+    }
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    let text = url.to_string();
+    crate::redact::register_url(&text);
+    Ok(text)
 }
 
 /// `sqlite://relative/path`, `sqlite:///absolute/path` or `sqlite:path` → the file path.
@@ -184,5 +352,44 @@ mod tests {
             PathBuf::from("/tmp/a.db")
         );
         assert_eq!(quote_ident("public.my\"t", '"'), "\"public\".\"my\"\"t\"");
+    }
+
+    #[test]
+    fn libpq_keyword_strings() {
+        let u = libpq_keywords(
+            "host=db.example port=6543 user=bob password='p w\\'x' dbname=app sslmode=require",
+        )
+        .unwrap()
+        .unwrap();
+        let s = ServerUrl::parse(&u).unwrap();
+        assert_eq!(s.host, "db.example");
+        assert_eq!(s.port, Some(6543));
+        assert_eq!(s.user.as_deref(), Some("bob"));
+        assert_eq!(s.password.as_deref(), Some("p w'x"));
+        assert_eq!(s.database, "app");
+        assert_eq!(s.query_param("sslmode").as_deref(), Some("require"));
+        assert!(libpq_keywords("postgres://x/y").is_none());
+        assert!(libpq_keywords("sqlite:app.db").is_none());
+        let err = libpq_keywords("host=h password=Hidden-1 dbnme=d")
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            err.message.contains("dbnme") && !err.message.contains("Hidden-1"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn masks_keyword_passwords() {
+        assert_eq!(
+            mask_keyword_password("host=h Password = 'a b' dbname=d"),
+            "host=h Password = *** dbname=d"
+        );
+        assert_eq!(
+            mask_keyword_password("Server=x;Password=abc;Db=y"),
+            "Server=x;Password=***;Db=y"
+        );
+        assert_eq!(mask_keyword_password("no secrets here"), "no secrets here");
     }
 }

@@ -106,7 +106,7 @@ pub fn map_err(e: MongoError, what: &str, shown: &str) -> HostError {
     let msg = crate::redact::redact(&describe(&e));
     match &*e.kind {
         MongoKind::Authentication { .. } => HostError::new(
-            ErrorKind::PermissionDenied,
+            ErrorKind::Auth,
             format!("{what}: authentication failed for {shown}: {msg}"),
         ),
         MongoKind::ServerSelection { .. } => HostError::network(format!(
@@ -119,7 +119,11 @@ pub fn map_err(e: MongoError, what: &str, shown: &str) -> HostError {
         MongoKind::DnsResolve { .. } => {
             HostError::network(format!("{what}: cannot resolve the host of {shown}: {msg}"))
         }
-        MongoKind::Command(c) if matches!(c.code, 13 | 18 | 8000) => HostError::new(
+        MongoKind::Command(c) if matches!(c.code, 18 | 8000) => HostError::new(
+            ErrorKind::Auth,
+            format!("{what}: authentication failed for {shown}: {msg}"),
+        ),
+        MongoKind::Command(c) if c.code == 13 => HostError::new(
             ErrorKind::PermissionDenied,
             format!("{what}: not authorized on {shown}: {msg}"),
         ),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config, NoTls};
 
-use super::url::ServerUrl;
+use crate::host::db::url::ServerUrl;
 use crate::host::error::{ErrorKind, HostError, HostResult};
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -184,9 +184,9 @@ pub fn classify(url: &ServerUrl, e: &tokio_postgres::Error) -> HostError {
         let msg = crate::redact::redact(db.message());
         return match code {
             "28P01" | "28000" => HostError::new(
-                ErrorKind::PermissionDenied,
+                ErrorKind::Auth,
                 format!(
-                    "authentication failed for user {user} at {}: {msg} (check the password in the URL)",
+                    "authentication failed for user {user} at {}: {msg}",
                     url.endpoint()
                 ),
             ),
@@ -195,14 +195,30 @@ pub fn classify(url: &ServerUrl, e: &tokio_postgres::Error) -> HostError {
                 url.database,
                 url.endpoint()
             )),
-            "57P03" | "53300" => HostError::network(format!("server at {} is not accepting connections: {msg}", url.endpoint())),
-            _ => HostError::server(format!("PostgreSQL at {}: {msg} (SQLSTATE {code})", url.endpoint())),
+            "57P03" | "53300" => HostError::network(format!(
+                "server at {} is not accepting connections: {msg}",
+                url.endpoint()
+            )),
+            _ => HostError::server(format!(
+                "PostgreSQL at {}: {msg} (SQLSTATE {code})",
+                url.endpoint()
+            )),
         };
     }
     let text = crate::redact::redact(&e.to_string());
     let source = std::error::Error::source(e)
         .map(|s| crate::redact::redact(&s.to_string()))
         .unwrap_or_default();
+    if text.contains("password missing") || source.contains("password missing") {
+        // tokio-postgres' own check: the server asked for a password and mtn had none.
+        return HostError::new(
+            ErrorKind::Auth,
+            format!(
+                "PostgreSQL at {} asks for a password for user {user} and none was given",
+                url.endpoint()
+            ),
+        );
+    }
     HostError::network(format!(
         "cannot connect to PostgreSQL at {}: {text}{}",
         url.endpoint(),

@@ -1,0 +1,245 @@
+//! MySQL and MariaDB. Dumps and restores go through their own command-line tools
+//! (mariadb-dump/mysqldump and mariadb/mysql), so a dump is exactly what people restore today;
+//! the password goes in a private defaults file (mode 0600, removed afterwards), never on the
+//! command line, so `ps` does not show it. Queries and maintenance go through mysql_async with
+//! real bind parameters (`conn`, `ops`).
+
+pub mod conn;
+pub mod ops;
+
+pub use ops::{
+    create_database, database_exists, delete_older, drop_database, exec, export, query, stats,
+    vacuum,
+};
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Instant;
+
+use super::dump_file::{self, DumpReport};
+use super::options::*;
+use super::tools;
+use super::url::{quote_ident, ServerUrl};
+use crate::engine::ctx::RunCtx;
+use crate::host::error::{ErrorKind, HostError, HostResult};
+
+const PACKAGE: &str = "mariadb-client";
+
+fn q(name: &str) -> String {
+    quote_ident(name, '`')
+}
+
+/// Client options for one tool invocation; holds the defaults file alive.
+struct Client {
+    _defaults: tempfile::NamedTempFile,
+    args: Vec<String>,
+}
+
+fn client(url: &ServerUrl) -> HostResult<Client> {
+    let mut f = tempfile::Builder::new()
+        .prefix("mtn-my-")
+        .suffix(".cnf")
+        .tempfile()
+        .map_err(|e| HostError::io("creating a private MySQL defaults file", &e))?;
+    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut text = String::from("[client]\n");
+    if let Some(pw) = &url.password {
+        text.push_str(&format!("password=\"{}\"\n", esc(pw)));
+    }
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.flush())
+        .map_err(|e| HostError::io("writing the MySQL defaults file", &e))?;
+    // --defaults-extra-file must come first.
+    let mut args = vec![format!("--defaults-extra-file={}", f.path().display())];
+    let socket = url.query_param("socket");
+    if let Some(s) = &socket {
+        args.push(format!("--socket={s}"));
+    } else {
+        args.push(format!("--host={}", url.host));
+        if url.host != "localhost" || url.port.is_some() {
+            args.push("--protocol=TCP".into());
+        }
+    }
+    if let Some(p) = url.port {
+        args.push(format!("--port={p}"));
+    }
+    if let Some(u) = &url.user {
+        args.push(format!("--user={u}"));
+    }
+    Ok(Client { _defaults: f, args })
+}
+
+fn classify(url: &ServerUrl, tool: &str, stderr: &str) -> HostError {
+    let who = url.user.clone().unwrap_or_default();
+    let msg = if stderr.is_empty() {
+        "(no error output)"
+    } else {
+        stderr
+    };
+    if msg.contains("1045") || msg.contains("Access denied") {
+        HostError::new(
+            ErrorKind::Auth,
+            format!(
+                "authentication failed for user {who} at {}: {msg}",
+                url.endpoint()
+            ),
+        )
+    } else if msg.contains("ERROR 2002")
+        || msg.contains("ERROR 2003")
+        || msg.contains("ERROR 2005")
+        || msg.contains("2013")
+        || msg.contains("Can't connect")
+    {
+        HostError::network(format!(
+            "cannot connect to MySQL/MariaDB at {}: {msg}",
+            url.endpoint()
+        ))
+    } else if msg.contains("1049") || msg.contains("Unknown database") {
+        HostError::not_found(format!(
+            "database {:?} does not exist on {}: {msg}",
+            url.database,
+            url.endpoint()
+        ))
+    } else {
+        HostError::server(format!("{tool} ({}): {msg}", url.without_password()))
+    }
+}
+
+fn cli() -> HostResult<PathBuf> {
+    tools::find_tool(&["mariadb", "mysql"], PACKAGE)
+}
+
+// ---------------------------------------------------------------------------------------------
+// dump / restore
+
+pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<DumpReport> {
+    let url = ServerUrl::parse(raw_url)?;
+    if url.database.is_empty() {
+        return Err(HostError::invalid(
+            "dump_db: the MySQL URL names no database (mysql://user:pw@host/DB)",
+        ));
+    }
+    if opts.format.as_deref().is_some_and(|f| f != "plain") {
+        return Err(HostError::invalid(
+            "dump_db: MySQL/MariaDB dumps are plain SQL; drop the `format` option",
+        ));
+    }
+    let gzip = dump_file::gzip_level(&opts.compress)?;
+    let sanity = opts.sanity()?;
+    let dest = dump_file::destination(
+        opts.to.as_deref(),
+        &url.database,
+        if gzip.is_some() { ".sql.gz" } else { ".sql" },
+    );
+    let dest = ctx.policy.check_write(&dest)?;
+    let prog = tools::find_tool(&["mariadb-dump", "mysqldump"], PACKAGE)?;
+    // Fails fast with a clear message on a wrong password, host or database.
+    let _ = conn::connect(&url, None).await?.disconnect().await;
+    if ctx.dry_run {
+        return Ok(dump_file::dry_run_report(&dest, "plain"));
+    }
+    let c = client(&url)?;
+    let mut cmd = tools::command(&prog);
+    cmd.args(&c.args).args([
+        "--single-transaction",
+        "--quick",
+        "--routines",
+        "--events",
+        "--triggers",
+        "--hex-blob",
+        "--no-tablespaces",
+    ]);
+    if opts.schema_only {
+        cmd.arg("--no-data");
+    }
+    if opts.data_only {
+        cmd.arg("--no-create-info");
+    }
+    for t in &opts.exclude_tables {
+        cmd.arg(format!("--ignore-table={}.{t}", url.database));
+    }
+    cmd.arg(&url.database)
+        .args(&opts.tables)
+        .stdout(Stdio::piped());
+    let mut child = tools::spawn(&mut cmd, &prog)?;
+    let stderr = tools::drain_stderr(&mut child);
+    let out = tools::stdout_file(&mut child)?;
+    let writer = dump_file::write_from(out, dest.clone(), gzip, opts.threads);
+    let finished = tools::wait_with(child, stderr, writer, "mariadb-dump", |err| {
+        classify(&url, "mariadb-dump", err)
+    })
+    .await?;
+    // The defaults file holding the password may go only once the tool has exited.
+    drop(c);
+    if !String::from_utf8_lossy(&finished.tail).contains("Dump completed") {
+        return Err(HostError::verification("mariadb-dump exited 0 but its output lacks the \"Dump completed\" trailer: the dump is truncated"));
+    }
+    tokio::task::spawn_blocking(move || finished.commit(&sanity, "plain"))
+        .await
+        .map_err(|e| HostError::other(format!("commit failed: {e}")))?
+}
+
+pub async fn restore(
+    ctx: &RunCtx,
+    dump: &Path,
+    raw_url: &str,
+    opts: RestoreOptions,
+) -> HostResult<RestoreReport> {
+    let started = Instant::now();
+    let url = ServerUrl::parse(raw_url)?;
+    let head = dump_file::sniff(dump)?;
+    if head.starts_with(b"PGDMP") || head.starts_with(b"SQLite format 3") {
+        return Err(HostError::invalid(format!(
+            "{} is not a MySQL/MariaDB SQL dump",
+            dump.display()
+        )));
+    }
+    let prog = cli()?;
+    if !database_exists(&url, &url.database).await? {
+        if !opts.create {
+            return Err(HostError::not_found(format!(
+                "restore_db: database {:?} does not exist on {} (pass create: true to create it)",
+                url.database,
+                url.endpoint()
+            )));
+        }
+        if !ctx.dry_run {
+            create_database(&url, &url.database).await?;
+        }
+    } else {
+        let n = ops::table_count(&url, &url.database).await?;
+        if n > 0 {
+            if !opts.clean {
+                return Err(HostError::refused(format!("restore_db: database {:?} on {} is not empty ({n} tables); pass clean: true to drop and recreate it", url.database, url.endpoint())));
+            }
+            if !ctx.dry_run {
+                drop_database(&url, &url.database).await?;
+                create_database(&url, &url.database).await?;
+            }
+        }
+    }
+    let dump_bytes = std::fs::metadata(dump).map(|m| m.len()).unwrap_or(0);
+    if !ctx.dry_run {
+        let c = client(&url)?;
+        let mut cmd = tools::command(&prog);
+        cmd.args(&c.args)
+            .arg("--batch")
+            .arg(format!("--database={}", url.database))
+            .stdin(Stdio::piped());
+        let mut child = tools::spawn(&mut cmd, &prog)?;
+        let stderr = tools::drain_stderr(&mut child);
+        let feeder = dump_file::feed(dump, tools::stdin_file(&mut child)?);
+        tools::wait_with(child, stderr, feeder, "mariadb", |err| {
+            classify(&url, "mariadb", err)
+        })
+        .await?;
+    }
+    Ok(RestoreReport {
+        database: url.database.clone(),
+        format: "plain".into(),
+        dump_bytes,
+        duration_ms: started.elapsed().as_millis() as u64,
+        dry_run: ctx.dry_run,
+    })
+}

@@ -1,0 +1,185 @@
+//! `dump_db` for PostgreSQL: the system's pg_dump (plain, custom or directory format) streamed
+//! through the shared gzip path, with the tool checked against the server's version first.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Instant;
+
+use super::conn::connect;
+use super::{checked_tool, libpq_env, server_major, tool_dsn, tool_failure, CLIENT_PACKAGE};
+use crate::engine::ctx::RunCtx;
+use crate::host::db::dump_file::{self, DumpReport};
+use crate::host::db::options::*;
+use crate::host::db::tools;
+use crate::host::db::url::ServerUrl;
+use crate::host::error::{HostError, HostResult};
+
+pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<DumpReport> {
+    let url = ServerUrl::parse(raw_url)?;
+    let format = opts.format.clone().unwrap_or_else(|| "plain".into());
+    let gzip = dump_file::gzip_level(&opts.compress)?;
+    let ext = match (format.as_str(), gzip) {
+        ("plain", Some(_)) => ".sql.gz",
+        ("plain", None) => ".sql",
+        ("custom", _) => ".dump",
+        ("directory", _) => ".dir",
+        (other, _) => {
+            return Err(HostError::invalid(format!(
+            "dump_db: format {other:?} is not valid (use \"plain\", \"custom\" or \"directory\")"
+        )))
+        }
+    };
+    if opts.schema_only && opts.data_only {
+        return Err(HostError::invalid(
+            "dump_db: schema_only and data_only exclude each other",
+        ));
+    }
+    let sanity = opts.sanity()?;
+    let dest = dump_file::destination(opts.to.as_deref(), &url.database, ext);
+    let dest = ctx.policy.check_write(&dest)?;
+    let pg_dump = tools::find_tool(&["pg_dump"], CLIENT_PACKAGE)?;
+    let client = connect(&url).await?;
+    let server = server_major(&client).await?;
+    drop(client);
+    let pg_dump = checked_tool(pg_dump.to_str().unwrap_or("pg_dump"), Some(server)).await?;
+    if ctx.dry_run {
+        return Ok(dump_file::dry_run_report(&dest, &format));
+    }
+
+    let mut cmd = tools::command(&pg_dump);
+    libpq_env(&mut cmd, &url);
+    cmd.arg("--no-password")
+        .arg(format!("--dbname={}", tool_dsn(&url)));
+    cmd.arg(format!("--format={}", &format[..1]));
+    for t in &opts.tables {
+        cmd.arg(format!("--table={t}"));
+    }
+    for t in &opts.exclude_tables {
+        cmd.arg(format!("--exclude-table={t}"));
+    }
+    if opts.schema_only {
+        cmd.arg("--schema-only");
+    }
+    if opts.data_only {
+        cmd.arg("--data-only");
+    }
+    if format != "plain" {
+        cmd.arg(format!("--compress={}", gzip.unwrap_or(0)));
+    }
+    if format == "directory" {
+        return dump_directory(cmd, &pg_dump, &url, &dest, &opts, &sanity).await;
+    }
+    cmd.stdout(Stdio::piped());
+    let mut child = tools::spawn(&mut cmd, &pg_dump)?;
+    let stderr = tools::drain_stderr(&mut child);
+    let out = tools::stdout_file(&mut child)?;
+    // pg_dump's own compression already did the work for custom format.
+    let level = if format == "plain" { gzip } else { None };
+    let writer = dump_file::write_from(out, dest.clone(), level, opts.threads);
+    let finished = tools::wait_with(child, stderr, writer, "pg_dump", |err| {
+        tool_failure("pg_dump", &url, err)
+    })
+    .await?;
+    if format == "plain" {
+        let tail = String::from_utf8_lossy(&finished.tail);
+        if !tail.contains("PostgreSQL database dump complete") {
+            return Err(HostError::verification(
+                "pg_dump exited 0 but its output lacks the \"dump complete\" trailer: the dump is truncated",
+            ));
+        }
+    } else {
+        verify_archive(finished.tmp_path(), &url).await?;
+    }
+    let report = tokio::task::spawn_blocking(move || finished.commit(&sanity, &format))
+        .await
+        .map_err(|e| HostError::other(format!("commit failed: {e}")))??;
+    tracing::info!(target: "mtn::db", path = %report.path, bytes = report.bytes, raw_bytes = report.raw_bytes, "PostgreSQL dump written");
+    Ok(report)
+}
+
+/// A custom or directory archive must be readable by pg_restore.
+async fn verify_archive(path: &Path, url: &ServerUrl) -> HostResult<()> {
+    let pg_restore = checked_tool("pg_restore", None).await?;
+    let mut cmd = tools::command(&pg_restore);
+    cmd.arg("--list").arg(path);
+    let out = tools::run_output(cmd, &pg_restore, |e| {
+        HostError::verification(format!(
+            "pg_restore --list rejects the new dump of {}: {e}",
+            url.database
+        ))
+    })
+    .await?;
+    if !out.contains("TOC Entries") {
+        return Err(HostError::verification(
+            "pg_restore --list shows no table of contents",
+        ));
+    }
+    Ok(())
+}
+
+async fn dump_directory(
+    mut cmd: tokio::process::Command,
+    pg_dump: &Path,
+    url: &ServerUrl,
+    dest: &Path,
+    opts: &DumpOptions,
+    sanity: &dump_file::Sanity,
+) -> HostResult<DumpReport> {
+    let started = Instant::now();
+    if let Some(p) = dest.parent() {
+        std::fs::create_dir_all(p)
+            .map_err(|e| HostError::io(format!("creating {}", p.display()), &e))?;
+    }
+    // pg_dump creates the folder itself: it gets a path inside a private 0700 folder with a
+    // random name, removed unless committed.
+    let staging = crate::atomic::TempDir::create(dest).map_err(|e| {
+        HostError::io(
+            format!("creating a temporary folder next to {}", dest.display()),
+            &e,
+        )
+    })?;
+    let tmp = staging.inner().to_path_buf();
+    cmd.arg(format!("--jobs={}", opts.jobs.unwrap_or(2).max(1)))
+        .arg(format!("--file={}", tmp.display()));
+    let mut child = tools::spawn(&mut cmd, pg_dump)?;
+    let stderr = tools::drain_stderr(&mut child);
+    tools::wait(child, stderr, "pg_dump", |err| {
+        tool_failure("pg_dump", url, err)
+    })
+    .await?;
+    verify_archive(&tmp, url).await?;
+    let mut lines = String::new();
+    let mut bytes = 0u64;
+    let mut entries: Vec<_> = std::fs::read_dir(&tmp)
+        .map_err(|e| HostError::io(format!("reading {}", tmp.display()), &e))?
+        .flatten()
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let (n, h) = crate::atomic::sha256_file(&e.path())
+            .map_err(|err| HostError::io(format!("hashing {}", e.path().display()), &err))?;
+        bytes += n;
+        lines.push_str(&format!("{h}  {}\n", e.file_name().to_string_lossy()));
+    }
+    sanity.check(dest, bytes)?;
+    staging
+        .commit()
+        .map_err(|e| HostError::io(format!("renaming to {}", dest.display()), &e))?;
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(lines.as_bytes()))
+    };
+    let mut side = dest.file_name().unwrap_or_default().to_os_string();
+    side.push(".sha256");
+    crate::atomic::write_atomic(&dest.with_file_name(side), lines.as_bytes())
+        .map_err(|e| HostError::io("writing sidecar", &e))?;
+    Ok(DumpReport {
+        path: dest.display().to_string(),
+        bytes,
+        raw_bytes: bytes,
+        sha256: digest,
+        duration_ms: started.elapsed().as_millis() as u64,
+        dry_run: false,
+        format: "directory".into(),
+    })
+}

@@ -1,0 +1,213 @@
+//! `restore_db` for PostgreSQL: plain dumps through psql, archives through pg_restore, into a
+//! target that is created, or refused when not empty unless `clean`; and the create/drop of
+//! databases that the restore drill's scratch databases use.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Instant;
+
+use tokio_postgres::Client;
+
+use super::conn::{connect, query_error};
+use super::{checked_tool, libpq_env, q, tool_dsn, tool_failure};
+use crate::engine::ctx::RunCtx;
+use crate::host::db::dump_file;
+use crate::host::db::options::*;
+use crate::host::db::tools;
+use crate::host::db::url::ServerUrl;
+use crate::host::error::{ErrorKind, HostError, HostResult};
+
+async fn database_exists(admin: &Client, name: &str) -> HostResult<bool> {
+    let row = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .map_err(|e| query_error(&e))?;
+    Ok(row.get::<_, i64>(0) > 0)
+}
+
+/// A connection to the server's maintenance database (to create and drop others).
+pub async fn admin_connect(url: &ServerUrl) -> HostResult<Client> {
+    match connect(&url.with_database("postgres")).await {
+        Ok(c) => Ok(c),
+        Err(e) if e.kind == ErrorKind::NotFound => connect(&url.with_database("template1")).await,
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn create_database(admin: &Client, name: &str) -> HostResult<()> {
+    admin
+        .batch_execute(&format!("CREATE DATABASE {}", q(name)))
+        .await
+        .map_err(|e| query_error(&e).context(format!("creating database {name}")))
+}
+
+pub async fn drop_database(admin: &Client, name: &str) -> HostResult<()> {
+    let force = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", q(name));
+    match admin.batch_execute(&force).await {
+        Ok(()) => Ok(()),
+        // Before PostgreSQL 13 there is no FORCE: end the sessions ourselves.
+        Err(e) if e.code().map(|c| c.code()) == Some("42601") => {
+            let _ = admin
+                .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", &[&name])
+                .await;
+            admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {}", q(name)))
+                .await
+                .map_err(|e| query_error(&e).context(format!("dropping database {name}")))
+        }
+        Err(e) => Err(query_error(&e).context(format!("dropping database {name}"))),
+    }
+}
+
+async fn user_tables(client: &Client) -> HostResult<i64> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r','p','v','m','S') AND n.nspname NOT IN ('pg_catalog','information_schema') \
+             AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'",
+            &[],
+        )
+        .await
+        .map_err(|e| query_error(&e))?;
+    Ok(row.get(0))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Archive {
+    Plain,
+    Custom,
+    Directory,
+}
+
+fn archive_kind(dump: &Path) -> HostResult<Archive> {
+    if dump.is_dir() {
+        if dump.join("toc.dat").exists() {
+            return Ok(Archive::Directory);
+        }
+        return Err(HostError::invalid(format!(
+            "{} is a directory without toc.dat: not a pg_dump directory archive",
+            dump.display()
+        )));
+    }
+    let head = dump_file::sniff(dump)?;
+    if head.starts_with(b"PGDMP") {
+        Ok(Archive::Custom)
+    } else if head.starts_with(b"SQLite format 3") {
+        Err(HostError::invalid(format!(
+            "{} is an SQLite database: restore it with a sqlite:// URL",
+            dump.display()
+        )))
+    } else {
+        Ok(Archive::Plain)
+    }
+}
+
+/// Prepare the target database: create it (create: true), refuse a non-empty one unless
+/// clean: true (then drop and recreate it).
+async fn prepare_target(url: &ServerUrl, opts: &RestoreOptions, dry_run: bool) -> HostResult<()> {
+    let admin = admin_connect(url).await?;
+    let exists = database_exists(&admin, &url.database).await?;
+    if !exists {
+        if !opts.create {
+            return Err(HostError::not_found(format!(
+                "restore_db: database {:?} does not exist on {} (pass create: true to create it)",
+                url.database,
+                url.endpoint()
+            )));
+        }
+        if !dry_run {
+            create_database(&admin, &url.database).await?;
+        }
+        return Ok(());
+    }
+    let target = connect(url).await?;
+    let n = user_tables(&target).await?;
+    drop(target);
+    if n > 0 {
+        if !opts.clean {
+            return Err(HostError::refused(format!(
+                "restore_db: database {:?} on {} is not empty ({n} tables, views or sequences); pass clean: true to drop and recreate it",
+                url.database,
+                url.endpoint()
+            )));
+        }
+        if !dry_run {
+            drop_database(&admin, &url.database).await?;
+            create_database(&admin, &url.database).await?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn restore(
+    ctx: &RunCtx,
+    dump: &Path,
+    raw_url: &str,
+    opts: RestoreOptions,
+) -> HostResult<RestoreReport> {
+    let started = Instant::now();
+    let url = ServerUrl::parse(raw_url)?;
+    let kind = archive_kind(dump)?;
+    let dump_bytes = std::fs::metadata(dump).map(|m| m.len()).unwrap_or(0);
+    let tool = if kind == Archive::Plain {
+        "psql"
+    } else {
+        "pg_restore"
+    };
+    let tool_path = checked_tool(tool, None).await?;
+    prepare_target(&url, &opts, ctx.dry_run).await?;
+    let format = match kind {
+        Archive::Plain => "plain",
+        Archive::Custom => "custom",
+        Archive::Directory => "directory",
+    };
+    if !ctx.dry_run {
+        let mut cmd = tools::command(&tool_path);
+        libpq_env(&mut cmd, &url);
+        if kind == Archive::Plain {
+            cmd.args([
+                "-X",
+                "-q",
+                "--no-password",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "--single-transaction",
+            ])
+            .arg(format!("--dbname={}", tool_dsn(&url)))
+            .stdin(Stdio::piped());
+            let mut child = tools::spawn(&mut cmd, &tool_path)?;
+            let stderr = tools::drain_stderr(&mut child);
+            let feeder = dump_file::feed(dump, tools::stdin_file(&mut child)?);
+            tools::wait_with(child, stderr, feeder, "psql", |err| {
+                tool_failure("psql", &url, err)
+            })
+            .await?;
+        } else {
+            cmd.args(["--no-password", "--exit-on-error"])
+                .arg(format!("--dbname={}", tool_dsn(&url)));
+            if opts.no_owner {
+                cmd.arg("--no-owner");
+            }
+            if let Some(j) = opts.jobs {
+                cmd.arg(format!("--jobs={}", j.max(1)));
+            }
+            cmd.arg(dump);
+            let mut child = tools::spawn(&mut cmd, &tool_path)?;
+            let stderr = tools::drain_stderr(&mut child);
+            tools::wait(child, stderr, "pg_restore", |err| {
+                tool_failure("pg_restore", &url, err)
+            })
+            .await?;
+        }
+    }
+    Ok(RestoreReport {
+        database: url.database.clone(),
+        format: format.into(),
+        dump_bytes,
+        duration_ms: started.elapsed().as_millis() as u64,
+        dry_run: ctx.dry_run,
+    })
+}
