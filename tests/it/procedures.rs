@@ -381,8 +381,16 @@ fn procedures_nightly_postgres_to_s3_with_retention_and_restore_test() {
     let d = tempdir();
     let bucket = env_var("MTN_TEST_S3_BUCKET");
     let target = format!("s3://{bucket}/nightly-{}/", std::process::id());
+    // As the getting-started guide says: no password in the URL, DB_PASSWORD_FILE instead; the
+    // database functions resolve it (the script has no code for it).
+    let pw_file = d.path().join("db_password");
+    std::fs::write(&pw_file, format!("{}\n", env_var("MTN_TEST_PG_PASSWORD"))).unwrap();
+    let bare_url = url.replacen(&format!(":{}@", env_var("MTN_TEST_PG_PASSWORD")), "@", 1);
+    assert_ne!(bare_url, url);
+    let pw_path = pw_file.to_string_lossy().to_string();
     let env = [
-        ("DATABASE_URL", url.as_str()),
+        ("DATABASE_URL", bare_url.as_str()),
+        ("DB_PASSWORD_FILE", pw_path.as_str()),
         ("BACKUP_TARGET", target.as_str()),
         ("AWS_ACCESS_KEY_ID", &env_var("MTN_TEST_S3_ACCESS_KEY")),
         ("AWS_SECRET_ACCESS_KEY", &env_var("MTN_TEST_S3_SECRET_KEY")),
