@@ -14,6 +14,7 @@ pub mod rotate;
 pub mod state;
 pub mod storage;
 pub mod system;
+pub mod units;
 pub mod verify;
 
 use crate::engine::registry::Registrar;

@@ -27,12 +27,7 @@ use crate::host::compress::{default_threads, gzip_file, remove_if_compressed};
 use crate::host::error::{ErrorKind, HostError, HostResult};
 use crate::host::fs::dir::par_for_each;
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum SizeOpt {
-    Bytes(u64),
-    Text(String),
-}
+pub use crate::host::units::SizeOpt;
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -129,22 +124,9 @@ pub struct RotateReport {
     pub dry_run: bool,
 }
 
+/// Sizes follow logrotate: `k`, `M`, `G` are powers of 1024 (see `host/units.rs`).
 pub fn parse_size(s: &SizeOpt) -> HostResult<u64> {
-    match s {
-        SizeOpt::Bytes(b) => Ok(*b),
-        SizeOpt::Text(t) => {
-            let t = t.trim();
-            let (num, mult) = match t.char_indices().last() {
-                Some((i, 'k' | 'K')) => (&t[..i], 1024u64),
-                Some((i, 'M')) => (&t[..i], 1024 * 1024),
-                Some((i, 'G')) => (&t[..i], 1024 * 1024 * 1024),
-                _ => (t, 1),
-            };
-            num.trim().parse::<u64>().map(|n| n * mult).map_err(|_| {
-                HostError::invalid(format!("invalid size {t:?} (use e.g. 100k, 10M, 1G)"))
-            })
-        }
-    }
+    s.bytes()
 }
 
 fn parse_age(a: &AgeOpt) -> HostResult<Duration> {

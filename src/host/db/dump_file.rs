@@ -66,52 +66,7 @@ pub fn gzip_level(c: &Option<CompressOpt>) -> HostResult<Option<u32>> {
     }
 }
 
-/// A size given as bytes or text ("10MB", "1.5 GiB", "500k").
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum SizeOpt {
-    Bytes(u64),
-    Text(String),
-}
-
-impl SizeOpt {
-    pub fn bytes(&self) -> HostResult<u64> {
-        match self {
-            SizeOpt::Bytes(b) => Ok(*b),
-            SizeOpt::Text(t) => parse_size(t),
-        }
-    }
-}
-
-pub fn parse_size(text: &str) -> HostResult<u64> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| {
-        HostError::invalid(format!(
-            "invalid size {text:?} (use e.g. 1048576, \"10MB\", \"1GiB\")"
-        ))
-    })?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "kib" => 1024.0,
-        "m" | "mb" => 1e6,
-        "mib" => 1024.0 * 1024.0,
-        "g" | "gb" => 1e9,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        "t" | "tb" => 1e12,
-        "tib" => 1024f64.powi(4),
-        other => {
-            return Err(HostError::invalid(format!(
-                "invalid size unit {other:?} in {text:?} (use B, KB, MB, GB, KiB, MiB, GiB)"
-            )))
-        }
-    };
-    Ok((n * mult) as u64)
-}
+pub use crate::host::units::{parse_size, SizeOpt};
 
 /// Where a dump goes: `to` is a file, or a directory (existing, or ending in `/`) that gets
 /// `<name>_<YYYY-mm-dd_HHMMSS><ext>`; no `to` means `./backups/`.

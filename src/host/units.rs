@@ -1,0 +1,88 @@
+//! Sizes in option values, one parser for every function (`rotate`'s `size`, `dump_db`'s
+//! `min_size`, ...), so "10M" means the same everywhere.
+//!
+//! The rule: a bare number is bytes; the single letters `k`, `M`, `G`, `T` (either case) are
+//! powers of 1024, as logrotate names them (`size 10M` = 10,485,760 bytes); the two-letter SI
+//! units `KB`, `MB`, `GB`, `TB` are powers of 1000 (`"10MB"` = 10,000,000) and the IEC units
+//! `KiB`, `MiB`, `GiB`, `TiB` powers of 1024. Fractions are allowed (`"1.5GiB"`). Durations have
+//! their one parser too: `binding::parse_duration`.
+
+use serde::Deserialize;
+
+use crate::host::error::{HostError, HostResult};
+
+/// A size given as bytes or text ("10MB", "1.5 GiB", "500k").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SizeOpt {
+    Bytes(u64),
+    Text(String),
+}
+
+impl SizeOpt {
+    pub fn bytes(&self) -> HostResult<u64> {
+        match self {
+            SizeOpt::Bytes(b) => Ok(*b),
+            SizeOpt::Text(t) => parse_size(t),
+        }
+    }
+}
+
+pub fn parse_size(text: &str) -> HostResult<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| {
+        HostError::invalid(format!(
+            "invalid size {text:?} (use bytes, or e.g. \"100k\", \"10M\", \"10MB\", \"1GiB\")"
+        ))
+    })?;
+    let binary = |p: i32| 1024f64.powi(p);
+    let decimal = |p: i32| 1000f64.powi(p);
+    let mult = match unit.trim() {
+        "" | "b" | "B" => 1.0,
+        // logrotate's single letters: powers of 1024.
+        "k" | "K" => binary(1),
+        "m" | "M" => binary(2),
+        "g" | "G" => binary(3),
+        "t" | "T" => binary(4),
+        other => match other.to_ascii_lowercase().as_str() {
+            "kb" => decimal(1),
+            "mb" => decimal(2),
+            "gb" => decimal(3),
+            "tb" => decimal(4),
+            "kib" => binary(1),
+            "mib" => binary(2),
+            "gib" => binary(3),
+            "tib" => binary(4),
+            _ => {
+                return Err(HostError::invalid(format!(
+                    "invalid size unit {other:?} in {text:?} (use k, M, G (1024-based, as logrotate), KB, MB, GB (1000-based) or KiB, MiB, GiB)"
+                )))
+            }
+        },
+    };
+    Ok((n * mult) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn one_rule_for_every_function() {
+        assert_eq!(parse_size("10M").unwrap(), 10_485_760);
+        assert_eq!(parse_size("10m").unwrap(), 10_485_760);
+        assert_eq!(parse_size("100k").unwrap(), 102_400);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("10MB").unwrap(), 10_000_000);
+        assert_eq!(parse_size("10 mb").unwrap(), 10_000_000);
+        assert_eq!(parse_size("1 KiB").unwrap(), 1024);
+        assert_eq!(parse_size("1.5GiB").unwrap(), 1_610_612_736);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("3 parsecs").is_err());
+        assert!(parse_size("M").is_err());
+    }
+}
