@@ -346,22 +346,45 @@ let thrown = restore_test(d, "{server}", |url| {{ db_query(url, "SELECT * FROM n
 assert(!thrown.ok, "a throwing closure fails");
 let good = restore_test(d, "{server}", |url| db_query(url, "SELECT count(*) AS n FROM orders")[0].n == 8000);
 assert(good.ok, `closure check: ${{good}}`);
+log(`SCRATCH=${{bad.database}},${{thrown.database}},${{good.database}}`);
 "#,
         src = pg_db(&src),
         server = pg_url()
     );
-    run_script_env(
+    let run = run_script_env(
         dir.path(),
         "t.rhai",
         &script,
         &["--state-dir", "state"],
         &[],
-    )
-    .expect_code(0);
+    );
+    run.expect_code(0);
+    // This run's scratch databases are gone (by name: other tests drill on the same server
+    // at the same time).
+    let names = run
+        .all()
+        .split("SCRATCH=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let names: Vec<&str> = names.split(',').collect();
+    assert_eq!(names.len(), 3);
+    assert!(
+        names.iter().all(|n| n.starts_with("mtn_restore_test_")),
+        "{names:?}"
+    );
+    let list = names
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(",");
     assert_eq!(
         psql(
             "postgres",
-            "SELECT count(*) FROM pg_database WHERE datname LIKE 'mtn_restore_test%'"
+            &format!("SELECT count(*) FROM pg_database WHERE datname IN ({list})")
         ),
         "0"
     );
