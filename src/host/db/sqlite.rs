@@ -1,5 +1,10 @@
 //! SQLite: the embedded default. Dumps use SQLite's online backup API (a consistent copy while
 //! the application keeps writing), then the shared gzip path; everything else is rusqlite.
+//!
+//! Why one file of ~600 lines: every SQLite connection must be opened through `open_existing`
+//! (path policy, no symlinks, the ATTACH/VACUUM INTO authorizer, the interrupt on stop), and
+//! keeping the operations next to it makes a connection that skips it easy to spot. A split
+//! into `sqlite/` (open + guards, dump/restore, ops) is the next step once that code settles.
 
 use std::io::Write;
 use std::path::Path;

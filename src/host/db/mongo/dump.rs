@@ -1,5 +1,8 @@
 //! `dump_db` for MongoDB: every collection streamed into mongodump's layout
 //! (`<db>/<coll>.bson[.gz]` + `<coll>.metadata.json`), as one `.tar.gz` or a directory.
+//!
+//! Why ~550 lines: the layout is mongodump's contract (file names, metadata fields, the index
+//! key order) and is kept in one place next to the streaming that produces it.
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};

@@ -1,5 +1,8 @@
 //! `restore_db` for MongoDB: reads mongodump's layout (from mtn or from mongodump itself), as a
 //! `.tar.gz`/`.tar` archive or a directory, inserts in ordered batches and recreates indexes.
+//!
+//! Why ~700 lines: reading every variant of mongodump's layout (archive or folder, gzip or not,
+//! old and new metadata) is one parser; splitting it would spread that contract over files.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
