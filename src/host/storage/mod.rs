@@ -178,7 +178,9 @@ delete_remote(old, #{ endpoint: "http://127.0.0.1:8333" });
 const RETENTION_DOC: &str = r#"Apply a restic-style retention policy to a local folder or a remote prefix.
 
 Policy: `keep_last`, `keep_hourly`, `keep_daily`, `keep_weekly`, `keep_monthly`,
-`keep_yearly` (counts, -1 = unlimited), `keep_within` ("30d", from the newest backup), and the
+`keep_yearly` (counts, -1 = unlimited; the oldest backup is kept while a count has room, as
+restic does), `keep_within` and `keep_within_hourly/daily/weekly/monthly/yearly` (restic's
+`"1y6m7d3h"` syntax, `m` = months, measured back from the newest backup), and the
 safety floors `keep_newest` (default 1), `max_delete_percent` (default 50) and
 `require_fresh` ("2d"). A plan past a floor is refused: nothing is deleted and the call fails.
 Options: `pattern` (glob over names, default "*"), `time_from` ("auto": the name's

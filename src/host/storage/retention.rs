@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::host::error::{HostError, HostResult};
 
+mod calendar;
+pub use calendar::CalendarDuration;
+
 /// The keep rules and the safety floors. Counts: a number, or -1 for "unlimited".
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -26,9 +29,14 @@ pub struct Policy {
     pub keep_weekly: Option<i64>,
     pub keep_monthly: Option<i64>,
     pub keep_yearly: Option<i64>,
-    /// Keep everything younger than this, measured from the newest backup (as restic does).
-    #[serde(with = "crate::host::binding::serde_duration::option")]
-    pub keep_within: Option<Duration>,
+    /// Keep everything strictly newer than (newest − this), in restic's `1y6m7d3h` syntax.
+    pub keep_within: Option<CalendarDuration>,
+    /// Keep the newest backup of each hour/day/... inside the window (restic's `--keep-within-*`).
+    pub keep_within_hourly: Option<CalendarDuration>,
+    pub keep_within_daily: Option<CalendarDuration>,
+    pub keep_within_weekly: Option<CalendarDuration>,
+    pub keep_within_monthly: Option<CalendarDuration>,
+    pub keep_within_yearly: Option<CalendarDuration>,
     /// Never delete the newest N backups (default 1).
     pub keep_newest: Option<usize>,
     /// Refuse a plan that deletes more than this percentage of the backups (default 50).
@@ -68,27 +76,77 @@ pub struct Plan {
     pub refused: Option<String>,
 }
 
-type BucketFn = fn(&NaiveDateTime) -> String;
+/// A bucket of a backup: its position for keep_last (every backup is its own bucket), its
+/// hour, day, ISO week, month or year for the others.
+type BucketFn = fn(&NaiveDateTime, usize) -> String;
 
-fn bucket_rules(p: &Policy) -> Vec<(&'static str, i64, BucketFn)> {
-    let all: [(&'static str, Option<i64>, BucketFn); 5] = [
-        ("keep_hourly", p.keep_hourly, |t| {
-            t.format("%Y-%m-%d %Hh").to_string()
-        }),
-        ("keep_daily", p.keep_daily, |t| {
-            t.format("%Y-%m-%d").to_string()
-        }),
-        ("keep_weekly", p.keep_weekly, |t| {
-            t.format("%G-W%V").to_string()
-        }),
-        ("keep_monthly", p.keep_monthly, |t| {
-            t.format("%Y-%m").to_string()
-        }),
-        ("keep_yearly", p.keep_yearly, |t| t.format("%Y").to_string()),
+const BUCKETS: [(&str, BucketFn); 6] = [
+    ("last", |_, nr| format!("#{nr}")),
+    ("hourly", |t, _| t.format("%Y-%m-%d %Hh").to_string()),
+    ("daily", |t, _| t.format("%Y-%m-%d").to_string()),
+    ("weekly", |t, _| t.format("%G-W%V").to_string()),
+    ("monthly", |t, _| t.format("%Y-%m").to_string()),
+    ("yearly", |t, _| t.format("%Y").to_string()),
+];
+
+/// One bucket rule: a count (`keep_daily: 7`) or a window (`keep_within_daily: "1m"`).
+struct Rule {
+    key: String,
+    bucket: BucketFn,
+    limit: Limit,
+    /// The bucket of the last backup this rule kept.
+    last: Option<String>,
+    /// Every bucket this rule kept a backup of.
+    kept: HashSet<String>,
+}
+
+enum Limit {
+    /// Backups left to keep; -1 = unlimited.
+    Count(i64),
+    Within(CalendarDuration, Option<NaiveDateTime>),
+}
+
+fn rules(p: &Policy, latest: Option<NaiveDateTime>) -> Vec<Rule> {
+    let counts = [
+        p.keep_last,
+        p.keep_hourly,
+        p.keep_daily,
+        p.keep_weekly,
+        p.keep_monthly,
+        p.keep_yearly,
     ];
-    all.into_iter()
-        .filter_map(|(n, c, f)| c.filter(|c| *c != 0).map(|c| (n, c, f)))
-        .collect()
+    let windows = [
+        None,
+        p.keep_within_hourly,
+        p.keep_within_daily,
+        p.keep_within_weekly,
+        p.keep_within_monthly,
+        p.keep_within_yearly,
+    ];
+    let mut out = Vec::new();
+    for (i, (name, bucket)) in BUCKETS.into_iter().enumerate() {
+        if let Some(c) = counts[i].filter(|c| *c != 0) {
+            out.push(Rule {
+                key: format!("keep_{name}"),
+                bucket,
+                limit: Limit::Count(c),
+                last: None,
+                kept: HashSet::new(),
+            });
+        }
+    }
+    for (i, (name, bucket)) in BUCKETS.into_iter().enumerate() {
+        if let Some(d) = windows[i].filter(|d| !d.is_zero()) {
+            out.push(Rule {
+                key: format!("keep_within_{name}"),
+                bucket,
+                limit: Limit::Within(d, latest.and_then(|l| d.before(l))),
+                last: None,
+                kept: HashSet::new(),
+            });
+        }
+    }
+    out
 }
 
 fn fmt_time(t: &NaiveDateTime) -> String {
@@ -97,6 +155,11 @@ fn fmt_time(t: &NaiveDateTime) -> String {
 
 fn fmt_dur(d: Duration) -> String {
     humantime::format_duration(d).to_string()
+}
+
+/// Inside a window that starts after `cut` (`None`: the window reaches before the calendar).
+fn inside(t: &NaiveDateTime, cut: Option<NaiveDateTime>) -> bool {
+    cut.is_none_or(|c| *t > c)
 }
 
 /// Check a policy before listing anything.
@@ -118,9 +181,19 @@ pub fn validate(p: &Policy) -> HostResult<()> {
             }
         }
     }
-    if counts.iter().all(|(_, c)| c.unwrap_or(0) == 0) && p.keep_within.is_none() {
+    let windows = [
+        p.keep_within,
+        p.keep_within_hourly,
+        p.keep_within_daily,
+        p.keep_within_weekly,
+        p.keep_within_monthly,
+        p.keep_within_yearly,
+    ];
+    if counts.iter().all(|(_, c)| c.unwrap_or(0) == 0)
+        && windows.iter().all(|w| w.is_none_or(|w| w.is_zero()))
+    {
         return Err(HostError::invalid(
-            "retention: the policy has no keep rule (keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within); refusing to plan a deletion of everything",
+            "retention: the policy has no keep rule (keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within, keep_within_hourly/daily/weekly/monthly/yearly); refusing to plan a deletion of everything",
         ));
     }
     if let Some(pct) = p.max_delete_percent {
@@ -134,6 +207,12 @@ pub fn validate(p: &Policy) -> HostResult<()> {
 }
 
 /// The plan: which backups to keep (and by which rules) and which to delete (and why).
+///
+/// restic's `ApplyPolicy` (≥ 0.16), rule for rule: newest first, a count rule keeps the first
+/// backup of each new bucket until its count is used up, and also keeps the oldest backup
+/// while counts are left (so a young repository keeps its first backup); windows are measured
+/// from the newest backup that is not in the future and keep what is strictly newer than
+/// (newest − window). Then the safety floors.
 pub fn plan(backups: &[Backup], p: &Policy, now: NaiveDateTime) -> HostResult<Plan> {
     validate(p)?;
     let mut sorted: Vec<&Backup> = backups.iter().collect();
@@ -145,78 +224,82 @@ pub fn plan(backups: &[Backup], p: &Policy, now: NaiveDateTime) -> HostResult<Pl
     for r in reasons.iter_mut().take(newest_n) {
         r.push(format!("keep_newest {newest_n} (safety floor)"));
     }
-    let last = p.keep_last.unwrap_or(0);
-    if last != 0 {
-        let upto = if last < 0 { n } else { last as usize };
-        for r in reasons.iter_mut().take(upto) {
-            r.push(format!("keep_last {last}"));
-        }
-    }
-    let rules = bucket_rules(p);
-    let mut kept_buckets: Vec<HashSet<String>> = vec![HashSet::new(); rules.len()];
-    for (ri, (name, count, bucket)) in rules.iter().enumerate() {
-        let mut left = *count;
-        let mut prev: Option<String> = None;
-        for (i, b) in sorted.iter().enumerate() {
-            if left == 0 {
-                break;
-            }
-            let key = bucket(&b.time);
-            if prev.as_ref() != Some(&key) {
-                reasons[i].push(format!("{name} {key}"));
-                kept_buckets[ri].insert(key.clone());
-                prev = Some(key);
-                left -= 1;
+    // restic measures windows from the newest backup that is not in the future.
+    let latest = sorted.iter().map(|b| b.time).find(|t| *t <= now);
+    let within = p
+        .keep_within
+        .filter(|d| !d.is_zero())
+        .map(|d| (d, latest.and_then(|l| d.before(l))));
+    let mut rules = rules(p, latest);
+    for (nr, b) in sorted.iter().enumerate() {
+        if let Some((d, cut)) = within {
+            if inside(&b.time, cut) {
+                reasons[nr].push(format!("keep_within {d}"));
             }
         }
-    }
-    let cutoff = match (p.keep_within, sorted.first()) {
-        (Some(d), Some(newest)) => chrono::Duration::from_std(d)
-            .ok()
-            .and_then(|d| newest.time.checked_sub_signed(d)),
-        _ => None,
-    };
-    if let (Some(d), Some(cut)) = (p.keep_within, cutoff) {
-        for (i, b) in sorted.iter().enumerate() {
-            if b.time >= cut {
-                reasons[i].push(format!("keep_within {}", fmt_dur(d)));
+        let oldest = nr + 1 == n;
+        for rule in rules.iter_mut() {
+            let open = match rule.limit {
+                Limit::Count(c) => c != 0,
+                Limit::Within(_, cut) => inside(&b.time, cut),
+            };
+            if !open {
+                continue;
             }
-        }
-    } else if let (Some(d), None, Some(_)) = (p.keep_within, cutoff, sorted.first()) {
-        // A window reaching before the calendar's start keeps everything.
-        for r in reasons.iter_mut() {
-            r.push(format!("keep_within {}", fmt_dur(d)));
+            let key = (rule.bucket)(&b.time, nr);
+            let repeat = rule.last.as_ref() == Some(&key);
+            if repeat && !oldest {
+                continue;
+            }
+            let label = match rule.limit {
+                Limit::Count(c) if rule.key == "keep_last" => format!("keep_last {c}"),
+                Limit::Count(_) => format!("{} {key}", rule.key),
+                Limit::Within(d, _) => format!("{} {d} {key}", rule.key),
+            };
+            reasons[nr].push(if repeat {
+                format!("{label} (the oldest backup, kept while the rule has room left)")
+            } else {
+                label
+            });
+            if let Limit::Count(c) = &mut rule.limit {
+                if *c > 0 {
+                    *c -= 1;
+                }
+            }
+            rule.kept.insert(key.clone());
+            rule.last = Some(key);
         }
     }
 
     let mut kept = Vec::new();
     let mut deleted = Vec::new();
-    for (i, b) in sorted.iter().enumerate() {
-        if !reasons[i].is_empty() {
+    for (nr, b) in sorted.iter().enumerate() {
+        if !reasons[nr].is_empty() {
             kept.push(Kept {
                 name: b.name.clone(),
                 time: fmt_time(&b.time),
-                reasons: std::mem::take(&mut reasons[i]),
+                reasons: std::mem::take(&mut reasons[nr]),
             });
             continue;
         }
         let mut why = Vec::new();
-        if last > 0 {
-            why.push(format!("beyond keep_last {last}"));
+        if let Some((d, _)) = within {
+            why.push(format!("not within keep_within {d} of the newest"));
         }
-        for (ri, (name, count, bucket)) in rules.iter().enumerate() {
-            let key = bucket(&b.time);
-            if kept_buckets[ri].contains(&key) {
-                why.push(format!("{name}: {key} is kept by a newer backup"));
-            } else {
-                why.push(format!("{name}: all {count} kept"));
-            }
-        }
-        if let Some(d) = p.keep_within {
-            why.push(format!(
-                "older than keep_within {} before the newest",
-                fmt_dur(d)
-            ));
+        for rule in &rules {
+            let key = (rule.bucket)(&b.time, nr);
+            why.push(match rule.limit {
+                Limit::Count(_) if rule.key == "keep_last" => {
+                    format!("beyond keep_last {}", p.keep_last.unwrap_or(0))
+                }
+                Limit::Within(d, cut) if !inside(&b.time, cut) => {
+                    format!("{}: older than {d} before the newest", rule.key)
+                }
+                _ if rule.kept.contains(&key) => {
+                    format!("{}: {key} is kept by a newer backup", rule.key)
+                }
+                _ => format!("{}: all {} kept", rule.key, count_of(p, &rule.key)),
+            });
         }
         deleted.push(Deleted {
             name: b.name.clone(),
@@ -225,20 +308,42 @@ pub fn plan(backups: &[Backup], p: &Policy, now: NaiveDateTime) -> HostResult<Pl
         });
     }
 
-    let mut refused = None;
+    let refused = floors(p, &sorted, deleted.len(), now);
+    Ok(Plan {
+        kept,
+        deleted,
+        refused,
+    })
+}
+
+fn count_of(p: &Policy, key: &str) -> i64 {
+    match key {
+        "keep_hourly" => p.keep_hourly,
+        "keep_daily" => p.keep_daily,
+        "keep_weekly" => p.keep_weekly,
+        "keep_monthly" => p.keep_monthly,
+        "keep_yearly" => p.keep_yearly,
+        _ => None,
+    }
+    .unwrap_or(0)
+}
+
+/// The safety floors on top of restic's rules: a reason to refuse the whole plan, if any.
+fn floors(p: &Policy, sorted: &[&Backup], deleting: usize, now: NaiveDateTime) -> Option<String> {
+    let n = sorted.len();
     if let Some(fresh) = p.require_fresh {
         let limit = chrono::Duration::from_std(fresh)
             .ok()
             .and_then(|d| now.checked_sub_signed(d));
         match (sorted.first(), limit) {
             (None, _) => {
-                refused = Some(format!(
+                return Some(format!(
                     "no backups found, but require_fresh {} asks for a recent one",
                     fmt_dur(fresh)
                 ))
             }
             (Some(newest), Some(limit)) if newest.time < limit => {
-                refused = Some(format!(
+                return Some(format!(
                     "the newest backup {} is from {}, older than require_fresh {}: backups seem to be failing, so the old ones are kept",
                     newest.name,
                     fmt_time(&newest.time),
@@ -249,18 +354,13 @@ pub fn plan(backups: &[Backup], p: &Policy, now: NaiveDateTime) -> HostResult<Pl
         }
     }
     let pct = p.max_delete_percent.unwrap_or(50.0);
-    if refused.is_none() && n > 0 && (deleted.len() as f64) * 100.0 > pct * n as f64 {
-        refused = Some(format!(
-            "the plan deletes {} of {n} backups ({:.0}%), more than max_delete_percent {pct}",
-            deleted.len(),
-            deleted.len() as f64 * 100.0 / n as f64
+    if n > 0 && (deleting as f64) * 100.0 > pct * n as f64 {
+        return Some(format!(
+            "the plan deletes {deleting} of {n} backups ({:.0}%), more than max_delete_percent {pct}",
+            deleting as f64 * 100.0 / n as f64
         ));
     }
-    Ok(Plan {
-        kept,
-        deleted,
-        refused,
-    })
+    None
 }
 
 fn name_regexes() -> &'static [Regex; 4] {
@@ -371,5 +471,7 @@ pub fn group_keys(
     groups
 }
 
+#[cfg(test)]
+mod restic_tests;
 #[cfg(test)]
 mod tests;

@@ -39,7 +39,7 @@ fn count() -> impl Strategy<Value = Option<i64>> {
 fn policy_strategy() -> impl Strategy<Value = Policy> {
     (
         (count(), count(), count(), count(), count(), count()),
-        proptest::option::of(0u64..(400 * 86400)),
+        proptest::option::of((0i64..14, 0i64..40, 0i64..48)),
         0usize..4,
         proptest::option::of(0.0f64..100.0),
         proptest::option::of(0u64..(800 * 86400)),
@@ -51,10 +51,16 @@ fn policy_strategy() -> impl Strategy<Value = Policy> {
             keep_weekly: w,
             keep_monthly: m,
             keep_yearly: y,
-            keep_within: within.map(Duration::from_secs),
+            keep_within: within.map(|(m, d, h)| CalendarDuration {
+                years: 0,
+                months: m,
+                days: d,
+                hours: h,
+            }),
             keep_newest: Some(newest),
             max_delete_percent: pct,
             require_fresh: fresh.map(Duration::from_secs),
+            ..Default::default()
         })
 }
 
@@ -66,7 +72,8 @@ fn sorted(b: &[Backup]) -> Vec<Backup> {
 }
 
 /// The names a bucket rule must keep, computed independently of the planner: the newest
-/// backup of each of the `count` newest distinct buckets.
+/// backup of each of the `count` newest distinct buckets, and the oldest backup when the
+/// count is not used up (restic ≥ 0.16).
 fn expected_bucket_keeps(
     s: &[Backup],
     count: Option<i64>,
@@ -87,6 +94,11 @@ fn expected_bucket_keeps(
             }
             seen.push(k);
             out.push(b.name.clone());
+        }
+    }
+    if seen.len() < c {
+        if let Some(oldest) = s.last() {
+            out.push(oldest.name.clone());
         }
     }
     out
@@ -132,10 +144,19 @@ proptest! {
                 prop_assert!(kept.contains(&name.as_str()), "bucket rule dropped {}", name);
             }
         }
-        // keep_within, from the newest backup.
-        if let (Some(d), Some(newest)) = (policy.keep_within, s.first()) {
-            let cut = newest.time - chrono::Duration::from_std(d).unwrap();
-            for b in &s { if b.time >= cut { prop_assert!(kept.contains(&b.name.as_str())); } }
+        // keep_within, from the newest backup: strictly newer than (newest - window) is kept;
+        // with no count rule, nothing at or before the cut is kept by it.
+        if let (Some(d), Some(newest)) = (policy.keep_within.filter(|d| !d.is_zero()), s.first()) {
+            let cut = d.before(newest.time).unwrap();
+            for b in &s { if b.time > cut { prop_assert!(kept.contains(&b.name.as_str())); } }
+            let only_within = [policy.keep_last, policy.keep_hourly, policy.keep_daily, policy.keep_weekly, policy.keep_monthly, policy.keep_yearly].iter().all(|c| c.unwrap_or(0) == 0);
+            if only_within {
+                for (i, b) in s.iter().enumerate() {
+                    if b.time <= cut && i >= policy.keep_newest.unwrap_or(1) {
+                        prop_assert!(!kept.contains(&b.name.as_str()), "{} at or before the cut kept", b.name);
+                    }
+                }
+            }
         }
         // Every decision carries its reason.
         for k in &p.kept { prop_assert!(!k.reasons.is_empty()); }
