@@ -14,8 +14,26 @@ use crate::logging::LogFormat;
     about = "Run maintenance scripts: backups, restore tests, rotation, retention, checks"
 )]
 pub struct Cli {
+    /// Read environment variables from this file first (systemd EnvironmentFile format:
+    /// `NAME=value` lines, `#` comments, quotes), so secrets stay out of crontabs and command lines.
+    /// Its values override the inherited environment, as systemd's EnvironmentFile= does.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The daemon's config and state dir, shared by `daemon`, `jobs`, `history` and `trigger` so the
+/// clients find the history and the token where the daemon keeps them.
+#[derive(Args, Debug, Clone)]
+pub struct DaemonPaths {
+    /// Config file.
+    #[arg(long, default_value = "mtn.toml")]
+    pub config: PathBuf,
+    /// History, state and the trigger token (default: the config's `state_dir`, else systemd's
+    /// $STATE_DIRECTORY, else /var/lib/mtn as root, ~/.local/state/mtn otherwise).
+    #[arg(long, env = "MTN_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -107,9 +125,12 @@ pub enum Command {
     },
     /// Run scripts on cron schedules from mtn.toml, reloading edited scripts.
     Daemon {
-        /// Config file (default ./mtn.toml).
-        #[arg(long, default_value = "mtn.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        paths: DaemonPaths,
+        /// Check the config and every job's script, print the next fire times, and exit
+        /// (0 when everything is valid) instead of starting.
+        #[arg(long)]
+        check: bool,
         /// Address for /healthz, /metrics, /status (overrides `listen` in the config).
         #[arg(long)]
         listen: Option<String>,
@@ -117,29 +138,46 @@ pub enum Command {
         log_format: LogFormat,
         #[arg(short, long, action = clap::ArgAction::Count)]
         verbose: u8,
+        /// Only warnings and errors.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Show the daemon's jobs, schedules, next fire times and last results.
     Jobs {
-        #[arg(long, default_value = "mtn.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        paths: DaemonPaths,
         #[arg(long)]
         json: bool,
+        /// Print each job's next N fire times instead of the status table.
+        #[arg(long, value_name = "N")]
+        next: Option<usize>,
     },
     /// Show the run history (of one job, or all).
     History {
         job: Option<String>,
-        #[arg(long, default_value = "mtn.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        paths: DaemonPaths,
+        /// At most this many entries (the newest).
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// One JSON object per line (with the log tail).
         #[arg(long)]
         json: bool,
+        /// Only runs that failed or timed out.
+        #[arg(long)]
+        failed: bool,
+        /// Only runs started within this long (e.g. 7d, 12h).
+        #[arg(long, value_name = "DUR")]
+        since: Option<String>,
+        /// Show one run in full with its log tail: a run id (`42`, with JOB) or `JOB#42`.
+        #[arg(long, value_name = "RUN")]
+        tail: Option<String>,
     },
     /// Ask the running daemon to run a job now.
     Trigger {
         job: String,
-        #[arg(long, default_value = "mtn.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        paths: DaemonPaths,
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },

@@ -14,7 +14,13 @@ use crate::policy::PolicyConfig;
 pub struct Config {
     /// Address of the daemon's HTTP endpoints (/healthz, /metrics, /status).
     pub listen: Option<String>,
-    /// History and persisted state, relative to the config file.
+    /// File holding the token for state-changing endpoints (`POST /trigger/{job}`), relative to
+    /// the config file (default: `trigger.token` in the state dir, created 0600 on first start).
+    pub token_file: Option<PathBuf>,
+    /// Allow a non-loopback `listen` without TLS (e.g. behind a TLS-terminating proxy). The
+    /// token is still required for every endpoint but /healthz.
+    pub insecure_listen: bool,
+    /// History and persisted state, relative to the config file (default: see [`state_dir`]).
     pub state_dir: Option<PathBuf>,
     /// Folder of stdlib modules, relative to the config file.
     pub stdlib: Option<PathBuf>,
@@ -22,6 +28,9 @@ pub struct Config {
     pub shutdown_grace: Option<String>,
     /// Run history entries kept per job (default 500; older entries are dropped).
     pub history_limit: Option<usize>,
+    /// Run history entries older than this are dropped (default "90d"); each job's history file
+    /// also stays under 4 MiB.
+    pub history_max_age: Option<String>,
     pub policy: PolicyConfig,
     pub limits: Limits,
     #[serde(rename = "job")]
@@ -46,8 +55,11 @@ pub struct JobConfig {
     pub jitter: Option<String>,
     pub catch_up: bool,
     pub vars: BTreeMap<String, toml::Value>,
-    /// A notify target (webhook URL or smtp:// URL) told when the job fails.
+    /// A notify target (webhook URL or smtp:// URL) told when the job starts failing, and once
+    /// when it recovers (not on every failed run).
     pub on_failure: Option<String>,
+    /// Repeat the failure alert this often while the job keeps failing (e.g. "6h"; default: never).
+    pub notify_every: Option<String>,
     pub dry_run: bool,
     pub allow_paths: Vec<PathBuf>,
     pub allow_exec: Vec<String>,
@@ -66,9 +78,10 @@ impl Config {
         toml::from_str::<Config>(text).map_err(|e| {
             let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
             format!(
-                "invalid config {}:{line}:{col}: {}",
+                "invalid config {}:{line}:{col}: {}{}",
                 path.display(),
-                e.message()
+                e.message().trim_end(),
+                unknown_key_hint(e.message())
             )
         })
     }
@@ -84,78 +97,106 @@ impl Config {
     }
 
     fn validate(&self, text: &str, path: &Path) -> Result<(), String> {
+        let problems = self.problems(text, path);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
+    }
+
+    /// Every problem of a parsed config (not only the first), each naming file:line:col and the
+    /// job: names, schedules, time zones, durations, overlap modes, notify URLs.
+    pub fn problems(&self, text: &str, path: &Path) -> Vec<String> {
+        let mut out = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for g in [&self.shutdown_grace].into_iter().flatten() {
-            crate::host::binding::parse_duration(g).map_err(|e| {
-                format!(
-                    "invalid config {}: shutdown_grace: {}",
+        for (key, v) in [
+            ("shutdown_grace", &self.shutdown_grace),
+            ("history_max_age", &self.history_max_age),
+        ] {
+            if let Some(Err(e)) = v.as_deref().map(crate::host::binding::parse_duration) {
+                let (l, c) = top_key_location(text, key);
+                out.push(format!(
+                    "invalid config {}:{l}:{c}: {key}: {}",
                     path.display(),
                     e.message
-                )
-            })?;
+                ));
+            }
         }
         for (i, job) in self.jobs.iter().enumerate() {
-            let at = job_location(text, i, &job.name);
-            let fail = |what: String| {
+            let fail = |key: &str, what: String| {
+                let (l, c) = job_key_location(text, i, key);
                 format!(
-                    "invalid config {}:{at}: job {:?}: {what}",
+                    "invalid config {}:{l}:{c}: job {:?}: {what}",
                     path.display(),
                     job.name
                 )
             };
             if job.name.is_empty() {
-                return Err(format!(
-                    "invalid config {}:{at}: a [[job]] has no `name`",
+                let (l, c) = job_key_location(text, i, "");
+                out.push(format!(
+                    "invalid config {}:{l}:{c}: a [[job]] has no `name`",
                     path.display()
                 ));
+                continue;
             }
             if !job
                 .name
                 .chars()
                 .all(|c| c.is_alphanumeric() || "-_.".contains(c))
             {
-                return Err(fail(
+                out.push(fail(
+                    "name",
                     "`name` may contain only letters, digits, '-', '_' and '.'".into(),
                 ));
             }
             if !seen.insert(job.name.clone()) {
-                return Err(fail("another job has the same name".into()));
+                out.push(fail("name", "another job has the same name".into()));
             }
             if job.script.as_os_str().is_empty() {
-                return Err(fail("`script` is missing".into()));
+                out.push(fail("", "`script` is missing".into()));
             }
             if job.schedule.trim().is_empty() {
-                return Err(fail(
+                out.push(fail(
+                    "",
                     "`schedule` is missing (a cron expression like \"0 2 * * *\" or @daily)".into(),
                 ));
+            } else if let Err(e) = job.cron() {
+                out.push(fail("schedule", e));
             }
-            job.cron().map_err(fail)?;
-            job.tz().map_err(fail)?;
+            if let Err(e) = job.tz() {
+                out.push(fail("timezone", e));
+            }
             for (key, v) in [
                 ("timeout", &job.timeout),
                 ("retry_delay", &job.retry_delay),
                 ("jitter", &job.jitter),
+                ("notify_every", &job.notify_every),
             ] {
                 if let Some(v) = v {
-                    crate::host::binding::parse_duration(v)
-                        .map_err(|e| fail(format!("`{key}`: {}", e.message)))?;
+                    if let Err(e) = crate::host::binding::parse_duration(v) {
+                        out.push(fail(key, format!("`{key}`: {}", e.message)));
+                    }
                 }
             }
-            job.overlap_mode().map_err(fail)?;
+            if let Err(e) = job.overlap_mode() {
+                out.push(fail("overlap", e));
+            }
             if let Some(u) = &job.on_failure {
                 match url::Url::parse(u) {
                     Ok(parsed) if matches!(parsed.scheme(), "http" | "https" | "smtp" | "smtps") => {}
-                    Ok(parsed) => {
-                        return Err(fail(format!(
+                    Ok(parsed) => out.push(fail(
+                        "on_failure",
+                        format!(
                             "`on_failure`: scheme {:?} is not supported here (use an https:// webhook URL or smtp:// / smtps://)",
                             parsed.scheme()
-                        )))
-                    }
-                    Err(e) => return Err(fail(format!("`on_failure`: not a URL: {e}"))),
+                        ),
+                    )),
+                    Err(e) => out.push(fail("on_failure", format!("`on_failure`: not a URL: {e}"))),
                 }
             }
         }
-        Ok(())
+        out
     }
 
     /// The folder relative paths in this config are taken from.
@@ -164,6 +205,61 @@ impl Config {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         }
+    }
+}
+
+/// Where a command's default state dir is when nothing names one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateDefault {
+    /// `mtn run`: `.mtn` in the working directory (as before; cron's working directory is $HOME).
+    WorkingDir,
+    /// The daemon and its clients: a place a service can write, never the config folder.
+    Service,
+}
+
+/// The state dir, in this order: `--state-dir` / `MTN_STATE_DIR` (`explicit`), the config's
+/// `state_dir` (relative to the config file's folder `base`), systemd's `$STATE_DIRECTORY`
+/// (set by `StateDirectory=mtn`), then the default: for `Service`, `/var/lib/mtn` as root and
+/// `$XDG_STATE_HOME/mtn` (`~/.local/state/mtn`) otherwise. One function, so the daemon, `mtn jobs`,
+/// `mtn history` and `mtn trigger` always agree on where the history and the token are.
+pub fn state_dir(
+    explicit: Option<&Path>,
+    configured: Option<&Path>,
+    base: &Path,
+    default: StateDefault,
+) -> PathBuf {
+    if let Some(p) = explicit.filter(|p| !p.as_os_str().is_empty()) {
+        return crate::policy::absolute(p);
+    }
+    if let Some(p) = configured.filter(|p| !p.as_os_str().is_empty()) {
+        return crate::policy::normalize(&base.join(p));
+    }
+    // systemd passes a colon-separated list when StateDirectory= names several folders.
+    if let Some(first) = std::env::var_os("STATE_DIRECTORY")
+        .and_then(|v| {
+            v.to_str()
+                .and_then(|s| s.split(':').next())
+                .map(PathBuf::from)
+        })
+        .filter(|p| p.is_absolute())
+    {
+        return first;
+    }
+    match default {
+        StateDefault::WorkingDir => PathBuf::from(".mtn"),
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        StateDefault::Service if unsafe { libc::geteuid() } == 0 => PathBuf::from("/var/lib/mtn"),
+        StateDefault::Service => std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .filter(|p| p.is_absolute())
+                    .map(|h| h.join(".local/state"))
+            })
+            .map(|d| d.join("mtn"))
+            .unwrap_or_else(|| crate::policy::absolute(Path::new(".mtn"))),
     }
 }
 
@@ -216,21 +312,90 @@ impl JobConfig {
     }
 }
 
-/// `line:col` of the i-th `[[job]]` table header, for error messages.
-fn job_location(text: &str, index: usize, _name: &str) -> String {
+/// `(line, col)` of `key = ...` inside the i-th `[[job]]` table, else of the table's header.
+pub fn job_key_location(text: &str, index: usize, key: &str) -> (usize, usize) {
     let mut count = 0;
     let mut offset = 0;
+    let mut header = None;
     for line in text.split_inclusive('\n') {
-        if line.trim_start().starts_with("[[job]]") {
-            if count == index {
-                let (l, c) = line_col(text, offset + (line.len() - line.trim_start().len()));
-                return format!("{l}:{c}");
+        let trimmed = line.trim_start();
+        let at = offset + (line.len() - trimmed.len());
+        offset += line.len();
+        if trimmed.starts_with('[') {
+            if header.is_some() {
+                break;
             }
-            count += 1;
+            if trimmed.starts_with("[[job]]") {
+                if count == index {
+                    header = Some(at);
+                }
+                count += 1;
+            }
+            continue;
+        }
+        if header.is_some() && !key.is_empty() && is_key_line(trimmed, key) {
+            return line_col(text, at);
+        }
+    }
+    header.map(|h| line_col(text, h)).unwrap_or((0, 0))
+}
+
+/// `(line, col)` of a top-level `key = ...` (before the first table).
+fn top_key_location(text: &str, key: &str) -> (usize, usize) {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            break;
+        }
+        if is_key_line(trimmed, key) {
+            return line_col(text, offset + (line.len() - trimmed.len()));
         }
         offset += line.len();
     }
-    "0:0".to_string()
+    (0, 0)
+}
+
+fn is_key_line(trimmed: &str, key: &str) -> bool {
+    trimmed
+        .strip_prefix(key)
+        .is_some_and(|rest| rest.trim_start().starts_with('='))
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" → " (did you mean `b`?)" when a known
+/// key is a small edit away from the typo.
+fn unknown_key_hint(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return String::new();
+    };
+    let Some((typo, expected)) = rest.split_once('`') else {
+        return String::new();
+    };
+    let best = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|k| (edit_distance(typo, k), k))
+        .min();
+    match best {
+        Some((d, k)) if d <= typo.len().div_ceil(3).max(2) => format!(" (did you mean `{k}`?)"),
+        _ => String::new(),
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -258,7 +423,7 @@ mod tests {
         let cfg = Config::parse(text, Path::new("m.toml")).unwrap();
         let err = cfg.validate(text, Path::new("m.toml")).unwrap_err();
         assert!(
-            err.contains("m.toml:5:1") && err.contains("same name"),
+            err.contains("m.toml:6:1") && err.contains("same name"),
             "{err}"
         );
     }

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod env_file;
 pub mod host;
 pub mod logging;
 pub mod policy;

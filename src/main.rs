@@ -7,7 +7,16 @@ use clap::Parser;
 static ALLOC: mtn::alloc::Counting = mtn::alloc::Counting;
 
 fn main() {
-    let cli = mtn::cli::Cli::parse();
+    let mut cli = mtn::cli::Cli::parse();
+    if let Some(file) = cli.env_file.clone() {
+        if let Err(e) = mtn::env_file::load(&file) {
+            eprintln!("error: {}", mtn::redact::redact(&e));
+            std::process::exit(mtn::commands::exit::USAGE);
+        }
+        // Parse again: options with an environment fallback (MTN_STATE_DIR, MTN_STDLIB...) may
+        // come from the file.
+        cli = mtn::cli::Cli::parse();
+    }
     let code = mtn::commands::dispatch(cli);
     std::process::exit(code);
 }

@@ -1,6 +1,6 @@
 //! `mtn run FILE`: run a script once.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -127,18 +127,20 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
     ctx.dry_run = args.dry_run;
     ctx.vars = vars;
     ctx.deadline = timeout.map(|t| Instant::now() + t);
-    if let Some((c, base)) = &cfg {
+    if let Some((c, _)) = &cfg {
         ctx.limits = c.limits.clone();
-        if let Some(s) = &c.state_dir {
-            ctx.state_dir = base.join(s);
-        }
     }
     if let Some(n) = args.max_operations {
         ctx.limits.max_operations = n;
     }
-    if let Some(s) = &args.state_dir {
-        ctx.state_dir = s.clone();
-    }
+    ctx.state_dir = crate::config::state_dir(
+        args.state_dir.as_deref(),
+        cfg.as_ref().and_then(|(c, _)| c.state_dir.as_deref()),
+        cfg.as_ref()
+            .map(|(_, b)| b.as_path())
+            .unwrap_or(Path::new(".")),
+        crate::config::StateDefault::WorkingDir,
+    );
     let stdlib = common.stdlib.clone().or_else(|| {
         cfg.as_ref()
             .and_then(|(c, b)| c.stdlib.as_ref().map(|s| b.join(s)))

@@ -1,8 +1,12 @@
 //! Run history: one JSON object per line in `<state_dir>/history/<job>.jsonl`.
 //!
-//! Bounded: when a job's file holds more than `limit` entries it is rewritten (atomically, via a
-//! temporary file and rename) keeping the newest `limit / 2`, so appends stay cheap and the file
-//! never grows past `limit` lines. It survives restarts and drives `catch_up`.
+//! Bounded three ways, checked on every append: more than `limit` entries (default 500), a file
+//! over [`MAX_FILE_BYTES`] (4 MiB), or a first entry older than `max_age` (default 90 days) makes
+//! it rewritten (atomically: temporary file + rename) keeping the newest entries that are within
+//! the age and fill at most half the count and half the size. So a job's history file never
+//! exceeds 4 MiB + one entry, and one entry is bounded too: its log tail is 40 lines of at most
+//! [`MAX_LINE_CHARS`] characters and its error at most [`MAX_ERROR_CHARS`].
+//! It survives restarts and drives `catch_up` and the run ids.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,6 +19,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
     pub job: String,
+    /// The job's run id (`[nightly#42]` in the log; `mtn history --tail 42`).
+    #[serde(default)]
+    pub run: u64,
     /// Why it ran: schedule, manual, catch_up, retry, queued.
     pub trigger: String,
     /// The schedule time this run was for (absent for manual runs).
@@ -39,9 +46,19 @@ impl Entry {
     }
 }
 
+/// A job's history file is rewritten when it grows past this.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// Longest log-tail line kept in an entry (longer lines are cut, marked with `…`).
+pub const MAX_LINE_CHARS: usize = 2000;
+/// Longest error text kept in an entry.
+pub const MAX_ERROR_CHARS: usize = 16_000;
+/// Default age after which entries are dropped at the next rewrite.
+pub const DEFAULT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(90 * 86_400);
+
 pub struct History {
     dir: PathBuf,
     limit: usize,
+    max_age: std::time::Duration,
     lock: Mutex<()>,
 }
 
@@ -50,20 +67,33 @@ impl History {
         History {
             dir: state_dir.join("history"),
             limit: limit.max(2),
+            max_age: DEFAULT_MAX_AGE,
             lock: Mutex::new(()),
         }
+    }
+
+    pub fn with_max_age(mut self, max_age: std::time::Duration) -> History {
+        self.max_age = max_age;
+        self
     }
 
     fn file(&self, job: &str) -> PathBuf {
         self.dir.join(format!("{job}.jsonl"))
     }
 
-    /// Append an entry; rewrite the file when it grew past the limit.
+    /// Append an entry; rewrite the file when it grew past a bound (see the module comment).
     pub fn append(&self, entry: &Entry) -> std::io::Result<()> {
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         std::fs::create_dir_all(&self.dir)?;
         let path = self.file(&entry.job);
-        let mut line = serde_json::to_string(entry).map_err(std::io::Error::other)?;
+        let mut entry = entry.clone();
+        for l in &mut entry.log_tail {
+            cut(l, MAX_LINE_CHARS);
+        }
+        if let Some(e) = &mut entry.error {
+            cut(e, MAX_ERROR_CHARS);
+        }
+        let mut line = serde_json::to_string(&entry).map_err(std::io::Error::other)?;
         line.push('\n');
         // One write of a whole line with O_APPEND: a crash leaves whole lines or nothing.
         let mut f = std::fs::OpenOptions::new()
@@ -71,17 +101,32 @@ impl History {
             .append(true)
             .open(&path)?;
         f.write_all(line.as_bytes())?;
+        let size = f.metadata()?.len();
         drop(f);
         let entries = read_file(&path);
-        if entries.len() > self.limit {
-            let keep = &entries[entries.len() - self.limit / 2..];
-            let mut text = String::new();
-            for e in keep {
-                if let Ok(l) = serde_json::to_string(e) {
-                    text.push_str(&l);
-                    text.push('\n');
+        let oldest = Local::now()
+            - chrono::Duration::from_std(self.max_age).unwrap_or(chrono::Duration::MAX);
+        let too_old = entries.first().is_some_and(|e| e.start < oldest);
+        if entries.len() > self.limit || size > MAX_FILE_BYTES || too_old {
+            let mut lines: Vec<String> = Vec::new();
+            let mut bytes = 0u64;
+            for e in entries.iter().rev() {
+                if e.start < oldest || lines.len() >= self.limit / 2 {
+                    break;
                 }
+                let Ok(l) = serde_json::to_string(e) else {
+                    continue;
+                };
+                bytes += l.len() as u64 + 1;
+                // Always keep the newest entry (it carries the run id counter).
+                if bytes > MAX_FILE_BYTES / 2 && !lines.is_empty() {
+                    break;
+                }
+                lines.push(l);
             }
+            lines.reverse();
+            let mut text = lines.join("\n");
+            text.push('\n');
             crate::atomic::write_atomic(&path, text.as_bytes())?;
         }
         Ok(())
@@ -113,6 +158,12 @@ impl History {
     }
 }
 
+fn cut(s: &mut String, max: usize) {
+    if s.chars().count() > max {
+        *s = s.chars().take(max).collect::<String>() + "…";
+    }
+}
+
 /// Read a history file, skipping lines that do not parse (a torn last line after a crash).
 fn read_file(path: &Path) -> Vec<Entry> {
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -132,6 +183,7 @@ mod tests {
         let t = Local::now();
         Entry {
             job: job.into(),
+            run: i as u64,
             trigger: "schedule".into(),
             scheduled: Some(t),
             start: t,
@@ -155,6 +207,34 @@ mod tests {
         assert!(all.len() <= 10, "{} entries", all.len());
         assert_eq!(all.last().unwrap().attempt, 24);
         assert!(h.job("b").is_empty());
+    }
+
+    #[test]
+    fn history_is_bounded_by_size_and_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::new(dir.path(), 100_000);
+        let mut e = entry("a", 0);
+        e.log_tail = vec!["x".repeat(10_000); 40];
+        for i in 0..200 {
+            e.run = i;
+            h.append(&e).unwrap();
+        }
+        let size = std::fs::metadata(dir.path().join("history/a.jsonl"))
+            .unwrap()
+            .len();
+        assert!(size <= MAX_FILE_BYTES + 100_000, "{size} bytes");
+        let all = h.job("a");
+        assert_eq!(all.last().unwrap().run, 199);
+        assert!(all[0].log_tail[0].chars().count() <= MAX_LINE_CHARS + 1);
+
+        let h = History::new(dir.path(), 100).with_max_age(std::time::Duration::from_secs(3600));
+        let mut old = entry("b", 0);
+        old.start = Local::now() - chrono::Duration::hours(5);
+        h.append(&old).unwrap();
+        h.append(&entry("b", 1)).unwrap();
+        let b = h.job("b");
+        assert_eq!(b.len(), 1, "the 5-hour-old entry is dropped");
+        assert_eq!(b[0].attempt, 1);
     }
 
     #[test]

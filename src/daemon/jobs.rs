@@ -11,7 +11,7 @@ use rhai::{ASTNode, Engine, Expr, Map, Stmt, AST};
 use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 
-use crate::config::{Config, JobConfig, JobTz, Overlap};
+use crate::config::{state_dir, Config, JobConfig, JobTz, Overlap, StateDefault};
 use crate::engine::ctx::{Limits, LogTail, RunCtx};
 use crate::engine::resolver::ScriptResolver;
 use crate::host::binding::parse_duration;
@@ -32,7 +32,8 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_config(cfg: &Config, config_path: &Path) -> Settings {
+    /// `state_flag`: `--state-dir` / `MTN_STATE_DIR`, which beat the config (see [`state_dir`]).
+    pub fn from_config(cfg: &Config, config_path: &Path, state_flag: Option<&Path>) -> Settings {
         let base = crate::policy::absolute(&Config::base_dir(config_path));
         let stdlib = cfg.stdlib.as_ref().map(|s| base.join(s));
         Settings {
@@ -41,7 +42,12 @@ impl Settings {
             stdlib_dir: crate::commands::find_stdlib(
                 stdlib.or_else(|| std::env::var_os("MTN_STDLIB").map(PathBuf::from)),
             ),
-            state_dir: base.join(cfg.state_dir.clone().unwrap_or_else(|| ".mtn".into())),
+            state_dir: state_dir(
+                state_flag,
+                cfg.state_dir.as_deref(),
+                &base,
+                StateDefault::Service,
+            ),
             shutdown_grace: cfg
                 .shutdown_grace
                 .as_deref()
@@ -61,6 +67,7 @@ pub struct JobSpec {
     pub timeout: Option<Duration>,
     pub retry_delay: Duration,
     pub jitter: Option<Duration>,
+    pub notify_every: Option<Duration>,
     pub overlap: Overlap,
     pub policy: Policy,
     pub vars: Map,
@@ -91,6 +98,7 @@ impl JobSpec {
             timeout: dur(&cfg.timeout)?,
             retry_delay: dur(&cfg.retry_delay)?.unwrap_or(Duration::from_secs(10)),
             jitter: dur(&cfg.jitter)?,
+            notify_every: dur(&cfg.notify_every)?,
             overlap: cfg.overlap_mode()?,
             policy: settings
                 .policy
@@ -227,7 +235,7 @@ mod tests {
             timezone: tz.map(String::from),
             ..Default::default()
         };
-        let settings = Settings::from_config(&Config::default(), Path::new("mtn.toml"));
+        let settings = Settings::from_config(&Config::default(), Path::new("mtn.toml"), None);
         JobSpec::new(&cfg, &settings).unwrap()
     }
 

@@ -1,6 +1,8 @@
 //! `mtn daemon`: cron schedules, hot reload, run history, metrics; and the client commands
 //! `mtn jobs`, `mtn history`, `mtn trigger` that read the history or talk to a running daemon.
 
+pub mod access;
+pub mod alerts;
 pub mod history;
 pub mod jobs;
 pub mod metrics;
@@ -17,7 +19,7 @@ use chrono::Local;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cli::Command;
+use crate::cli::{Command, DaemonPaths};
 use crate::commands::exit;
 use crate::config::Config;
 use crate::logging::LogFormat;
@@ -32,19 +34,44 @@ const DEFAULT_HISTORY_LIMIT: usize = 500;
 pub fn command(cmd: Command) -> i32 {
     match cmd {
         Command::Daemon {
-            config,
+            paths,
+            check,
             listen,
             log_format,
             verbose,
-        } => run(&config, listen, log_format, verbose),
-        Command::Jobs { config, json } => jobs_command(&config, json),
+            quiet,
+        } => {
+            let verbosity = if quiet { -1 } else { verbose.min(3) as i8 };
+            if check {
+                return crate::commands::check::config_only(
+                    &paths.config,
+                    paths.state_dir.as_deref(),
+                );
+            }
+            run(&paths, listen, log_format, verbosity)
+        }
+        Command::Jobs { paths, json, next } => jobs_command(&paths, json, next),
         Command::History {
             job,
-            config,
+            paths,
             limit,
             json,
-        } => history_command(&config, job.as_deref(), limit, json),
-        Command::Trigger { job, config } => trigger_command(&config, &job),
+            failed,
+            since,
+            tail,
+        } => {
+            let filter = HistoryFilter {
+                job,
+                limit,
+                failed,
+                since,
+            };
+            match tail {
+                Some(run) => history_tail(&paths, filter.job.as_deref(), &run, json),
+                None => history_command(&paths, &filter, json),
+            }
+        }
+        Command::Trigger { job, paths } => trigger_command(&paths, &job),
         _ => exit::USAGE,
     }
 }
@@ -54,9 +81,9 @@ fn usage(msg: &str) -> i32 {
     exit::USAGE
 }
 
-fn run(config_path: &Path, listen: Option<String>, format: LogFormat, verbose: u8) -> i32 {
-    crate::logging::init(format, verbose.min(3) as i8);
-    let config_path = crate::policy::absolute(config_path);
+fn run(paths: &DaemonPaths, listen: Option<String>, format: LogFormat, verbosity: i8) -> i32 {
+    crate::logging::init(format, verbosity);
+    let config_path = crate::policy::absolute(&paths.config);
     let cfg = match Config::load_checked(&config_path) {
         Ok(c) => c,
         Err(e) => return usage(&e),
@@ -64,32 +91,85 @@ fn run(config_path: &Path, listen: Option<String>, format: LogFormat, verbose: u
     let listen = listen
         .or_else(|| cfg.listen.clone())
         .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let state_flag = paths.state_dir.as_deref().map(crate::policy::absolute);
+    let settings = Settings::from_config(&cfg, &config_path, state_flag.as_deref());
+    if let Err(e) = ensure_writable(&settings.state_dir) {
+        return usage(&e);
+    }
     let rt = match crate::commands::runtime() {
         Ok(rt) => rt,
         Err(e) => return usage(&format!("cannot start the I/O runtime: {e}")),
     };
-    let code = rt.block_on(serve(config_path, cfg, listen));
+    let code = rt.block_on(serve(config_path, state_flag, cfg, settings, listen));
     // Do not wait for abandoned blocking work (a host call that ignored cancellation).
     rt.shutdown_timeout(Duration::from_millis(200));
     code
 }
 
-async fn serve(config_path: PathBuf, cfg: Config, listen: String) -> i32 {
-    let settings = Settings::from_config(&cfg, &config_path);
+/// The daemon refuses to start when it could not record its runs: months of runs without a
+/// history (and an error on every run) are worse than a unit that fails at start.
+fn ensure_writable(state_dir: &Path) -> Result<(), String> {
+    let hint = "set `state_dir` in the config, --state-dir or MTN_STATE_DIR to a writable folder \
+                (under systemd: StateDirectory=mtn)";
+    std::fs::create_dir_all(state_dir).map_err(|e| {
+        format!(
+            "cannot create the state dir {}: {e}; {hint}",
+            state_dir.display()
+        )
+    })?;
+    let probe = state_dir.join(format!(".write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| {
+        format!(
+            "cannot write in the state dir {}: {e}; {hint}",
+            state_dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+async fn serve(
+    config_path: PathBuf,
+    state_flag: Option<PathBuf>,
+    cfg: Config,
+    settings: Settings,
+    listen: String,
+) -> i32 {
     let listener = match tokio::net::TcpListener::bind(&listen).await {
         Ok(l) => l,
         Err(e) => return usage(&format!("cannot listen on {listen}: {e}")),
     };
-    let bound = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or(listen.clone());
+    let local = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => return usage(&format!("cannot listen on {listen}: {e}")),
+    };
+    let bound = local.to_string();
+    let loopback = local.ip().is_loopback();
+    if !loopback && !cfg.insecure_listen {
+        return usage(&format!(
+            "refusing to listen on {bound}: not a loopback address, and the daemon serves plain HTTP; \
+             listen on 127.0.0.1 (the default) and reach it through a TLS proxy or an SSH tunnel, \
+             or set `insecure_listen = true` to accept that (every endpoint but /healthz then needs the token)"
+        ));
+    }
+    let token_file = cfg.token_file.as_ref().map(|f| settings.base.join(f));
+    let access = match access::load_or_create(token_file.as_deref(), &settings.state_dir) {
+        Ok(token) => access::Access::new(token, loopback),
+        Err(e) => return usage(&e),
+    };
     let d = Arc::new(Daemon {
         handle: tokio::runtime::Handle::current(),
         config_path: config_path.clone(),
+        state_flag,
         history: History::new(
             &settings.state_dir,
             cfg.history_limit.unwrap_or(DEFAULT_HISTORY_LIMIT),
+        )
+        .with_max_age(
+            cfg.history_max_age
+                .as_deref()
+                .and_then(|a| crate::host::binding::parse_duration(a).ok())
+                .unwrap_or(history::DEFAULT_MAX_AGE),
         ),
         settings: RwLock::new(settings.clone()),
         jobs: RwLock::new(BTreeMap::new()),
@@ -110,6 +190,7 @@ async fn serve(config_path: PathBuf, cfg: Config, listen: String) -> i32 {
     for job in &jobs {
         // Last results survive restarts: seed /status and metrics from the history.
         if let Some(e) = d.history.last(job.spec.name()) {
+            lock(&job.state).runs = e.run;
             lock(&job.state).last = Some(LastRun {
                 status: e.status.clone(),
                 start: e.start,
@@ -128,6 +209,7 @@ async fn serve(config_path: PathBuf, cfg: Config, listen: String) -> i32 {
             d.metrics.seed_last_success(job.spec.name(), ok.end);
         }
         d.catch_up(job);
+        log_next_run(job);
     }
 
     let watcher = match watcher::Watcher::start() {
@@ -146,7 +228,7 @@ async fn serve(config_path: PathBuf, cfg: Config, listen: String) -> i32 {
     let server_token = CancellationToken::new();
     let server = {
         let t = server_token.clone();
-        let app = server::router(d.clone());
+        let app = server::router(d.clone(), access);
         tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move { t.cancelled().await })
@@ -189,6 +271,23 @@ async fn serve(config_path: PathBuf, cfg: Config, listen: String) -> i32 {
     exit::OK
 }
 
+/// At start, each job's next run, so an operator sees at once what the daemon will do and when.
+fn log_next_run(job: &scheduler::Job) {
+    let name = job.spec.name();
+    if !job.spec.cfg.is_enabled() {
+        tracing::info!(target: "mtn::daemon", job = name, "job {name}: disabled");
+        return;
+    }
+    match job.spec.next_after(Local::now()) {
+        Some(t) => {
+            tracing::info!(target: "mtn::daemon", job = name, next_run = %t.to_rfc3339(), "job {name}: next run {} ({})", t.format("%Y-%m-%d %H:%M:%S %:z"), job.spec.cfg.schedule)
+        }
+        None => {
+            tracing::warn!(target: "mtn::daemon", job = name, "job {name}: schedule {:?} has no future fire time", job.spec.cfg.schedule)
+        }
+    }
+}
+
 /// Where the running daemon listens, for `mtn jobs` and `mtn trigger` (a `--listen` override
 /// is not in the config file).
 fn write_daemon_file(state_dir: &Path, listen: &str) {
@@ -207,10 +306,10 @@ struct ClientCtx {
     addr: String,
 }
 
-fn client_ctx(config: &Path) -> Result<ClientCtx, String> {
-    let config = crate::policy::absolute(config);
+fn client_ctx(paths: &DaemonPaths) -> Result<ClientCtx, String> {
+    let config = crate::policy::absolute(&paths.config);
     let cfg = Config::load_checked(&config)?;
-    let settings = Settings::from_config(&cfg, &config);
+    let settings = Settings::from_config(&cfg, &config, paths.state_dir.as_deref());
     let from_file = std::fs::read_to_string(settings.state_dir.join("daemon.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
@@ -232,8 +331,16 @@ fn client_runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the I/O runtime: {e}"))
 }
 
-fn jobs_command(config: &Path, json: bool) -> i32 {
-    let c = match client_ctx(config) {
+fn jobs_command(paths: &DaemonPaths, json: bool, next: Option<usize>) -> i32 {
+    if let Some(n) = next {
+        return crate::commands::check::next_fires(
+            &paths.config,
+            paths.state_dir.as_deref(),
+            n,
+            json,
+        );
+    }
+    let c = match client_ctx(paths) {
         Ok(c) => c,
         Err(e) => return usage(&e),
     };
@@ -242,8 +349,16 @@ fn jobs_command(config: &Path, json: bool) -> i32 {
         Err(e) => return usage(&e),
     };
     let live: Option<serde_json::Value> = rt.block_on(async {
+        // The token is needed only when the daemon listens beyond loopback; send it if readable.
+        let token_file = c.cfg.token_file.as_ref().map(|f| c.settings.base.join(f));
+        let token = access::read(&access::token_path(
+            token_file.as_deref(),
+            &c.settings.state_dir,
+        ))
+        .unwrap_or_default();
         let r = reqwest::Client::new()
             .get(format!("http://{}/status", c.addr))
+            .bearer_auth(token)
             .timeout(Duration::from_secs(3))
             .send()
             .await
@@ -327,27 +442,54 @@ fn jobs_command(config: &Path, json: bool) -> i32 {
     exit::OK
 }
 
-fn history_command(config: &Path, job: Option<&str>, limit: usize, json: bool) -> i32 {
-    let c = match client_ctx(config) {
-        Ok(c) => c,
-        Err(e) => return usage(&e),
-    };
+/// What `mtn history` lists.
+struct HistoryFilter {
+    job: Option<String>,
+    limit: usize,
+    failed: bool,
+    since: Option<String>,
+}
+
+/// The entries of one job (checked to exist) or of all jobs, oldest first.
+fn history_entries(c: &ClientCtx, job: Option<&str>) -> Result<Vec<history::Entry>, String> {
     let history = History::new(&c.settings.state_dir, DEFAULT_HISTORY_LIMIT);
-    let mut entries = match job {
+    match job {
         Some(name) => {
             let e = history.job(name);
             if e.is_empty() && !c.cfg.jobs.iter().any(|j| j.name == name) {
                 let known: Vec<&str> = c.cfg.jobs.iter().map(|j| j.name.as_str()).collect();
-                return usage(&format!(
+                return Err(format!(
                     "no job named {name:?} (jobs: {})",
                     known.join(", ")
                 ));
             }
-            e
+            Ok(e)
         }
-        None => history.all(),
+        None => Ok(history.all()),
+    }
+}
+
+fn history_command(paths: &DaemonPaths, f: &HistoryFilter, json: bool) -> i32 {
+    let c = match client_ctx(paths) {
+        Ok(c) => c,
+        Err(e) => return usage(&e),
     };
-    let skip = entries.len().saturating_sub(limit);
+    let since = match f.since.as_deref().map(crate::host::binding::parse_duration) {
+        None => None,
+        Some(Ok(d)) => {
+            Some(Local::now() - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
+        }
+        Some(Err(e)) => return usage(&format!("--since: {}", e.message)),
+    };
+    let mut entries = match history_entries(&c, f.job.as_deref()) {
+        Ok(e) => e,
+        Err(e) => return usage(&e),
+    };
+    entries.retain(|e| {
+        (!f.failed || matches!(e.status.as_str(), "failed" | "timeout"))
+            && since.is_none_or(|s| e.start >= s)
+    });
+    let skip = entries.len().saturating_sub(f.limit);
     entries.drain(..skip);
     if json {
         for e in &entries {
@@ -356,8 +498,8 @@ fn history_command(config: &Path, job: Option<&str>, limit: usize, json: bool) -
         return exit::OK;
     }
     println!(
-        "{:<20} {:<20} {:<12} {:>9} {:<10} ERROR",
-        "START", "JOB", "STATUS", "SECONDS", "TRIGGER"
+        "{:<20} {:<24} {:<12} {:>9} {:<10} ERROR",
+        "START", "RUN", "STATUS", "SECONDS", "TRIGGER"
     );
     for e in &entries {
         let err = e
@@ -366,9 +508,9 @@ fn history_command(config: &Path, job: Option<&str>, limit: usize, json: bool) -
             .and_then(|t| t.lines().next())
             .unwrap_or("");
         println!(
-            "{:<20} {:<20} {:<12} {:>9.3} {:<10} {}",
+            "{:<20} {:<24} {:<12} {:>9.3} {:<10} {}",
             e.start.format("%Y-%m-%d %H:%M:%S"),
-            e.job,
+            format!("{}#{}", e.job, e.run),
             e.status,
             e.duration_secs(),
             e.trigger,
@@ -378,8 +520,79 @@ fn history_command(config: &Path, job: Option<&str>, limit: usize, json: bool) -
     exit::OK
 }
 
-fn trigger_command(config: &Path, job: &str) -> i32 {
-    let c = match client_ctx(config) {
+/// `mtn history --tail RUN`: one run in full, with its error and log tail.
+fn history_tail(paths: &DaemonPaths, job: Option<&str>, run: &str, json: bool) -> i32 {
+    let c = match client_ctx(paths) {
+        Ok(c) => c,
+        Err(e) => return usage(&e),
+    };
+    let (job, id) = match run.split_once('#') {
+        Some((j, n)) => (Some(j), n),
+        None => (job, run),
+    };
+    let Ok(id) = id.parse::<u64>() else {
+        return usage(&format!(
+            "--tail {run:?}: expected a run id like 42 (with JOB) or nightly#42"
+        ));
+    };
+    let entries = match history_entries(&c, job) {
+        Ok(e) => e,
+        Err(e) => return usage(&e),
+    };
+    let found: Vec<&history::Entry> = entries.iter().filter(|e| e.run == id).collect();
+    let e = match found.as_slice() {
+        [e] => *e,
+        [] => {
+            return usage(&format!(
+                "no run {run} in the history (it may have been rotated out)"
+            ))
+        }
+        many => {
+            let names: Vec<String> = many
+                .iter()
+                .map(|e| format!("{}#{}", e.job, e.run))
+                .collect();
+            return usage(&format!(
+                "run id {id} exists for several jobs ({}); name one",
+                names.join(", ")
+            ));
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(e).unwrap_or_default());
+        return exit::OK;
+    }
+    println!(
+        "run {}#{}: {} ({} trigger, attempt {})",
+        e.job, e.run, e.status, e.trigger, e.attempt
+    );
+    println!(
+        "started {}, ended {} ({:.3}s), script version {}",
+        e.start.to_rfc3339(),
+        e.end.to_rfc3339(),
+        e.duration_secs(),
+        if e.version.is_empty() {
+            "-"
+        } else {
+            &e.version
+        }
+    );
+    if let Some(err) = &e.error {
+        println!("\n{}", err.trim_end());
+    }
+    if e.log_tail.is_empty() {
+        println!("\n(no log lines)");
+    } else {
+        println!("\nlast {} log line(s):", e.log_tail.len());
+        for l in &e.log_tail {
+            println!("  {l}");
+        }
+    }
+    exit::OK
+}
+
+fn trigger_command(paths: &DaemonPaths, job: &str) -> i32 {
+    let c = match client_ctx(paths) {
         Ok(c) => c,
         Err(e) => return usage(&e),
     };
@@ -388,9 +601,22 @@ fn trigger_command(config: &Path, job: &str) -> i32 {
         Err(e) => return usage(&e),
     };
     let url = format!("http://{}/trigger/{job}", c.addr);
+    let token_file = c.cfg.token_file.as_ref().map(|f| c.settings.base.join(f));
+    let token = match access::read(&access::token_path(
+        token_file.as_deref(),
+        &c.settings.state_dir,
+    )) {
+        Ok(t) => t,
+        Err(e) => {
+            return usage(&format!(
+                "{e}; is the daemon running with this config and state dir?"
+            ))
+        }
+    };
     let res = rt.block_on(async {
         let r = reqwest::Client::new()
             .post(&url)
+            .bearer_auth(&token)
             .timeout(Duration::from_secs(5))
             .send()
             .await?;

@@ -11,8 +11,10 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::config::Overlap;
+use crate::daemon::alerts::{self, Alert, AlertState};
 use crate::daemon::history::{Entry, History};
 use crate::daemon::jobs::{Compiled, JobSpec, Settings};
 use crate::daemon::metrics::Metrics;
@@ -46,6 +48,8 @@ pub struct LastRun {
 #[derive(Default)]
 pub struct JobState {
     pub running: Option<Ctx>,
+    /// The last run id given out (run ids count up per job, across restarts via the history).
+    pub runs: u64,
     pub queued: u32,
     pub next_fire: Option<DateTime<Local>>,
     pub last: Option<LastRun>,
@@ -73,6 +77,8 @@ impl Job {
 pub struct Daemon {
     pub handle: Handle,
     pub config_path: PathBuf,
+    /// `--state-dir` / `MTN_STATE_DIR`, kept so a config reload resolves the state dir the same way.
+    pub state_flag: Option<PathBuf>,
     pub settings: RwLock<Settings>,
     pub jobs: RwLock<BTreeMap<String, Arc<Job>>>,
     pub history: History,
@@ -240,13 +246,33 @@ impl Daemon {
         }
     }
 
-    /// One attempt: fresh RunCtx, the current script version, timeout, history and metrics.
+    /// One attempt, with its own run id; everything it logs carries `[job#run]`.
     async fn run_once(
         self: &Arc<Self>,
         job: &Arc<Job>,
         trigger: &'static str,
         scheduled: Option<DateTime<Local>>,
         attempt: u32,
+    ) -> Status {
+        let run = {
+            let mut st = lock(&job.state);
+            st.runs += 1;
+            st.runs
+        };
+        let span = crate::logging::run_span(job.spec.name(), run);
+        self.run_attempt(job, trigger, scheduled, attempt, run)
+            .instrument(span)
+            .await
+    }
+
+    /// One attempt: fresh RunCtx, the current script version, timeout, history and metrics.
+    async fn run_attempt(
+        self: &Arc<Self>,
+        job: &Arc<Job>,
+        trigger: &'static str,
+        scheduled: Option<DateTime<Local>>,
+        attempt: u32,
+        run: u64,
     ) -> Status {
         let name = job.spec.name().to_string();
         let settings = read(&self.settings).clone();
@@ -290,6 +316,7 @@ impl Daemon {
         self.metrics.running(&name, 0);
         let entry = Entry {
             job: name.clone(),
+            run,
             trigger: trigger.to_string(),
             scheduled,
             start,
@@ -318,20 +345,42 @@ impl Daemon {
             }
         }
         match &error {
-            Some(e) => {
+            Some(e) if status == Status::Interrupted => {
                 tracing::warn!(target: "mtn::daemon", "job {name}: {} after {:.3}s\n{e}", status.as_str(), entry.duration_secs())
+            }
+            Some(e) => {
+                tracing::error!(target: "mtn::daemon", "job {name}: {} after {:.3}s\n{e}", status.as_str(), entry.duration_secs())
             }
             None => {
                 tracing::info!(target: "mtn::daemon", "job {name}: {} in {:.3}s", status.as_str(), entry.duration_secs())
             }
         }
-        let last_attempt = attempt >= job.spec.cfg.retries;
-        if matches!(status, Status::Failed | Status::Timeout) && last_attempt {
-            if let Some(url) = job.spec.cfg.on_failure.clone() {
-                self.notify_failure(&url, &entry).await;
-            }
+        let failed = matches!(status, Status::Failed | Status::Timeout);
+        // A run that will be retried is not the job's outcome yet; a cancelled one is none.
+        if (!failed || attempt >= job.spec.cfg.retries) && status != Status::Interrupted {
+            self.alert(job, &entry, failed, &settings.state_dir).await;
         }
         status
+    }
+
+    /// Record the outcome in the job's alert state and send the alert that is due, if any.
+    async fn alert(&self, job: &Job, entry: &Entry, failed: bool, state_dir: &std::path::Path) {
+        let name = job.spec.name();
+        let mut st = alerts::load(state_dir, name);
+        let due = st.record(failed, entry.end, job.spec.notify_every);
+        match (due, job.spec.cfg.on_failure.as_deref()) {
+            (Some(alert), Some(url)) if self.notify(url, entry, alert, &st).await => {
+                st.delivered(alert, Local::now());
+            }
+            (Some(_), Some(_)) => {} // not delivered: tried again on the next failed run
+            (None, Some(_)) if failed => {
+                tracing::info!(target: "mtn::daemon", job = name, "job {name}: still failing ({} runs since {}); already alerted", st.failures, st.since.map(|t| t.to_rfc3339()).unwrap_or_default())
+            }
+            _ => {}
+        }
+        if let Err(e) = alerts::save(state_dir, name, &st) {
+            tracing::error!(target: "mtn::daemon", job = name, "job {name}: cannot save the alert state in {}: {e}", state_dir.display());
+        }
     }
 
     /// Run the AST on a blocking thread; a timeout stops it through its token. A panic inside
@@ -351,7 +400,10 @@ impl Daemon {
         });
         let run_ctx = ctx.clone();
         let ast = compiled.ast.clone();
-        let mut task = tokio::task::spawn_blocking(move || execute(run_ctx, &ast));
+        // The script runs on a blocking thread: carry the run's span there.
+        let span = tracing::Span::current();
+        let mut task =
+            tokio::task::spawn_blocking(move || span.in_scope(|| execute(run_ctx, &ast)));
         let token = ctx.token.clone();
         let result = tokio::select! {
             r = &mut task => Some(r),
@@ -412,18 +464,21 @@ impl Daemon {
         }
     }
 
-    async fn notify_failure(&self, url: &str, entry: &Entry) {
+    /// Tell `url` about an alert; true when it was delivered.
+    async fn notify(&self, url: &str, entry: &Entry, alert: Alert, st: &AlertState) -> bool {
         if url.starts_with("smtp://") || url.starts_with("smtps://") {
-            return self.email_failure(url, entry).await;
+            return self.email_alert(url, entry, alert, st).await;
         }
         let body = serde_json::json!({
-            "event": "job_failed",
+            "event": alert.event(),
             "job": entry.job,
             "status": entry.status,
             "error": entry.error,
             "start": entry.start,
             "end": entry.end,
             "attempt": entry.attempt,
+            "failing_since": st.since,
+            "failed_runs": st.failures,
             "host": crate::host::core::hostname(),
             "log_tail": entry.log_tail,
         });
@@ -436,32 +491,47 @@ impl Daemon {
             .timeout(Duration::from_secs(10))
             .send()
             .await;
+        let job = &entry.job;
         match res {
             Ok(r) if r.status().is_success() => {
-                tracing::info!(target: "mtn::daemon", "job {}: failure reported to {shown}", entry.job)
+                tracing::info!(target: "mtn::daemon", job = %job, "job {job}: {} sent to {shown}", alert.event());
+                true
             }
             Ok(r) => {
-                tracing::warn!(target: "mtn::daemon", "job {}: on_failure webhook {shown} answered {}", entry.job, r.status())
+                tracing::warn!(target: "mtn::daemon", job = %job, "job {job}: on_failure webhook {shown} answered {} to {}", r.status(), alert.event());
+                false
             }
             Err(e) => {
-                tracing::warn!(target: "mtn::daemon", "job {}: on_failure webhook {shown} failed: {}", entry.job, crate::redact::redact(&e.to_string()))
+                tracing::warn!(target: "mtn::daemon", job = %job, "job {job}: on_failure webhook {shown} failed: {}", crate::redact::redact(&e.to_string()));
+                false
             }
         }
     }
 
     /// `on_failure = "smtp://..."`: the same email `notify()` sends from a script.
-    async fn email_failure(&self, url: &str, entry: &Entry) {
+    async fn email_alert(&self, url: &str, entry: &Entry, alert: Alert, st: &AlertState) -> bool {
         let ctx = crate::engine::ctx::RunCtx::new(
             self.handle.clone(),
             std::path::PathBuf::from(&entry.job),
             crate::policy::Policy::with_roots(vec![]),
         );
-        let mut message = format!(
-            "mtn job {} on {} ended {}",
-            entry.job,
-            crate::host::core::hostname(),
-            entry.status
-        );
+        let host = crate::host::core::hostname();
+        let (title, level) = match alert {
+            Alert::Failed => (format!("mtn job {} failed", entry.job), "error"),
+            Alert::StillFailing => (
+                format!("mtn job {} still failing ({} runs)", entry.job, st.failures),
+                "error",
+            ),
+            Alert::Recovered => (format!("mtn job {} recovered", entry.job), "info"),
+        };
+        let mut message = format!("mtn job {} on {host} ended {}", entry.job, entry.status);
+        if let Some(since) = st.since {
+            message.push_str(&format!(
+                "\nfailing since {} ({} failed runs)",
+                since.to_rfc3339(),
+                st.failures
+            ));
+        }
         if let Some(e) = &entry.error {
             message.push_str(&format!("\n\n{e}"));
         }
@@ -472,18 +542,21 @@ impl Daemon {
             ));
         }
         let opts = crate::host::notify::NotifyOptions {
-            title: Some(format!("mtn job {} failed", entry.job)),
-            level: Some("error".into()),
+            title: Some(title),
+            level: Some(level.into()),
             ..Default::default()
         };
         let clients = crate::host::check::http::HttpClients::new();
         let shown = crate::redact::register_url(url);
+        let job = &entry.job;
         match crate::host::notify::notify(&ctx, &clients, url, &message, opts).await {
             Ok(_) => {
-                tracing::info!(target: "mtn::daemon", "job {}: failure mailed via {shown}", entry.job)
+                tracing::info!(target: "mtn::daemon", job = %job, "job {job}: {} mailed via {shown}", alert.event());
+                true
             }
             Err(e) => {
-                tracing::warn!(target: "mtn::daemon", "job {}: on_failure email via {shown} failed: {}", entry.job, crate::redact::redact(&e.message))
+                tracing::warn!(target: "mtn::daemon", job = %job, "job {job}: on_failure email via {shown} failed: {}", crate::redact::redact(&e.message));
+                false
             }
         }
     }

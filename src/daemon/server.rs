@@ -1,5 +1,5 @@
 //! The daemon's HTTP endpoints: `/healthz`, `/metrics`, `/status`, `/` (HTML) and
-//! `POST /trigger/{job}` (used by `mtn trigger`). Meant for localhost.
+//! `POST /trigger/{job}` (used by `mtn trigger`). Who may call them: see [`super::access`].
 
 use std::sync::Arc;
 
@@ -80,13 +80,17 @@ pub fn status(d: &Daemon) -> Status {
     }
 }
 
-pub fn router(d: Arc<Daemon>) -> Router {
+pub fn router(d: Arc<Daemon>, access: Arc<crate::daemon::access::Access>) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/status", get(status_json))
         .route("/trigger/{job}", post(trigger))
+        .layer(axum::middleware::from_fn_with_state(
+            access,
+            crate::daemon::access::guard,
+        ))
         .with_state(d)
 }
 

@@ -138,7 +138,9 @@ impl Daemon {
             Ok(c) => {
                 let hash = c.hash.clone();
                 let previous = write(&job.script).replace(Arc::new(c));
-                lock(&job.state).reload_error = None;
+                if lock(&job.state).reload_error.take().is_some() {
+                    tracing::info!(target: "mtn::daemon", "job {name}: script fixed, compiles again (version {hash})");
+                }
                 match (previous, fallback) {
                     (Some(p), _) | (None, Some(p)) if p.hash != hash => {
                         self.metrics.reload(name, true);
@@ -176,8 +178,7 @@ impl Daemon {
                 return Err(e);
             }
         };
-        *lock(&self.config_error) = None;
-        let settings = Settings::from_config(&cfg, &self.config_path);
+        let settings = Settings::from_config(&cfg, &self.config_path, self.state_flag.as_deref());
         let mut specs = Vec::new();
         for jc in &cfg.jobs {
             match JobSpec::new(jc, &settings) {
@@ -190,6 +191,9 @@ impl Daemon {
                     return Err(e);
                 }
             }
+        }
+        if lock(&self.config_error).take().is_some() {
+            tracing::info!(target: "mtn::daemon", "config {}: fixed, now valid ({} job(s))", self.config_path.display(), cfg.jobs.len());
         }
         let globals_same = {
             let old = read(&self.settings);

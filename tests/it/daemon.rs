@@ -28,9 +28,15 @@ impl Daemon {
     }
 
     fn spawn(dir: &Path, port: u16) -> Daemon {
+        Self::spawn_args(dir, port, &[])
+    }
+
+    /// Start `mtn daemon --config mtn.toml` with extra arguments (e.g. `--log-format json`).
+    fn spawn_args(dir: &Path, port: u16, args: &[&str]) -> Daemon {
         let child = mtn()
             .current_dir(dir)
             .args(["daemon", "--config", "mtn.toml"])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
             .spawn()
@@ -97,6 +103,22 @@ impl Daemon {
         }
     }
 
+    /// The token the daemon created in its state dir.
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.join(".mtn/trigger.token"))
+            .expect("trigger.token in the state dir")
+            .trim()
+            .to_string()
+    }
+
+    /// `POST /trigger/{job}` with the token, as `mtn trigger` sends it; returns the status code.
+    fn trigger(&self, job: &str) -> u16 {
+        let auth = format!("Authorization: Bearer {}", self.token());
+        http_with(self.port, "POST", &format!("/trigger/{job}"), &[&auth])
+            .unwrap_or_else(|| panic!("POST /trigger/{job} failed\n{}", self.log()))
+            .0
+    }
+
     fn signal(&self, sig: i32) {
         let pid = self.child.as_ref().unwrap().id() as i32;
         // SAFETY: kill(2) on our own child's pid.
@@ -143,9 +165,15 @@ fn history(dir: &Path, job: &str) -> Vec<Value> {
 
 /// A minimal HTTP/1.1 client (Connection: close) so the test checks the daemon's own server.
 fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
+    http_with(port, method, path, &[])
+}
+
+/// A raw HTTP/1.1 request with extra headers (`Name: value` lines).
+fn http_with(port: u16, method: &str, path: &str, headers: &[&str]) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").ok()?;
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n").ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let code = buf.split_whitespace().nth(1)?.parse().ok()?;
@@ -526,8 +554,8 @@ fn daemon_sigterm_waits_for_runs_then_cancels() {
          [[job]]\nname = \"short\"\nscript = \"short.rhai\"\nschedule = \"0 0 1 1 *\"\n\
          [[job]]\nname = \"long\"\nscript = \"long.rhai\"\nschedule = \"0 0 1 1 *\"\n",
     );
-    assert_eq!(http(d.port, "POST", "/trigger/short").unwrap().0, 202);
-    assert_eq!(http(d.port, "POST", "/trigger/long").unwrap().0, 202);
+    assert_eq!(d.trigger("short"), 202);
+    assert_eq!(d.trigger("long"), 202);
     std::thread::sleep(Duration::from_millis(300));
     let (code, took) = d.terminate();
     assert_eq!(code, 0, "{}", d.log());
@@ -571,8 +599,8 @@ fn daemon_metrics_pass_promtool_and_page_renders_in_chromium() {
         "[[job]]\nname = \"nightly-backup\"\nscript = \"ok.rhai\"\nschedule = \"0 2 * * *\"\n\
          [[job]]\nname = \"weekly-restore\"\nscript = \"bad.rhai\"\nschedule = \"@weekly\"\ntimezone = \"Europe/Paris\"\n",
     );
-    http(d.port, "POST", "/trigger/nightly-backup").unwrap();
-    http(d.port, "POST", "/trigger/weekly-restore").unwrap();
+    d.trigger("nightly-backup");
+    d.trigger("weekly-restore");
     d.wait_history("weekly-restore", 3.0, "a run", |h| !h.is_empty());
     d.wait_history("nightly-backup", 3.0, "a run", |h| !h.is_empty());
 
@@ -745,4 +773,538 @@ fn daemon_on_failure_emails_via_smtp() {
     assert!(text.contains("Subject: mtn job boom failed"), "{text}");
     assert!(text.contains("disk exploded"), "{text}");
     assert!(text.contains("about to fail"), "log tail missing: {text}");
+}
+
+/// Issue #18 item 5: state-changing endpoints need the token from the state dir (0600), browsers'
+/// cross-origin requests are refused, read-only endpoints stay open on loopback, and a
+/// non-loopback `listen` is refused unless `insecure_listen = true` (then reads need the token too).
+#[test]
+fn daemon_trigger_needs_token_and_refuses_cross_origin() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempdir();
+    let dir = tmp.path();
+    std::fs::write(dir.join("j.rhai"), "log(\"ran\");\n").unwrap();
+    let job = "[[job]]\nname = \"j\"\nscript = \"j.rhai\"\nschedule = \"0 0 1 1 *\"\n";
+    let d = Daemon::start(dir, job);
+    let mode = std::fs::metadata(dir.join(".mtn/trigger.token"))
+        .unwrap()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "token file mode {:o}", mode & 0o777);
+    let token = d.token();
+    assert_eq!(token.len(), 64);
+    let auth = format!("Authorization: Bearer {token}");
+
+    let post = |headers: &[&str]| http_with(d.port, "POST", "/trigger/j", headers).unwrap();
+    let (code, body) = post(&[]);
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("Bearer"), "{body}");
+    assert_eq!(post(&["Authorization: Bearer nope"]).0, 403);
+    // A page on another site posting from the operator's browser, even if it knew the token.
+    let (code, body) = post(&[&auth, "Origin: https://evil.example"]);
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("cross-origin"), "{body}");
+    assert_eq!(post(&[&auth, "Sec-Fetch-Site: cross-site"]).0, 403);
+    assert!(d.history("j").is_empty(), "a refused trigger ran the job");
+    // The daemon's own origin and non-browser clients with the token are fine.
+    let own = format!("Origin: http://127.0.0.1:{}", d.port);
+    assert_eq!(post(&[&auth, &own]).0, 202);
+    d.wait_history("j", 5.0, "the triggered run", |h| h.len() == 1);
+    for path in ["/healthz", "/status", "/metrics", "/"] {
+        assert_eq!(d.get(path).0, 200, "GET {path} stays open on loopback");
+    }
+    let out = mtn()
+        .current_dir(dir)
+        .args(["trigger", "j", "--config", "mtn.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.wait_history("j", 5.0, "the run from `mtn trigger`", |h| h.len() == 2);
+    drop(d);
+
+    // Non-loopback without TLS: refused at start with a clear error.
+    let port = free_port();
+    std::fs::write(
+        dir.join("mtn.toml"),
+        format!("listen = \"0.0.0.0:{port}\"\nstate_dir = \".mtn\"\n{job}"),
+    )
+    .unwrap();
+    let out = mtn()
+        .current_dir(dir)
+        .args(["daemon", "--config", "mtn.toml"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("refusing to listen") && err.contains("insecure_listen"),
+        "{err}"
+    );
+
+    // insecure_listen = true: starts; reads need the token, /healthz does not.
+    std::fs::write(
+        dir.join("mtn.toml"),
+        format!("listen = \"0.0.0.0:{port}\"\nstate_dir = \".mtn\"\ninsecure_listen = true\n{job}"),
+    )
+    .unwrap();
+    let d = Daemon::spawn(dir, port);
+    assert_eq!(d.token(), token, "the token survives restarts");
+    assert_eq!(http(port, "GET", "/status").unwrap().0, 401);
+    assert_eq!(http(port, "GET", "/metrics").unwrap().0, 401);
+    assert_eq!(http_with(port, "GET", "/status", &[&auth]).unwrap().0, 200);
+    let out = mtn()
+        .current_dir(dir)
+        .args(["jobs", "--config", "mtn.toml", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("daemon at"),
+        "`mtn jobs` sends the token too: {err}"
+    );
+}
+
+/// Issue #18 item 3: on_failure hears when a job starts failing (once, not every run), once when
+/// it recovers, again after `notify_every`; the state survives a restart.
+#[test]
+fn daemon_alerts_on_transitions_only() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let (hook, bodies) = webhook();
+    let flag = dir.join("broken");
+    std::fs::write(&flag, "").unwrap();
+    std::fs::write(
+        dir.join("j.rhai"),
+        format!(
+            "if exists({:?}) {{ fail(\"still broken\"); }}\nlog(\"fine\");\n",
+            flag.display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = |extra: &str| {
+        format!("[[job]]\nname = \"flaky\"\nscript = \"j.rhai\"\nschedule = \"* * * * * *\"\non_failure = \"http://127.0.0.1:{hook}/hook\"\n{extra}")
+    };
+    let mut d = Daemon::start(dir, &config(""));
+    let event = |v: &str| {
+        serde_json::from_str::<Value>(v).unwrap()["event"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let first = bodies
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a failure alert");
+    assert_eq!(event(&first), "job_failed");
+    d.wait_history("flaky", 10.0, "three more failed runs", |h| {
+        h.iter().filter(|e| e["status"] == "failed").count() >= 4
+    });
+    assert!(
+        bodies.try_recv().is_err(),
+        "alerted again for a job already failing"
+    );
+
+    // Restart while failing: no new alert (the state is on disk).
+    d.terminate();
+    let before = d.history("flaky").len();
+    let d2 = Daemon::spawn(dir, d.port);
+    drop(d);
+    d2.wait_history("flaky", 10.0, "failed runs after the restart", |h| {
+        h.len() >= before + 2
+    });
+    assert!(bodies.try_recv().is_err(), "a restart repeated the alert");
+    assert!(dir.join(".mtn/alerts/flaky.json").exists());
+
+    // notify_every: the alert repeats while the job keeps failing (config reloaded live).
+    let text = std::fs::read_to_string(dir.join("mtn.toml")).unwrap();
+    std::fs::write(
+        dir.join("mtn.toml"),
+        text.replace("on_failure", "notify_every = \"2s\"\non_failure"),
+    )
+    .unwrap();
+    let again = bodies
+        .recv_timeout(Duration::from_secs(15))
+        .expect("a repeated alert");
+    let v: Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(v["event"], "job_still_failing", "{v:#}");
+    assert!(v["failed_runs"].as_u64().unwrap() >= 4, "{v:#}");
+
+    // Recovery: one notice, then silence while it stays healthy.
+    std::fs::remove_file(&flag).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let recovered = loop {
+        let b = bodies
+            .recv_timeout(Duration::from_secs(15))
+            .expect("a recovery notice");
+        if event(&b) == "job_recovered" {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "no recovery notice");
+    };
+    let v: Value = serde_json::from_str(&recovered).unwrap();
+    assert_eq!(v["status"], "ok");
+    d2.wait_history("flaky", 10.0, "two more good runs", |h| {
+        h.iter().rev().take(2).all(|e| e["status"] == "ok")
+    });
+    assert!(bodies.try_recv().is_err(), "more than one recovery notice");
+}
+
+/// Issue #18 item 2: every line of a run carries the job and run id, JSON and human; a failed
+/// run is an ERROR; the daemon logs each job's next run at start.
+#[test]
+fn daemon_logs_carry_job_and_run_id() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("ok.rhai"),
+        "print(\"from print\");\nlog(\"from log\");\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("bad.rhai"), "fail(\"it broke\");\n").unwrap();
+    let cfg = "[[job]]\nname = \"good\"\nscript = \"ok.rhai\"\nschedule = \"0 3 * * *\"\ntimezone = \"UTC\"\n\
+               [[job]]\nname = \"bad\"\nscript = \"bad.rhai\"\nschedule = \"0 0 1 1 *\"\n";
+    let port = free_port();
+    std::fs::write(
+        dir.join("mtn.toml"),
+        format!("listen = \"127.0.0.1:{port}\"\nstate_dir = \".mtn\"\n{cfg}"),
+    )
+    .unwrap();
+    let mut d = Daemon::spawn_args(dir, port, &["--log-format", "json"]);
+    assert_eq!(d.trigger("good"), 202);
+    d.wait_history("good", 5.0, "a run", |h| h.len() == 1);
+    assert_eq!(d.trigger("bad"), 202);
+    d.wait_history("bad", 5.0, "a run", |h| h.len() == 1);
+    d.terminate();
+    let log = d.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let msg = |v: &Value| v["message"].as_str().unwrap_or("").to_string();
+    for text in ["from print", "from log"] {
+        let l = lines
+            .iter()
+            .find(|l| msg(l).contains(text))
+            .unwrap_or_else(|| panic!("{text}\n{log}"));
+        assert_eq!(l["job"], "good", "{l}");
+        assert_eq!(l["run"], 1, "{l}");
+    }
+    let failed = lines
+        .iter()
+        .find(|l| msg(l).contains("job bad: failed"))
+        .unwrap_or_else(|| panic!("no failure line\n{log}"));
+    assert_eq!(failed["level"], "ERROR", "{failed}");
+    assert_eq!(failed["job"], "bad");
+    assert_eq!(failed["run"], 1);
+    let next = lines
+        .iter()
+        .find(|l| msg(l).contains("job good: next run"))
+        .unwrap_or_else(|| panic!("no next-run line\n{log}"));
+    assert!(
+        next["next_run"].as_str().unwrap().contains("T03:00:00"),
+        "{next}"
+    );
+    assert!(
+        !log.contains("\"host_call\""),
+        "host-call DEBUG events without -v\n{log}"
+    );
+
+    // Human format, after a restart: run ids keep counting from the history.
+    let mut d = Daemon::spawn(dir, port);
+    assert_eq!(d.trigger("good"), 202);
+    d.wait_history("good", 5.0, "a second run", |h| h.len() == 2);
+    d.terminate();
+    let log = d.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("[good#2]") && l.contains("from log")),
+        "{log}"
+    );
+    let h = d.history("good");
+    assert_eq!(h[1]["run"], 2);
+}
+
+/// Issue #18 item 6: `mtn history JOB --failed --since`, `--json`, `--tail RUN`.
+#[test]
+fn history_filters_and_tail() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("mtn.toml"),
+        "state_dir = \".mtn\"\n[[job]]\nname = \"nightly\"\nscript = \"n.rhai\"\nschedule = \"@daily\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join(".mtn/history")).unwrap();
+    let now = chrono::Local::now();
+    let mut text = String::new();
+    for (run, days, status) in [
+        (1, 20, "failed"),
+        (2, 3, "ok"),
+        (3, 2, "failed"),
+        (4, 1, "timeout"),
+    ] {
+        let t = (now - chrono::Duration::days(days)).to_rfc3339();
+        text.push_str(&format!(
+            "{{\"job\":\"nightly\",\"run\":{run},\"trigger\":\"schedule\",\"start\":\"{t}\",\"end\":\"{t}\",\"status\":\"{status}\",\"attempt\":0,\"error\":\"error: boom {run}\",\"log_tail\":[\"info: step {run}\"]}}\n"
+        ));
+    }
+    std::fs::write(dir.join(".mtn/history/nightly.jsonl"), text).unwrap();
+    let hist = |args: &[&str]| {
+        let out = mtn()
+            .current_dir(dir)
+            .arg("history")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = hist(&["nightly", "--failed", "--since", "7d", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let runs: Vec<u64> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["run"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(runs, vec![3, 4]);
+    let (_, out, _) = hist(&["nightly"]);
+    assert!(
+        out.contains("nightly#2") && out.contains("nightly#1"),
+        "{out}"
+    );
+    let (code, out, err) = hist(&["--tail", "nightly#3"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("error: boom 3") && out.contains("info: step 3"),
+        "{out}"
+    );
+    let (code, out, _) = hist(&["nightly", "--tail", "2"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("run nightly#2: ok"), "{out}");
+    let (code, _, err) = hist(&["nightly", "--tail", "99"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no run"), "{err}");
+    let (code, _, err) = hist(&["nightly", "--since", "soon"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--since"), "{err}");
+}
+
+/// Issue #18 item 4: the daemon honours --state-dir and MTN_STATE_DIR (over the config) and
+/// systemd's $STATE_DIRECTORY (under it), and refuses to start when it cannot write its state.
+#[test]
+fn daemon_state_dir_flag_env_and_systemd() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    std::fs::write(dir.join("j.rhai"), "log(\"x\");\n").unwrap();
+    let job = "[[job]]\nname = \"j\"\nscript = \"j.rhai\"\nschedule = \"0 0 1 1 *\"\n";
+    std::fs::write(dir.join("mtn.toml"), job).unwrap();
+    let check = |envs: &[(&str, &std::path::Path)], args: &[&str], expect: &std::path::Path| {
+        let port = free_port();
+        let mut c = mtn();
+        c.current_dir(dir)
+            .env_remove("MTN_STATE_DIR")
+            .env_remove("STATE_DIRECTORY")
+            .args([
+                "daemon",
+                "--config",
+                "mtn.toml",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let mut child = c.spawn().unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        while !expect.join("trigger.token").exists() {
+            assert!(Instant::now() < until, "no state in {}", expect.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // `mtn history` finds the same place with the same settings.
+        let mut h = mtn();
+        h.current_dir(dir)
+            .env_remove("MTN_STATE_DIR")
+            .env_remove("STATE_DIRECTORY")
+            .args(["trigger", "j", "--config", "mtn.toml"])
+            .args(args);
+        for (k, v) in envs {
+            h.env(k, v);
+        }
+        let out = h.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let until = Instant::now() + Duration::from_secs(10);
+        while !expect.join("history/j.jsonl").exists() {
+            assert!(Instant::now() < until, "no history in {}", expect.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let _ = child.wait();
+    };
+    let env_dir = dir.join("from-env");
+    let flag_dir = dir.join("from-flag");
+    let systemd_dir = dir.join("from-systemd");
+    check(&[("MTN_STATE_DIR", &env_dir)], &[], &env_dir);
+    let flag = flag_dir.display().to_string();
+    check(
+        &[("MTN_STATE_DIR", &env_dir)],
+        &["--state-dir", &flag],
+        &flag_dir,
+    );
+    check(&[("STATE_DIRECTORY", &systemd_dir)], &[], &systemd_dir);
+    assert!(
+        !dir.join(".mtn").exists(),
+        "state written into the config folder"
+    );
+
+    // Not writable: a clear refusal at start, exit 2.
+    std::fs::write(dir.join("file"), "").unwrap();
+    let out = mtn()
+        .current_dir(dir)
+        .args(["daemon", "--config", "mtn.toml", "--state-dir"])
+        .arg(dir.join("file/state"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("state dir") && err.contains("StateDirectory"),
+        "{err}"
+    );
+}
+
+/// Issue #18 item 1: `mtn check` on a config (by extension or content) and on a folder; `mtn
+/// daemon --check`; problems with file:line:col and hints; the next three fire times.
+#[test]
+fn check_validates_configs_and_folders() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    std::fs::create_dir(dir.join("scripts")).unwrap();
+    std::fs::write(dir.join("scripts/good.rhai"), "log(\"hi\");\n").unwrap();
+    std::fs::write(dir.join("scripts/typo.rhai"), "dump_bd(\"x\");\n").unwrap();
+    let check = |args: &[&str]| {
+        let out = mtn().current_dir(dir).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // A valid config: exit 0, each job's next three fire times in its time zone.
+    std::fs::write(
+        dir.join("mtn.toml"),
+        "[[job]]\nname = \"nightly\"\nscript = \"scripts/good.rhai\"\nschedule = \"30 2 * * *\"\ntimezone = \"Europe/Berlin\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = check(&["check", "mtn.toml"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let next = out
+        .lines()
+        .find(|l| l.contains("next:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(next.matches("02:30:00").count(), 3, "{next}");
+    let (code, out, _) = check(&["daemon", "--config", "mtn.toml", "--check"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("next:"), "{out}");
+    let (code, out, _) = check(&["jobs", "--config", "mtn.toml", "--next", "5"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.matches("02:30:00").count(), 5, "{out}");
+
+    // An unknown key: file:line:col and the closest key.
+    std::fs::write(
+        dir.join("typo.toml"),
+        "[[job]]\nname = \"nightly\"\nscript = \"scripts/good.rhai\"\nschedul = \"@daily\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = check(&["check", "typo.toml"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("typo.toml:4:1"), "{err}");
+    assert!(err.contains("did you mean `schedule`"), "{err}");
+
+    // Every job problem at once: bad cron, bad zone, missing script, a script's unknown function.
+    let bad = "[[job]]\nname = \"a\"\nscript = \"scripts/good.rhai\"\nschedule = \"61 * * * *\"\n\
+               [[job]]\nname = \"b\"\nscript = \"scripts/good.rhai\"\nschedule = \"@daily\"\ntimezone = \"Mars/Base\"\n\
+               [[job]]\nname = \"c\"\nscript = \"scripts/gone.rhai\"\nschedule = \"@daily\"\n\
+               [[job]]\nname = \"d\"\nscript = \"scripts/typo.rhai\"\nschedule = \"@daily\"\n";
+    // No extension: recognised as a config by its content.
+    std::fs::write(dir.join("jobs.conf"), bad).unwrap();
+    let (code, _, err) = check(&["check", "jobs.conf"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("jobs.conf:4:1") && err.contains("`schedule` \"61 * * * *\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("jobs.conf:9:1") && err.contains("Mars/Base"),
+        "{err}"
+    );
+    assert!(
+        err.contains("jobs.conf:12:1") && err.contains("gone.rhai does not exist"),
+        "{err}"
+    );
+    assert!(
+        err.contains("dump_bd") && err.contains("typo.rhai:1:1"),
+        "{err}"
+    );
+    assert!(err.contains("4 problems found"), "{err}");
+    let (code, _, err) = check(&["daemon", "--config", "jobs.conf", "--check"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("Mars/Base"), "{err}");
+
+    // A folder: every script and config under it.
+    std::fs::remove_file(dir.join("typo.toml")).unwrap();
+    std::fs::remove_file(dir.join("jobs.conf")).unwrap();
+    let (code, out, err) = check(&["check", "scripts/"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("ok: scripts/good.rhai"), "{out}");
+    assert!(err.contains("dump_bd"), "{err}");
+    assert!(!err.contains("Is a directory"), "{err}");
+}
+
+/// Issue #18 item 1: a config fixed after a broken edit is logged as fixed.
+#[test]
+fn daemon_logs_a_fixed_config() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    std::fs::write(dir.join("j.rhai"), "log(\"x\");\n").unwrap();
+    let job = "[[job]]\nname = \"j\"\nscript = \"j.rhai\"\nschedule = \"0 0 1 1 *\"\n";
+    let d = Daemon::start(dir, job);
+    let good = std::fs::read_to_string(dir.join("mtn.toml")).unwrap();
+    std::fs::write(dir.join("mtn.toml"), good.replace("schedule", "schedul")).unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while !d.log().contains("did you mean `schedule`") {
+        assert!(
+            Instant::now() < until,
+            "broken config not reported\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(dir.join("mtn.toml"), &good).unwrap();
+    while !d.log().contains("fixed, now valid") {
+        assert!(
+            Instant::now() < until,
+            "fixed config not logged\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(d.status()["config_error"].is_null());
 }

@@ -232,7 +232,7 @@ fn engine_json_log_has_one_object_per_event() {
         d.path(),
         "j.rhai",
         "log(\"hello\"); let t = duration(\"5m\"); sleep(0);",
-        &["--log-format", "json"],
+        &["--log-format", "json", "-v"],
     );
     r.expect_code(0);
     let events: Vec<serde_json::Value> = r
@@ -250,6 +250,20 @@ fn engine_json_log_has_one_object_per_event() {
     assert!(events
         .iter()
         .any(|e| e["event"] == "host_call" && e["function"] == "sleep" && e["outcome"] == "ok"));
+
+    // JSON logs follow -v/-q like human ones: host-call events are DEBUG, absent without -v.
+    let r = run_script(d.path(), "j.rhai", "sleep(0);", &["--log-format", "json"]);
+    r.expect_code(0);
+    assert!(!r.stderr.contains("\"host_call\""), "{}", r.stderr);
+    assert!(r.stderr.contains("run_end"), "{}", r.stderr);
+    let r = run_script(
+        d.path(),
+        "j.rhai",
+        "sleep(0);",
+        &["--log-format", "json", "-q"],
+    );
+    r.expect_code(0);
+    assert!(r.stderr.trim().is_empty(), "-q: {}", r.stderr);
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod support;
 mod checks;
 mod daemon;
 mod db;
+mod deploy;
 mod engine;
 mod faults;
 mod files;
