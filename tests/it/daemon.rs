@@ -699,7 +699,8 @@ fn daemon_config_errors_name_the_place() {
         run("[[job]]\nname = \"a\"\nscript = \"a.rhai\"\nschedule = \"61 * * * *\"\n");
     assert_eq!(code, Some(2));
     assert!(
-        err.contains("mtn.toml:1:1") && err.contains("job \"a\"") && err.contains("schedule"),
+        // The `schedule =` line itself, not only its [[job]] header.
+        err.contains("mtn.toml:4:1") && err.contains("job \"a\"") && err.contains("schedule"),
         "{err}"
     );
     let (code, err) = run("[[job]]\nname = \"a\"\nscript = \"a.rhai\"\nschedule = \"@daily\"\noverlap = \"sometimes\"\n");
@@ -857,7 +858,7 @@ fn daemon_trigger_needs_token_and_refuses_cross_origin() {
     assert_eq!(http_with(port, "GET", "/status", &[&auth]).unwrap().0, 200);
     let out = mtn()
         .current_dir(dir)
-        .args(["jobs", "--config", "mtn.toml", "--json"])
+        .args(["jobs", "--config", "mtn.toml"])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -1128,7 +1129,7 @@ fn daemon_state_dir_flag_env_and_systemd() {
         }
         let mut child = c.spawn().unwrap();
         let until = Instant::now() + Duration::from_secs(10);
-        while !expect.join("trigger.token").exists() {
+        while !expect.join("daemon.json").exists() {
             assert!(Instant::now() < until, "no state in {}", expect.display());
             std::thread::sleep(Duration::from_millis(20));
         }

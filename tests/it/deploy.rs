@@ -66,8 +66,8 @@ mtn check /etc/mtn/mtn.toml
 cp deploy/mtn-daemon.service deploy/mtn-nightly.service deploy/mtn-nightly.timer /etc/systemd/system/
 systemd-analyze verify /etc/systemd/system/mtn-daemon.service /etc/systemd/system/mtn-nightly.service /etc/systemd/system/mtn-nightly.timer
 echo "verify ok"
-install -d -m 0750 /var/log/mtn
-install -m 600 deploy/nightly.env /etc/mtn/nightly.env
+# ---- docs/deploy.md, "From cron", verbatim
+{cron_install}
 # ---- ProtectSystem=strict: everything read-only but the API file systems and ReadWritePaths=
 findmnt -rno TARGET | sort -u | while read -r m; do
   case "$m" in /proc*|/sys*|/dev*) continue;; esac
@@ -94,7 +94,8 @@ STATE_DIRECTORY=/var/lib/mtn setpriv --reuid=mtn --regid=mtn --init-groups \
 echo "oneshot ok"
 # ---- the cron line, under cron's bare environment (as root, cwd $HOME)
 rm -f /var/backups/app/backup.txt
-line=$(grep -v '^#' deploy/mtn.cron | grep 'mtn run' | sed 's/^[^/]*root //')
+line=$(grep -v '^#' /etc/cron.d/mtn | grep 'mtn run' | sed 's/^[^/]*root //')
+[ -n "$line" ]
 cd /root 2>/dev/null || cd /
 env -i PATH=/usr/bin:/bin HOME=/root SHELL=/bin/sh LOGNAME=root sh -c "$line"
 echo "cron ok"
@@ -102,6 +103,7 @@ echo "cron ok"
         t = t.display(),
         work = work.display(),
         install = doc_block("## Install"),
+        cron_install = doc_block("## From cron"),
     );
     let out = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c", &script])
@@ -149,7 +151,7 @@ echo "cron ok"
     assert!(!cron_log.contains("error"), "cron run: {cron_log}");
     assert!(
         var.join("backups/app/backup.txt").exists(),
-        "the cron run wrote its backup"
+        "the cron run wrote its backup\n--- cron log\n{cron_log}\n{all}"
     );
     // Nothing was written in the config folder.
     let etc = t.join("ovl/etc/u/mtn");
