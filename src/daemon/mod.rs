@@ -135,6 +135,17 @@ async fn serve(
     settings: Settings,
     listen: String,
 ) -> i32 {
+    // First, so a SIGTERM during start-up (a supervisor stopping a slow start) is a clean stop,
+    // not the default action's kill.
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+        _ => return usage("cannot install signal handlers"),
+    };
     let listener = match tokio::net::TcpListener::bind(&listen).await {
         Ok(l) => l,
         Err(e) => return usage(&format!("cannot listen on {listen}: {e}")),
@@ -239,15 +250,6 @@ async fn serve(
     write_daemon_file(&state_dir, &bound);
     tracing::info!(target: "mtn::daemon", "mtn daemon: {} job(s) from {}, listening on http://{bound}", jobs.len(), config_path.display());
 
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int, mut hup) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) {
-        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-        _ => return usage("cannot install signal handlers"),
-    };
     loop {
         tokio::select! {
             _ = term.recv() => break,
