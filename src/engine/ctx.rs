@@ -200,13 +200,15 @@ impl RunCtx {
     {
         self.check_cancelled()?;
         let token = self.token.clone();
-        let res = self.handle.block_on(async move {
-            tokio::select! {
-                biased;
-                _ = token.cancelled() => None,
-                r = fut => Some(r),
-            }
-        });
+        let res = self
+            .handle
+            .block_on(RUN_TOKEN.scope(token.clone(), async move {
+                tokio::select! {
+                    biased;
+                    _ = token.cancelled() => None,
+                    r = fut => Some(r),
+                }
+            }));
         match res {
             Some(r) => r,
             None => Err(self.stopped_error()),
@@ -248,6 +250,18 @@ impl RunCtx {
 }
 
 pub type Ctx = Arc<RunCtx>;
+
+tokio::task_local! {
+    /// The token of the run whose host call is being awaited (set by [`RunCtx::block_on`]), so a
+    /// connection opened inside can tell, when it is dropped, that the run was stopped while it
+    /// was in use (PostgreSQL then gets a cancel request for the abandoned statement).
+    pub static RUN_TOKEN: CancellationToken;
+}
+
+/// The current run's token, if the caller runs inside [`RunCtx::block_on`].
+pub fn run_token() -> Option<CancellationToken> {
+    RUN_TOKEN.try_with(|t| t.clone()).ok()
+}
 
 /// A bounded buffer of a run's most recent log lines (already redacted).
 #[derive(Debug, Default)]

@@ -349,3 +349,35 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn a_timed_out_postgres_statement_is_cancelled_on_the_server() {
+    let url = env_var("MTN_TEST_PG_URL");
+    let tag = format!("mtn_cancel_probe_{}", std::process::id());
+    let tmp = tempdir();
+    let started = std::time::Instant::now();
+    let run = run_script(
+        tmp.path(),
+        "sleep.rhai",
+        &format!(r#"db_query("{url}", "SELECT pg_sleep(60), '{tag}' AS tag");"#),
+        &["--timeout", "1s"],
+    );
+    run.expect_code(124);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let still_running = || {
+        let out = std::process::Command::new("psql")
+            .arg(&url)
+            .args(["-tAc", &format!("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{tag}%' AND pid <> pg_backend_pid()")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while still_running() != "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pg_sleep(60) still runs on the server after mtn timed out"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

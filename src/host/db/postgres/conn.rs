@@ -30,7 +30,54 @@ const PASSED_PARAMS: &[&str] = &[
     "hostaddr",
 ];
 
-pub async fn connect(url: &ServerUrl) -> HostResult<Client> {
+/// A connection that, when dropped because its run was stopped (timeout, signal: the future
+/// awaiting a statement is dropped), sends PostgreSQL a cancel request, so nothing mtn started
+/// keeps running on the server. Derefs to the client.
+pub struct PgClient {
+    client: Client,
+    run: Option<tokio_util::sync::CancellationToken>,
+}
+
+impl std::ops::Deref for PgClient {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Drop for PgClient {
+    fn drop(&mut self) {
+        let stopped = self.run.as_ref().is_some_and(|t| t.is_cancelled());
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !stopped {
+            return;
+        }
+        // The server has no idea the client gave up: a statement keeps running until it
+        // finishes (pg_sleep(60), a long DELETE) unless it is cancelled.
+        let cancel = self.client.cancel_token();
+        rt.spawn(async move {
+            match cancel.cancel_query(NoTls).await {
+                Ok(()) => tracing::info!(target: "mtn::db", "sent PostgreSQL a cancel request for the statement the stopped run abandoned"),
+                Err(e) => tracing::warn!(target: "mtn::db", "could not cancel the abandoned PostgreSQL statement: {e}"),
+            }
+        });
+    }
+}
+
+fn spawn_conn<F>(client: Client, conn: F) -> PgClient
+where
+    F: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+{
+    tokio::spawn(conn);
+    PgClient {
+        client,
+        run: crate::engine::ctx::run_token(),
+    }
+}
+
+pub async fn connect(url: &ServerUrl) -> HostResult<PgClient> {
     let mut clean = url.url.clone();
     let pairs: Vec<(String, String)> = url
         .url
@@ -66,8 +113,7 @@ pub async fn connect(url: &ServerUrl) -> HostResult<Client> {
             "disable" => {
                 cfg.ssl_mode(SslMode::Disable);
                 let (client, conn) = cfg.connect(NoTls).await.map_err(|e| classify(url, &e))?;
-                tokio::spawn(conn);
-                Ok(client)
+                Ok(spawn_conn(client, conn))
             }
             "allow" | "prefer" | "require" | "verify-ca" | "verify-full" => {
                 let verify = sslmode.starts_with("verify");
@@ -81,8 +127,7 @@ pub async fn connect(url: &ServerUrl) -> HostResult<Client> {
                     url.query_param("sslrootcert").as_deref(),
                 )?);
                 let (client, conn) = cfg.connect(tls).await.map_err(|e| classify(url, &e))?;
-                tokio::spawn(conn);
-                Ok(client)
+                Ok(spawn_conn(client, conn))
             }
             other => Err(HostError::invalid(format!(
                 "sslmode={other} is not valid (use disable, prefer, require, verify-ca or verify-full)"

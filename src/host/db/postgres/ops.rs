@@ -193,7 +193,7 @@ pub async fn stats(raw_url: &str, opts: StatsOptions) -> HostResult<DbStats> {
 }
 
 struct PgDelete {
-    c: Client,
+    c: super::conn::PgClient,
     secs: f64,
     count_sql: String,
     delete: tokio_postgres::Statement,

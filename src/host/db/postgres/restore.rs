@@ -29,7 +29,7 @@ async fn database_exists(admin: &Client, name: &str) -> HostResult<bool> {
 }
 
 /// A connection to the server's maintenance database (to create and drop others).
-pub async fn admin_connect(url: &ServerUrl) -> HostResult<Client> {
+pub async fn admin_connect(url: &ServerUrl) -> HostResult<super::conn::PgClient> {
     match connect(&url.with_database("postgres")).await {
         Ok(c) => Ok(c),
         Err(e) if e.kind == ErrorKind::NotFound => connect(&url.with_database("template1")).await,
