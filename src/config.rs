@@ -280,9 +280,9 @@ pub enum JobTz {
 }
 
 impl JobConfig {
-    pub fn cron(&self) -> Result<croner::Cron, String> {
+    pub fn cron(&self) -> Result<crate::daemon::cron::Schedule, String> {
         self.schedule
-            .parse::<croner::Cron>()
+            .parse::<crate::daemon::cron::Schedule>()
             .map_err(|e| format!("`schedule` {:?}: {e} (use 5 or 6 cron fields, or @hourly/@daily/@weekly/@monthly/@yearly)", self.schedule))
     }
 

@@ -62,7 +62,7 @@ impl Settings {
 pub struct JobSpec {
     pub cfg: JobConfig,
     pub script: PathBuf,
-    pub cron: croner::Cron,
+    pub cron: crate::daemon::cron::Schedule,
     pub tz: JobTz,
     pub timeout: Option<Duration>,
     pub retry_delay: Duration,
@@ -116,11 +116,10 @@ impl JobSpec {
     /// The first fire time strictly after `t`.
     pub fn next_after(&self, t: DateTime<Local>) -> Option<DateTime<Local>> {
         match self.tz {
-            JobTz::Local => self.cron.find_next_occurrence(&t, false).ok(),
+            JobTz::Local => self.cron.next_after(&t),
             JobTz::Named(tz) => self
                 .cron
-                .find_next_occurrence(&t.with_timezone(&tz), false)
-                .ok()
+                .next_after(&t.with_timezone(&tz))
                 .map(|n| n.with_timezone(&Local)),
         }
     }

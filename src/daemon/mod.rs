@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod alerts;
+pub mod cron;
 pub mod history;
 pub mod jobs;
 pub mod metrics;
