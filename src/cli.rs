@@ -84,6 +84,13 @@ pub struct RunArgs {
     /// Where persisted state lives (default .mtn, or MTN_STATE_DIR).
     #[arg(long, env = "MTN_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Dead-man's switch for this run (healthchecks.io style): `/start` now, then success on
+    /// exit 0 or `/fail` with the error and log tail on any other exit.
+    #[arg(long, value_name = "URL")]
+    pub ping: Option<String>,
+    /// Tell this target (webhook or smtp:// URL) once when the run fails.
+    #[arg(long, value_name = "TARGET")]
+    pub notify: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,6 +111,8 @@ pub enum Command {
     },
     /// List every host function with its signature and summary.
     Fns {
+        /// Only functions whose name or summary contains this word (case-insensitive).
+        word: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,

@@ -60,11 +60,25 @@ pub struct JobConfig {
     pub on_failure: Option<String>,
     /// Repeat the failure alert this often while the job keeps failing (e.g. "6h"; default: never).
     pub notify_every: Option<String>,
+    /// Dead-man's switch for every run of the job (healthchecks.io style, see `mtn run --ping`).
+    pub ping: Option<String>,
+    /// Notify target told once when a run of the job fails (see `mtn run --notify`).
+    pub notify: Option<String>,
     pub dry_run: bool,
     pub allow_paths: Vec<PathBuf>,
     pub allow_exec: Vec<String>,
     pub allow_hosts: Vec<String>,
     pub enabled: Option<bool>,
+}
+
+impl JobConfig {
+    /// The job's `ping`/`notify` keys, for the run's monitor.
+    pub fn monitor(&self) -> crate::engine::monitor::MonitorOptions {
+        crate::engine::monitor::MonitorOptions {
+            ping: self.ping.clone(),
+            notify: self.notify.clone(),
+        }
+    }
 }
 
 impl Config {
@@ -181,6 +195,10 @@ impl Config {
             }
             if let Err(e) = job.overlap_mode() {
                 out.push(fail("overlap", e));
+            }
+            if let Err(e) = crate::engine::monitor::Monitor::default().set(job.monitor()) {
+                let key = if e.starts_with("ping") { "ping" } else { "notify" };
+                out.push(fail(key, e));
             }
             if let Some(u) = &job.on_failure {
                 match url::Url::parse(u) {

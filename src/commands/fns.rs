@@ -9,7 +9,7 @@ pub fn all_functions() -> Result<Vec<FnInfo>, String> {
     Ok(host_functions(&engine))
 }
 
-pub fn run(json: bool, category: Option<String>) -> i32 {
+pub fn run(word: Option<String>, json: bool, category: Option<String>) -> i32 {
     let fns = match all_functions() {
         Ok(f) => f,
         Err(e) => {
@@ -20,7 +20,14 @@ pub fn run(json: bool, category: Option<String>) -> i32 {
     let fns: Vec<FnInfo> = fns
         .into_iter()
         .filter(|f| category.as_ref().is_none_or(|c| &f.category == c))
+        .filter(|f| word.as_deref().is_none_or(|w| mentions(f, w)))
         .collect();
+    if fns.is_empty() {
+        if let Some(w) = &word {
+            eprintln!("no function matches {w:?} (try `mtn fns` for the full list)");
+            return exit::FAILED;
+        }
+    }
     if json {
         match serde_json::to_string_pretty(&fns) {
             Ok(s) => println!("{s}"),
@@ -43,4 +50,10 @@ pub fn run(json: bool, category: Option<String>) -> i32 {
         }
     }
     exit::OK
+}
+
+/// `mtn fns WORD`: the word in the name or the one-line summary, any case.
+fn mentions(f: &FnInfo, word: &str) -> bool {
+    let w = word.to_lowercase();
+    f.name.to_lowercase().contains(&w) || f.summary.to_lowercase().contains(&w)
 }

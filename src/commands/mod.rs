@@ -43,11 +43,36 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 use crate::cli::{Cli, Command};
 
+/// Commands that print a listing end quietly when the reader goes away (`mtn fns | head`):
+/// the default SIGPIPE action, instead of Rust's "ignore it and panic in println!".
+fn quiet_on_closed_pipe() {
+    // SAFETY: called before any thread is started; resetting a signal disposition is
+    // async-signal-safe and affects only this process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 pub fn dispatch(cli: Cli) -> i32 {
+    if matches!(
+        cli.command,
+        Command::Fns { .. }
+            | Command::Docs { .. }
+            | Command::Defs { .. }
+            | Command::Completions { .. }
+            | Command::Jobs { .. }
+            | Command::History { .. }
+    ) {
+        quiet_on_closed_pipe();
+    }
     match cli.command {
         Command::Run { args, common } => run::run(args, common),
         Command::Check { files, common } => check::run(files, common),
-        Command::Fns { json, category } => fns::run(json, category),
+        Command::Fns {
+            word,
+            json,
+            category,
+        } => fns::run(word, json, category),
         Command::Docs { out } => docs::run(out.as_deref()),
         Command::Defs { out } => docs::defs(&out),
         Command::Completions { shell } => {

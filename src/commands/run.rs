@@ -9,8 +9,10 @@ use rhai::{Dynamic, Map};
 use crate::cli::{Common, RunArgs};
 use crate::commands::{exit, find_stdlib, runtime};
 use crate::config::Config;
-use crate::engine::ctx::{RunCtx, StopReason};
-use crate::engine::runner::{execute_with, Status};
+use crate::engine::check::Checker;
+use crate::engine::ctx::{LogTail, RunCtx, StopReason};
+use crate::engine::monitor::{self, MonitorOptions, RunEnd};
+use crate::engine::runner::{execute_with, Outcome, Status};
 use crate::logging::LogFormat;
 use crate::policy::Policy;
 
@@ -146,18 +148,44 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
             .and_then(|(c, b)| c.stdlib.as_ref().map(|s| b.join(s)))
     });
     ctx.stdlib_dir = find_stdlib(stdlib);
+    ctx.log_tail = LogTail::new(monitor::TAIL_LINES);
+    if let Err(e) = ctx.monitor.set(MonitorOptions {
+        ping: args.ping.clone(),
+        notify: args.notify.clone(),
+    }) {
+        return usage_error(&format!("--{e}"));
+    }
     let ctx = Arc::new(ctx);
 
-    // Compile first: a syntax error is reported before anything runs.
+    // Compile and check first: a syntax error, an unknown function or option key is reported
+    // before anything runs (and before the first host call).
     let engine = crate::engine::build(ctx.clone());
     let ast = match crate::engine::compile(&engine, &ctx, &args.file) {
         Ok(ast) => ast,
         Err(e) => {
             let r = crate::engine::error::render(&e, &args.file);
             report_error(common.log_format, &r.text, &r.message);
-            return exit::FAILED;
+            return end_before_start(&rt, &ctx, &r.text);
         }
     };
+    let problems = {
+        let mut checker = Checker::new(&engine, &ctx);
+        checker.check_script(&args.file);
+        checker.problems
+    };
+    if !problems.is_empty() {
+        for p in &problems {
+            report_error(common.log_format, p, first_line(p));
+        }
+        let n = problems.len();
+        let text = format!(
+            "{n} problem{} found in {}; nothing was run",
+            if n == 1 { "" } else { "s" },
+            args.file.display()
+        );
+        eprintln!("{text}");
+        return end_before_start(&rt, &ctx, &problems.concat());
+    }
 
     if crate::logging::is_json() {
         tracing::info!(target: "mtn::run", event = "run_start", script = %args.file.display(), dry_run = args.dry_run);
@@ -165,7 +193,8 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
         tracing::debug!(target: "mtn::run", "run start: {}{}", args.file.display(), if args.dry_run { " [dry-run]" } else { "" });
     }
     let script_ctx = ctx.clone();
-    let outcome = rt.block_on(async move {
+    let ended = rt.block_on(async move {
+        monitor::start(&script_ctx).await;
         if let Some(t) = timeout {
             let c = script_ctx.clone();
             tokio::spawn(async move {
@@ -180,38 +209,39 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!("cannot watch SIGTERM: {e}");
-                    return (&mut task).await.ok();
+                    return Ended::from((&mut task).await);
                 }
             };
         tokio::select! {
-            r = &mut task => return r.ok(),
+            r = &mut task => return Ended::from(r),
             _ = tokio::signal::ctrl_c() => script_ctx.stop(StopReason::Interrupted),
             _ = term.recv() => script_ctx.stop(StopReason::Interrupted),
         }
         // The script ends at its next operation and host I/O is raced against the token; give
         // it a moment to unwind (temporary files removed) but never hang on it.
-        tokio::time::timeout(Duration::from_secs(1), &mut task)
-            .await
-            .ok()
-            .and_then(|r| r.ok())
+        match tokio::time::timeout(Duration::from_secs(1), &mut task).await {
+            Ok(r) => Ended::from(r),
+            Err(_) => Ended::Abandoned,
+        }
     });
 
-    let (status, code) = match &outcome {
-        Some(o) => match o.status {
-            Status::Ok => (Status::Ok, exit::OK),
-            Status::Warning if args.fail_on_warning => (Status::Warning, exit::WARNING),
-            Status::Warning => (Status::Warning, exit::OK),
-            Status::Failed => (Status::Failed, exit::FAILED),
-            Status::Timeout => (Status::Timeout, exit::TIMEOUT),
-            Status::Interrupted => (Status::Interrupted, exit::INTERRUPTED),
-        },
-        None => match ctx.stop_reason() {
-            Some(StopReason::Timeout) => (Status::Timeout, exit::TIMEOUT),
-            _ => (Status::Interrupted, exit::INTERRUPTED),
+    let (status, error) = match ended {
+        Ended::Done(o) => (o.status, o.error.map(|r| (r.text, r.message))),
+        Ended::Panicked(what) => {
+            let text = crate::redact::redact(&format!(
+                "error: internal error (panic) while running the script: {what}\n"
+            ));
+            let message = text.trim_start_matches("error: ").trim_end().to_string();
+            (Status::Failed, Some((text, message)))
+        }
+        Ended::Abandoned => match ctx.stop_reason() {
+            Some(StopReason::Timeout) => (Status::Timeout, None),
+            _ => (Status::Interrupted, None),
         },
     };
-    if let Some(r) = outcome.as_ref().and_then(|o| o.error.as_ref()) {
-        report_error(common.log_format, &r.text, &r.message);
+    let code = status.exit_code(args.fail_on_warning);
+    if let Some((text, message)) = &error {
+        report_error(common.log_format, text, message);
     }
     let (calls, failures) = ctx.host_calls();
     let ms = ctx.started.elapsed().as_millis() as u64;
@@ -239,9 +269,72 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
             "{summary}"
         );
     }
+    // The one final monitoring signal, after the last statement and with the exit code.
+    let error_text = error
+        .as_ref()
+        .map(|(t, _)| t.clone())
+        .or_else(|| match status {
+            Status::Timeout => Some("run timed out".to_string()),
+            Status::Interrupted => Some("interrupted (signal)".to_string()),
+            _ => None,
+        });
+    rt.block_on(monitor::finish(
+        &ctx,
+        &RunEnd {
+            status,
+            code,
+            error: error_text.as_deref(),
+        },
+    ));
     // Do not wait for abandoned blocking work (a host call that ignored cancellation).
     rt.shutdown_timeout(Duration::from_millis(100));
     code
+}
+
+/// How the script's task ended.
+enum Ended {
+    Done(Outcome),
+    /// A host function panicked: a failed run (exit 1) with its message, never a crash.
+    Panicked(String),
+    /// Stopped from outside and did not unwind within a second.
+    Abandoned,
+}
+
+impl From<Result<Outcome, tokio::task::JoinError>> for Ended {
+    fn from(r: Result<Outcome, tokio::task::JoinError>) -> Self {
+        match r {
+            Ok(o) => Ended::Done(o),
+            Err(join) if join.is_panic() => {
+                let p = join.into_panic();
+                Ended::Panicked(
+                    p.downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "unknown panic".into()),
+                )
+            }
+            Err(_) => Ended::Abandoned,
+        }
+    }
+}
+
+/// The run failed before its first statement (syntax error, failed check): exit 1, and a
+/// `--ping`/`--notify` given on the command line hears about it.
+fn end_before_start(rt: &tokio::runtime::Runtime, ctx: &RunCtx, error: &str) -> i32 {
+    rt.block_on(monitor::finish(
+        ctx,
+        &RunEnd {
+            status: Status::Failed,
+            code: exit::FAILED,
+            error: Some(error),
+        },
+    ));
+    exit::FAILED
+}
+
+fn first_line(text: &str) -> &str {
+    let line = text.lines().next().unwrap_or(text);
+    line.strip_prefix("error: ").unwrap_or(line)
 }
 
 fn report_error(format: LogFormat, rendered: &str, message: &str) {

@@ -134,6 +134,8 @@ impl JobSpec {
         ctx.state_dir = settings.state_dir.clone();
         ctx.job = Some(self.cfg.name.clone());
         ctx.log_tail = LogTail::new(LOG_TAIL_LINES);
+        // Checked when the config was loaded.
+        let _ = ctx.monitor.set(self.cfg.monitor());
         ctx
     }
 }
@@ -160,6 +162,13 @@ pub fn compile(spec: &JobSpec, settings: &Settings, handle: Handle) -> Result<Co
         .compile_into_self_contained(&scope, &text)
         .map_err(|e| crate::engine::error::render(&e, &spec.script).text)?;
     ast.set_source(spec.script.to_string_lossy().to_string());
+    // The same static check as `mtn run`: a version with an unknown function or option key is
+    // refused like a syntax error (a reload keeps the previous version).
+    let mut checker = crate::engine::check::Checker::new(&engine, &ctx);
+    checker.check_script(&spec.script);
+    if !checker.problems.is_empty() {
+        return Err(checker.problems.concat());
+    }
 
     let resolver = ScriptResolver::new(&ctx.script_dir, ctx.stdlib_dir.as_deref());
     let mut files = vec![spec.script.clone()];

@@ -308,6 +308,7 @@ impl Daemon {
                 String::new(),
             ),
             Some(c) => {
+                crate::engine::monitor::start(&ctx).await;
                 let (status, error) = self.execute(&ctx, &c, job.spec.timeout).await;
                 (status, error, c.hash.clone())
             }
@@ -356,6 +357,15 @@ impl Daemon {
             }
         }
         let failed = matches!(status, Status::Failed | Status::Timeout);
+        // The run's one final monitoring signal; an attempt that will be retried sends none.
+        if !failed || attempt >= job.spec.cfg.retries || self.shutdown.is_cancelled() {
+            let end = crate::engine::monitor::RunEnd {
+                status,
+                code: status.exit_code(false),
+                error: error.as_deref(),
+            };
+            crate::engine::monitor::finish(&ctx, &end).await;
+        }
         // A run that will be retried is not the job's outcome yet; a cancelled one is none.
         if (!failed || attempt >= job.spec.cfg.retries) && status != Status::Interrupted {
             self.alert(job, &entry, failed, &settings.state_dir).await;

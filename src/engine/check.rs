@@ -1,9 +1,13 @@
-//! Static checks behind `mtn check`: syntax, imports, and calls of functions that do not exist.
+//! Static checks behind `mtn check`, and run by `mtn run` and the daemon before anything runs:
+//! syntax, imports, calls of functions that do not exist, and unknown keys in literal option maps.
 //!
 //! Rhai resolves function calls at run time, so a typo like `dump_bd(...)` would only fail when
-//! that line runs — perhaps at 2 AM, after the backup it was meant to take. `mtn check` walks
+//! that line runs — perhaps at 2 AM, after the backup it was meant to take. The checker walks
 //! the compiled AST and reports every call whose name is neither a host function, a Rhai
-//! built-in, nor a function defined in the script or the module it names.
+//! built-in, nor a function defined in the script or the module it names; and every key of a
+//! literal map passed as options that the function does not accept (host functions: the keys of
+//! the serde structs that decode them, see `engine::options`; stdlib functions: the list given
+//! to their `check_options(...)` call).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -30,11 +34,28 @@ const KEYWORD_CALLS: &[&str] = &[
     "eval",
 ];
 
+/// What the checker knows about an imported module.
+struct ModuleInfo {
+    /// Public function names.
+    fns: HashSet<String>,
+    /// Function name → the option keys it accepts (from its `check_options` call).
+    options: HashMap<String, Vec<String>>,
+}
+
+/// A literal option map in a call: its keys with their positions.
+type LiteralKeys = Vec<(String, Position)>;
+
+/// A call with literal maps among its arguments: (function, namespace, argument count, the
+/// literal maps by argument index).
+type CallWithMaps = (String, Option<String>, usize, Vec<(usize, LiteralKeys)>);
+
 pub struct Checker<'a> {
     engine: &'a Engine,
     ctx: &'a RunCtx,
     resolver: ScriptResolver,
     known: HashSet<String>,
+    /// Host function (name, argument count) → parameter names.
+    host_params: HashMap<(String, usize), Vec<String>>,
     visited: HashSet<PathBuf>,
     pub problems: Vec<String>,
 }
@@ -48,11 +69,23 @@ impl<'a> Checker<'a> {
             .map(|n| n.rsplit("::").next().unwrap_or(n).trim().to_string())
             .collect();
         known.extend(KEYWORD_CALLS.iter().map(|s| s.to_string()));
+        let host_params = crate::engine::registry::host_functions(engine)
+            .into_iter()
+            .map(|f| {
+                let names: Vec<String> = f
+                    .params
+                    .iter()
+                    .map(|p| p.split(':').next().unwrap_or(p).trim().to_string())
+                    .collect();
+                ((f.name, names.len()), names)
+            })
+            .collect();
         Checker {
             engine,
             ctx,
             resolver: ScriptResolver::new(&ctx.script_dir, ctx.stdlib_dir.as_deref()),
             known,
+            host_params,
             visited: HashSet::new(),
             problems: Vec::new(),
         }
@@ -113,18 +146,20 @@ impl<'a> Checker<'a> {
             }
             true
         });
-        let mut modules: HashMap<String, Option<HashSet<String>>> = HashMap::new();
+        let mut modules: HashMap<String, Option<ModuleInfo>> = HashMap::new();
         for (path, alias, pos) in imports {
             let source = file.to_string_lossy().to_string();
             match self.resolver.locate(Some(&source), &path) {
                 Ok(module_file) => {
-                    let fns = self.check_module(&module_file).map(|m| {
-                        m.iter_functions()
+                    let info = self.check_module(&module_file).map(|m| ModuleInfo {
+                        fns: m
+                            .iter_functions()
                             .filter(|f| f.access != rhai::FnAccess::Private)
                             .map(|f| f.name.to_string())
-                            .collect::<HashSet<_>>()
+                            .collect(),
+                        options: declared_options(&m),
                     });
-                    modules.insert(alias, fns);
+                    modules.insert(alias, info);
                 }
                 Err(msg) => {
                     self.problems.push(render_at(&msg, file, pos, None));
@@ -135,6 +170,8 @@ impl<'a> Checker<'a> {
 
         let local: HashSet<String> = ast.iter_functions().map(|f| f.name.to_string()).collect();
         let mut calls: Vec<(String, Option<String>, Position)> = Vec::new();
+        // (function, namespace, argument count, literal option maps by argument index)
+        let mut literal_maps: Vec<CallWithMaps> = Vec::new();
         ast.walk(&mut |nodes: &[ASTNode]| {
             match nodes.last() {
                 Some(ASTNode::Expr(Expr::FnCall(x, pos)))
@@ -146,6 +183,15 @@ impl<'a> Checker<'a> {
                     } else {
                         Some(x.namespace.root().to_string())
                     };
+                    let maps: Vec<(usize, LiteralKeys)> = x
+                        .args
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, a)| literal_keys(a).map(|k| (i, k)))
+                        .collect();
+                    if !maps.is_empty() {
+                        literal_maps.push((x.name.to_string(), ns.clone(), x.args.len(), maps));
+                    }
                     calls.push((x.name.to_string(), ns, *pos));
                 }
                 Some(ASTNode::Expr(Expr::MethodCall(x, pos))) => {
@@ -178,7 +224,7 @@ impl<'a> Checker<'a> {
                     ));
                 }
                 Some(alias) => match modules.get(&alias) {
-                    Some(Some(fns)) => {
+                    Some(Some(ModuleInfo { fns, .. })) => {
                         if !fns.contains(&name) {
                             let help = closest(&name, fns.iter()).map(|c| format!("a function with a similar name exists: `{alias}::{c}`"));
                             self.problems.push(render_at(
@@ -199,7 +245,102 @@ impl<'a> Checker<'a> {
                 },
             }
         }
+        for (name, ns, nargs, maps) in literal_maps {
+            let (function, allowed): (String, Vec<String>) = match &ns {
+                None if local.contains(&name) => continue,
+                None => {
+                    let Some(params) = self.host_params.get(&(name.clone(), nargs)).cloned() else {
+                        continue;
+                    };
+                    for (i, keys) in &maps {
+                        let Some(param) = params.get(*i) else {
+                            continue;
+                        };
+                        if let Some(allowed) = crate::engine::options::allowed_keys(&name, param) {
+                            let allowed: Vec<String> =
+                                allowed.iter().map(|s| s.to_string()).collect();
+                            self.check_keys(&name, keys, &allowed, file);
+                        }
+                    }
+                    continue;
+                }
+                Some(alias) => match modules.get(alias) {
+                    Some(Some(info)) => match info.options.get(&name) {
+                        Some(keys) => (format!("{alias}::{name}"), keys.clone()),
+                        None => continue,
+                    },
+                    _ => continue,
+                },
+            };
+            // A stdlib function checks its one options map: every literal map argument.
+            for (_, keys) in &maps {
+                self.check_keys(&function, keys, &allowed, file);
+            }
+        }
     }
+}
+
+impl Checker<'_> {
+    fn check_keys(&mut self, function: &str, keys: &LiteralKeys, allowed: &[String], file: &Path) {
+        let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
+        for (key, pos) in keys {
+            if !allowed.contains(&key.as_str()) {
+                let msg = crate::engine::options::unknown_option(function, key, &allowed);
+                self.problems.push(render_at(&msg, file, *pos, None));
+            }
+        }
+    }
+}
+
+/// The keys of a literal map (`#{ a: 1 }`, or a map the optimizer folded into a constant).
+fn literal_keys(e: &Expr) -> Option<LiteralKeys> {
+    match e {
+        Expr::Map(x, _) => Some(
+            x.0.iter()
+                .map(|(ident, _)| (ident.name.to_string(), ident.pos))
+                .collect(),
+        ),
+        Expr::DynamicConstant(v, pos) => v
+            .read_lock::<rhai::Map>()
+            .map(|m| m.keys().map(|k| (k.to_string(), *pos)).collect()),
+        _ => None,
+    }
+}
+
+/// `check_options("backup::run", o, ["url", "dir", ...])` calls in a module: the stdlib's way
+/// of declaring (and, at run time, enforcing) the keys each function's options map accepts.
+fn declared_options(ast: &AST) -> HashMap<String, Vec<String>> {
+    let mut out = HashMap::new();
+    ast.walk(&mut |nodes: &[ASTNode]| {
+        if let Some(ASTNode::Expr(Expr::FnCall(x, _)) | ASTNode::Stmt(Stmt::FnCall(x, _))) =
+            nodes.last()
+        {
+            if x.name.as_str() == "check_options" && x.args.len() == 3 {
+                let name = match &x.args[0] {
+                    Expr::StringConstant(s, _) => s.to_string(),
+                    _ => return true,
+                };
+                let keys = match &x.args[2] {
+                    Expr::Array(items, _) => items
+                        .iter()
+                        .filter_map(|i| match i {
+                            Expr::StringConstant(s, _) => Some(s.to_string()),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>(),
+                    Expr::DynamicConstant(v, _) => v
+                        .read_lock::<rhai::Array>()
+                        .map(|a| a.iter().map(|k| k.to_string()).collect())
+                        .unwrap_or_default(),
+                    _ => return true,
+                };
+                let function = name.rsplit("::").next().unwrap_or(&name).to_string();
+                out.insert(function, keys);
+            }
+        }
+        true
+    });
+    out
 }
 
 /// Rhai's parser stops at the first syntax error. To report the others in one `mtn check`, blank

@@ -110,6 +110,8 @@ pub struct RunCtx {
     pub job: Option<String>,
     /// The run's last log lines, kept for the daemon's run history (empty capacity: not kept).
     pub log_tail: LogTail,
+    /// Dead-man's switch and failure alert of this run (see `engine::monitor`).
+    pub monitor: crate::engine::monitor::Monitor,
     warned: AtomicBool,
     host_calls: AtomicU64,
     host_failures: AtomicU64,
@@ -143,6 +145,7 @@ impl RunCtx {
             vars: Map::new(),
             job: None,
             log_tail: LogTail::new(0),
+            monitor: Default::default(),
             warned: AtomicBool::new(false),
             host_calls: AtomicU64::new(0),
             host_failures: AtomicU64::new(0),

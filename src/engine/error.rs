@@ -145,15 +145,47 @@ fn innermost(err: &EvalAltResult) -> &EvalAltResult {
 
 /// Render an error raised while compiling or running `script`.
 pub fn render(err: &EvalAltResult, script: &Path) -> Rendered {
+    render_with(err, script, None)
+}
+
+/// True when `file` lies inside the stdlib folder.
+fn in_stdlib(file: Option<&str>, stdlib: Option<&Path>) -> bool {
+    let (Some(file), Some(dir)) = (file, stdlib) else {
+        return false;
+    };
+    let abs = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    abs(Path::new(file)).starts_with(abs(dir))
+}
+
+/// Like [`render`]; an error raised inside a stdlib module points first at the user's line that
+/// called into the stdlib (what the user can change), then at the module line as a note.
+pub fn render_with(err: &EvalAltResult, script: &Path, stdlib: Option<&Path>) -> Rendered {
     let mut chain = Vec::new();
     let failure = frames(err, Some(script.to_string_lossy().to_string()), &mut chain);
     let message = redact(&message_of(innermost(err)));
     let mut text = format!("error: {message}\n");
-    // The innermost frame is where it happened; outer frames are the call chain.
-    if let Some(last) = chain.last() {
-        text.push_str(&snippet(last.file.as_deref(), last.pos));
+    // The innermost frame is where it happened; outer frames are the call chain. Inside the
+    // stdlib, the deepest frame in the user's own files comes first.
+    let primary = match chain.last() {
+        Some(last) if in_stdlib(last.file.as_deref(), stdlib) => chain
+            .iter()
+            .rposition(|f| !in_stdlib(f.file.as_deref(), stdlib))
+            .unwrap_or(chain.len() - 1),
+        _ => chain.len().saturating_sub(1),
+    };
+    if let Some(f) = chain.get(primary) {
+        text.push_str(&snippet(f.file.as_deref(), f.pos));
     }
-    for f in chain.iter().rev().skip(1) {
+    if primary + 1 < chain.len() {
+        if let Some(last) = chain.last() {
+            let loc = location(last.file.as_deref(), last.pos);
+            text.push_str(&format!(" = note: raised in the stdlib at {loc}\n"));
+        }
+    }
+    for (i, f) in chain.iter().enumerate().rev().skip(1) {
+        if i == primary {
+            continue;
+        }
         if let Some(note) = &f.note {
             let loc = location(f.file.as_deref(), f.pos);
             text.push_str(&format!(" = note: {note} at {loc}\n"));

@@ -6,6 +6,8 @@
 pub mod check;
 pub mod ctx;
 pub mod error;
+pub mod monitor;
+pub mod options;
 pub mod registry;
 pub mod resolver;
 pub mod runner;
@@ -60,10 +62,19 @@ pub fn build(ctx: Ctx) -> Engine {
         }
     });
     let print_ctx = ctx.clone();
+    // `print` is the script's output: stdout, redacted, no timestamp, shown with -q, so a report
+    // script can be piped. The daemon has no stdout to speak of: the job's log and history tail.
     engine.on_print(move |s| {
         let s = crate::redact::redact(s);
-        print_ctx.log_tail.push("info", &s);
-        tracing::info!(target: "mtn::script", "{s}");
+        print_ctx.log_tail.push("print", &s);
+        if print_ctx.job.is_some() {
+            tracing::info!(target: "mtn::script", "{s}");
+        } else {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`mtn run report.rhai | head -1`) is not the script's failure.
+            let _ = writeln!(out, "{s}").and_then(|_| out.flush());
+        }
     });
     engine.on_debug(|s, src, pos| {
         let s = crate::redact::redact(s);

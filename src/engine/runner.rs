@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use rhai::AST;
 
 use crate::engine::ctx::{Ctx, StopReason};
-use crate::engine::error::{render, Failure, Rendered};
+use crate::engine::error::{render_with, Failure, Rendered};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -25,6 +25,19 @@ impl Status {
             Status::Failed => "failed",
             Status::Timeout => "timeout",
             Status::Interrupted => "interrupted",
+        }
+    }
+
+    /// The process exit code for this status (documented in docs/cli.md).
+    pub fn exit_code(self, fail_on_warning: bool) -> i32 {
+        use crate::commands::exit;
+        match self {
+            Status::Ok => exit::OK,
+            Status::Warning if fail_on_warning => exit::WARNING,
+            Status::Warning => exit::OK,
+            Status::Failed => exit::FAILED,
+            Status::Timeout => exit::TIMEOUT,
+            Status::Interrupted => exit::INTERRUPTED,
         }
     }
 }
@@ -91,7 +104,7 @@ pub fn execute_with(engine: &rhai::Engine, ctx: Ctx, ast: &AST) -> Outcome {
         Ok(Ok(())) if ctx.warned() => (Status::Warning, None),
         Ok(Ok(())) => (Status::Ok, None),
         Ok(Err(e)) => {
-            let r = render(&e, &ctx.script);
+            let r = render_with(&e, &ctx.script, ctx.stdlib_dir.as_deref());
             // A stop requested from outside wins over whatever error it caused inside.
             let status = match (ctx.stop_reason(), r.failure) {
                 (Some(StopReason::Timeout), _) | (None, Failure::Timeout) => Status::Timeout,

@@ -38,19 +38,7 @@ fn describe_serde_error(function: &str, msg: &str) -> String {
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         if let Some((bad, tail)) = rest.split_once('`') {
             let allowed: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
-            let hint = allowed
-                .iter()
-                .map(|a| (strsim::jaro_winkler(bad, a), *a))
-                .filter(|(s, _)| *s > 0.8)
-                .max_by(|a, b| a.0.total_cmp(&b.0))
-                .map(|(_, a)| format!(" (did you mean `{a}`?)"))
-                .unwrap_or_default();
-            let allowed = if allowed.is_empty() {
-                "none".to_string()
-            } else {
-                allowed.join(", ")
-            };
-            return format!("{function}: unknown option `{bad}`{hint}; allowed options: {allowed}");
+            return crate::engine::options::unknown_option(function, bad, &allowed);
         }
     }
     format!("{function}: invalid options: {msg}")

@@ -159,6 +159,29 @@ pub fn register(r: &mut Registrar) {
         "Log a message at a level: error, warn, info, debug or trace.\n\n```rhai\nlog(\"debug\", \"checked 3 files\");\n```",
         move |level: &str, msg: Dynamic| log_at(&ctx, level, &msg.to_string()).map_err(|e| e.into_rhai("log")),
     );
+    // Rhai's built-in `log(FLOAT)` and `log(FLOAT, FLOAT)` are logarithms, and an exact-type
+    // built-in beats a `Dynamic` parameter: `log(1.5)` or `log(duration("1h"))` would compute a
+    // number and print nothing. These exact overloads make mtn's `log` win for every type
+    // (the logarithm stays available as `ln(x)`; base 10 is `ln(x) / ln(10.0)`).
+    let ctx = r.ctx.clone();
+    r.add(
+        "log",
+        &["message: f64"],
+        "()",
+        "Log a number at info level (not a logarithm: use `ln(x)` for that).\n\n```rhai\nlog(duration(\"1h\"));\n```",
+        move |x: f64| log_at(&ctx, "info", &Dynamic::from(x).to_string()).map_err(|e| e.into_rhai("log")),
+    );
+    let ctx = r.ctx.clone();
+    r.add(
+        "log",
+        &["level: f64", "message: f64"],
+        "()",
+        "`log(level, message)` with a number as the level is an error naming the levels (Rhai's `log(x, base)` logarithm is not available under this name).\n\n```rhai\nlog(\"info\", 2.5);\n```",
+        move |level: f64, msg: f64| {
+            log_at(&ctx, &Dynamic::from(level).to_string(), &Dynamic::from(msg).to_string())
+                .map_err(|e| e.into_rhai("log"))
+        },
+    );
     let ctx = r.ctx.clone();
     r.add(
         "warn",
@@ -315,6 +338,23 @@ pub fn register(r: &mut Registrar) {
             Err(failure(ErrorKind::Failed, "fail", &msg.to_string()))
         },
     );
+    r.add(
+        "check_options",
+        &["function: &str", "opts: Map", "allowed: Array"],
+        "()",
+        "Fail when `opts` has a key not in `allowed`, naming the allowed keys and the closest one: how a stdlib module function checks its options map. With a literal array, `mtn check` and `mtn run` also check literal maps passed to that function before anything runs.\n\n```rhai\nfn run(o) {\n    check_options(\"backup::run\", o, [\"url\", \"dir\", \"keep\"]);\n}\nrun(#{ url: \"sqlite://example/app.db\" });\n```",
+        |function: &str, o: Map, allowed: rhai::Array| -> Result<(), Box<EvalAltResult>> {
+            let allowed: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
+            let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
+            for key in o.keys() {
+                if !allowed.contains(&key.as_str()) {
+                    let msg = crate::engine::options::unknown_option(function, key, &allowed);
+                    return Err(failure(ErrorKind::InvalidInput, function, &msg));
+                }
+            }
+            Ok(())
+        },
+    );
     let ctx = r.ctx.clone();
     r.add(
         "retry",
@@ -422,7 +462,7 @@ pub fn register(r: &mut Registrar) {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-struct RetryOptions {
+pub struct RetryOptions {
     attempts: u32,
     #[serde(with = "crate::host::binding::serde_duration")]
     delay: Duration,
@@ -471,4 +511,66 @@ pub fn hostname() -> String {
         .map(|s| s.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// Every mtn host function whose name Rhai's standard library also uses must cover each of
+    /// Rhai's argument types with an exact overload, or Rhai's version runs instead of mtn's
+    /// (`log(1.5)` was Rhai's logarithm). A new collision fails here until it is handled.
+    #[test]
+    fn mtn_wins_every_builtin_collision() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mtn = crate::engine::metadata_engine(rt.handle().clone());
+        let host = crate::engine::registry::host_functions(&mtn);
+        let host_names: BTreeSet<&str> = host.iter().map(|f| f.name.as_str()).collect();
+        let plain = rhai::Engine::new();
+        // Rhai's signatures: "log(x: f64, base: f64) -> f64" → name → [param types].
+        let mut builtin: BTreeMap<String, BTreeSet<Vec<String>>> = BTreeMap::new();
+        for sig in plain.gen_fn_signatures(true) {
+            let Some((name, rest)) = sig.split_once('(') else {
+                continue;
+            };
+            let name = name.rsplit("::").next().unwrap_or(name).trim().to_string();
+            if !host_names.contains(name.as_str()) {
+                continue;
+            }
+            let params = rest.split(')').next().unwrap_or("");
+            let types: Vec<String> = params
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| p.rsplit(':').next().unwrap_or(p).trim().to_string())
+                .collect();
+            builtin.entry(name).or_default().insert(types);
+        }
+        let names: Vec<&str> = builtin.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            ["log", "sleep"],
+            "collisions changed: handle and list them"
+        );
+        for (name, sigs) in &builtin {
+            for types in sigs {
+                let covered = host.iter().any(|f| {
+                    &f.name == name
+                        && f.params.len() == types.len()
+                        && f.params.iter().zip(types).all(|(p, t)| {
+                            let ours = p.rsplit(':').next().unwrap_or(p).trim();
+                            ours == t
+                                || (ours == "f64" && t.contains("f64"))
+                                || (ours == "i64" && t.contains("i64"))
+                        })
+                });
+                assert!(
+                    covered,
+                    "Rhai's {name}({}) is not overridden by mtn",
+                    types.join(", ")
+                );
+            }
+        }
+    }
 }

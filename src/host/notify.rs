@@ -690,6 +690,25 @@ pub fn register(r: &mut Registrar) {
     );
 
     let ctx = r.ctx.clone();
+    r.add(
+        "monitor",
+        &["opts: Map"],
+        "()",
+        "Monitor this run: `ping` (a healthchecks.io-style check URL) gets `/start` now and, when the run ends, success for exit 0 or `/fail` with the error and the last log lines for any other exit (error, `--timeout`, SIGTERM); `notify` (webhook or smtp:// URL) is told once when the run fails. The final signal is sent by mtn after the script's last statement, so a later step that fails can never be reported as success. Same as `mtn run --ping URL --notify TARGET` and a daemon job's `ping`/`notify` keys; an empty string keeps what is set.\n\n```rhai\nmonitor(#{ ping: env(\"HC_URL\", \"\"), notify: env(\"SLACK_WEBHOOK\", \"\") });\n```",
+        move |o: Map| -> RhaiResult {
+            call(&ctx, "monitor", || {
+                let o: crate::engine::monitor::MonitorOptions = opts("monitor", &o)?;
+                ctx.monitor.set(o).map_err(HostError::invalid)?;
+                let c2 = ctx.clone();
+                ctx.block_on(async move {
+                    crate::engine::monitor::start(&c2).await;
+                    Ok(())
+                })
+            })
+        },
+    );
+
+    let ctx = r.ctx.clone();
     let do_ping = move |url: &str, status: Dynamic, body: Option<String>| -> RhaiResult {
         call(&ctx, "ping", || {
             let clients = clients_for(&ctx);

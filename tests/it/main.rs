@@ -14,4 +14,5 @@ mod hardening;
 mod mongo;
 mod procedures;
 mod props;
+mod run_contract;
 mod storage;
