@@ -417,9 +417,9 @@ fn procedures_nightly_postgres_to_s3_with_retention_and_restore_test() {
         ),
     );
     assert!(
-        listing.stderr.contains(&sha),
+        listing.stdout.contains(&sha),
         "remote copy differs:\n{}",
-        listing.stderr
+        listing.stdout
     );
     // Weekly DB maintenance on the same database.
     let r = run_in(d.path(), "weekly_db.rhai", &[], &env);
