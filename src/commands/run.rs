@@ -194,6 +194,9 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
     }
     let script_ctx = ctx.clone();
     let ended = rt.block_on(async move {
+        // Watch SIGTERM before anything is announced: a signal right after `/start` must end
+        // the run as interrupted (and `/fail`), not kill the process silently.
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
         monitor::start(&script_ctx).await;
         if let Some(t) = timeout {
             let c = script_ctx.clone();
@@ -204,14 +207,13 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
         }
         let run_ctx = script_ctx.clone();
         let mut task = tokio::task::spawn_blocking(move || execute_with(&engine, run_ctx, &ast));
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!("cannot watch SIGTERM: {e}");
-                    return Ended::from((&mut task).await);
-                }
-            };
+        let mut term = match term {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot watch SIGTERM: {e}");
+                return Ended::from((&mut task).await);
+            }
+        };
         tokio::select! {
             r = &mut task => return Ended::from(r),
             _ = tokio::signal::ctrl_c() => script_ctx.stop(StopReason::Interrupted),

@@ -114,13 +114,7 @@ pub fn allowed_keys(function: &str, param: &str) -> Option<Vec<&'static str>> {
             ],
             NO_EXTRA,
         ),
-        ("restore_test", "opts") => (
-            &[
-                fields::<db::options::RestoreTestOptions>,
-                fields::<db::mongo::RestoreTestOptions>,
-            ],
-            NO_EXTRA,
-        ),
+        ("restore_test", "opts") => (&[fields::<db::restore_test::RestoreTestOptions>], NO_EXTRA),
         ("vacuum", "opts") => (&[fields::<db::options::VacuumOptions>], NO_EXTRA),
         ("db_stats", "opts") => (&[fields::<db::options::StatsOptions>], NO_EXTRA),
         ("delete_rows_older_than", "opts") => (&[fields::<db::options::DeleteOptions>], NO_EXTRA),
