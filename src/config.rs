@@ -197,7 +197,11 @@ impl Config {
                 out.push(fail("overlap", e));
             }
             if let Err(e) = crate::engine::monitor::Monitor::default().set(job.monitor()) {
-                let key = if e.starts_with("ping") { "ping" } else { "notify" };
+                let key = if e.starts_with("ping") {
+                    "ping"
+                } else {
+                    "notify"
+                };
                 out.push(fail(key, e));
             }
             if let Some(u) = &job.on_failure {
