@@ -98,7 +98,7 @@ pub fn open_dir_checked(dir: &Path) -> io::Result<OwnedFd> {
 }
 
 /// Every symlink among the components of `path` is owned by root or by the effective user.
-fn symlinks_trusted(path: &Path) -> bool {
+pub fn symlinks_trusted(path: &Path) -> bool {
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     let mut cur = PathBuf::new();

@@ -155,12 +155,28 @@ pub struct Compiled {
 pub fn compile(spec: &JobSpec, settings: &Settings, handle: Handle) -> Result<Compiled, String> {
     let ctx = Arc::new(spec.run_ctx(handle, settings));
     let engine = crate::engine::build(ctx.clone());
-    let text = std::fs::read_to_string(&spec.script)
-        .map_err(|e| format!("error: cannot read script {}: {e}\n", spec.script.display()))?;
+    // A script swapped for a symlink by another user (to /etc/shadow, say) is not read: its
+    // lines would be shown in the compile error, in the log and on /status.
+    if !crate::atomic::symlinks_trusted(&crate::policy::absolute(&spec.script)) {
+        return Err(format!(
+            "error: script {} is (or lies behind) a symlink owned by another user; refusing to read it\n",
+            spec.script.display()
+        ));
+    }
+    let text = crate::engine::read_script(&spec.script)
+        .map_err(|e| crate::engine::error::render(&e, &spec.script).text)?;
     let scope = crate::engine::initial_scope(&ctx);
     let mut ast = engine
         .compile_into_self_contained(&scope, &text)
         .map_err(|e| crate::engine::error::render(&e, &spec.script).text)?;
+    // An editor's truncated save (or an emptied file) compiles to nothing: running it would
+    // report success for a job that does no work.
+    if ast.statements().is_empty() && ast.iter_functions().next().is_none() {
+        return Err(format!(
+            "error: script {} is empty (no statements): a job that does nothing would report success\n",
+            spec.script.display()
+        ));
+    }
     ast.set_source(spec.script.to_string_lossy().to_string());
     // The same static check as `mtn run`: a version with an unknown function or option key is
     // refused like a syntax error (a reload keeps the previous version).

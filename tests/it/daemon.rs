@@ -1309,3 +1309,46 @@ fn daemon_logs_a_fixed_config() {
     }
     assert!(d.status()["config_error"].is_null());
 }
+
+#[test]
+fn daemon_refuses_an_emptied_script_and_one_swapped_for_a_foreign_symlink() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    std::fs::write(dir.join("job.rhai"), "log(\"real work\");\n").unwrap();
+    let d = Daemon::start(
+        dir,
+        "[[job]]\nname = \"tick\"\nscript = \"job.rhai\"\nschedule = \"0 3 * * *\"\n",
+    );
+    let good = d.job_status("tick")["version"].clone();
+    let wait_error = |what: &str| {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            let js = d.job_status("tick");
+            if let Some(e) = js["reload_error"].as_str() {
+                if e.contains(what) {
+                    return js;
+                }
+            }
+            assert!(
+                Instant::now() < until,
+                "no reload error with {what:?}: {js:#}\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // An emptied file (a truncated save) is an error, not a no-op job; the last version stays.
+    std::fs::write(dir.join("job.rhai"), "// nothing left\n").unwrap();
+    let js = wait_error("is empty");
+    assert_eq!(js["version"], good);
+    // A symlink planted by another user is not read: /status never shows the target's lines.
+    let secret = dir.join("secret.txt");
+    std::fs::write(&secret, "root:SECRET-HASH:19000:0:99999:7:::\n").unwrap();
+    std::fs::remove_file(dir.join("job.rhai")).unwrap();
+    std::os::unix::fs::symlink(&secret, dir.join("job.rhai")).unwrap();
+    std::os::unix::fs::lchown(dir.join("job.rhai"), Some(65534), Some(65534)).unwrap();
+    let js = wait_error("symlink owned by another user");
+    assert_eq!(js["version"], good);
+    assert!(!d.get("/status").1.contains("SECRET-HASH"));
+    assert!(!d.log().contains("SECRET-HASH"));
+}

@@ -215,6 +215,39 @@ pub fn validate(p: &Policy) -> HostResult<()> {
 /// (newest − window). Then the safety floors.
 pub fn plan(backups: &[Backup], p: &Policy, now: NaiveDateTime) -> HostResult<Plan> {
     validate(p)?;
+    // A backup dated in the future (a host with a wrong clock, or a file named to game the
+    // rules: `db_2099-01-01.sql.gz`) must not take a keep slot nor count as fresh, or real
+    // backups would be deleted to make room for it. It is kept, outside the rules, and said so.
+    // A small allowance covers clocks a little apart.
+    let skew = now + chrono::Duration::minutes(FUTURE_SKEW_MINUTES);
+    let (future, present): (Vec<&Backup>, Vec<&Backup>) =
+        backups.iter().partition(|b| b.time > skew);
+    let present: Vec<Backup> = present.into_iter().cloned().collect();
+    let mut out = plan_present(&present, p, now)?;
+    let mut ahead: Vec<Kept> = future
+        .iter()
+        .map(|b| {
+            tracing::warn!(target: "mtn::retention", "{} is dated {} (in the future): kept, and not counted by any keep rule", b.name, fmt_time(&b.time));
+            Kept {
+                name: b.name.clone(),
+                time: fmt_time(&b.time),
+                reasons: vec![format!(
+                    "dated in the future (more than {FUTURE_SKEW_MINUTES} min ahead): kept, not counted by any rule nor by require_fresh; check the clock of the host that wrote it"
+                )],
+            }
+        })
+        .collect();
+    ahead.sort_by(|a, b| b.time.cmp(&a.time));
+    ahead.append(&mut out.kept);
+    out.kept = ahead;
+    Ok(out)
+}
+
+/// Clock difference tolerated before a backup counts as dated in the future.
+const FUTURE_SKEW_MINUTES: i64 = 5;
+
+/// [`plan`] on backups that are not in the future.
+fn plan_present(backups: &[Backup], p: &Policy, now: NaiveDateTime) -> HostResult<Plan> {
     let mut sorted: Vec<&Backup> = backups.iter().collect();
     sorted.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.name.cmp(&a.name)));
     let n = sorted.len();

@@ -361,3 +361,74 @@ fn same_plan_local_and_remote_listing() {
         );
     }
 }
+
+/// Issue 19 item 8: one backup named for 2099 beside six real ones 5–10 days old.
+fn with_a_future_backup(now: NaiveDateTime) -> Vec<Backup> {
+    let mut v: Vec<Backup> = (5..=10)
+        .map(|d| {
+            let time = now - chrono::Duration::days(d);
+            Backup {
+                name: name_of(d as usize, &time),
+                time,
+            }
+        })
+        .collect();
+    v.push(Backup {
+        name: "db_2099-01-01_000000.sql.gz".into(),
+        time: t("2099-01-01 00:00:00"),
+    });
+    v
+}
+
+#[test]
+fn a_future_dated_backup_takes_no_keep_slot_and_does_not_count_as_fresh() {
+    let now = t("2026-11-29 06:00:00");
+    let backups = with_a_future_backup(now);
+    // require_fresh looks at the newest real backup (5 days old): nothing is deleted.
+    let p = plan(
+        &backups,
+        &Policy {
+            keep_last: Some(4),
+            require_fresh: Some(std::time::Duration::from_secs(2 * 86400)),
+            ..Default::default()
+        },
+        now,
+    )
+    .unwrap();
+    assert!(p.refused.is_some(), "{p:?}");
+    // Without require_fresh, keep_last 4 keeps four real backups; the future one is kept apart.
+    let p = plan(
+        &backups,
+        &Policy {
+            keep_last: Some(4),
+            max_delete_percent: Some(100.0),
+            ..Default::default()
+        },
+        now,
+    )
+    .unwrap();
+    assert!(p.refused.is_none(), "{p:?}");
+    assert_eq!(p.kept.len(), 5, "{p:?}");
+    assert_eq!(p.deleted.len(), 2, "{p:?}");
+    assert!(p.kept[0].name.contains("2099") && p.kept[0].reasons[0].contains("future"));
+    assert!(p.deleted.iter().all(|d| !d.name.contains("2099")));
+    // A backup a minute ahead (clocks a little apart) is an ordinary backup.
+    let mut near = with_a_future_backup(now);
+    near.pop();
+    near.push(Backup {
+        name: "db_soon.sql.gz".into(),
+        time: now + chrono::Duration::minutes(1),
+    });
+    let p = plan(
+        &near,
+        &Policy {
+            keep_last: Some(1),
+            max_delete_percent: Some(100.0),
+            ..Default::default()
+        },
+        now,
+    )
+    .unwrap();
+    assert_eq!(p.kept.len(), 1);
+    assert_eq!(p.kept[0].name, "db_soon.sql.gz");
+}
