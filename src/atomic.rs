@@ -367,6 +367,16 @@ pub fn copy_until(
     }
 }
 
+/// Create `dir` and its missing parents as private folders (0700, whatever the umask): they
+/// hold dumps, exports, state and history. Existing folders keep their mode.
+pub fn create_private_dirs(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// The process umask, read from /proc (setting and restoring it would race with other threads).
 pub fn umask() -> u32 {
     std::fs::read_to_string("/proc/self/status")

@@ -288,6 +288,11 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
             error: error_text.as_deref(),
         },
     ));
+    // Cancel requests for statements the run abandoned on a server must go out before the
+    // process ends (they are quick; bounded anyway).
+    rt.block_on(crate::host::db::postgres::conn::settle_cancels(
+        Duration::from_secs(3),
+    ));
     // Do not wait for abandoned blocking work (a host call that ignored cancellation).
     rt.shutdown_timeout(Duration::from_millis(100));
     code

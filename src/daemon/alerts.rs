@@ -100,7 +100,7 @@ pub fn load(state_dir: &Path, job: &str) -> AlertState {
 pub fn save(state_dir: &Path, job: &str, s: &AlertState) -> std::io::Result<()> {
     let p = path(state_dir, job);
     if let Some(dir) = p.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::atomic::create_private_dirs(dir)?;
     }
     let body = serde_json::to_vec(s).map_err(std::io::Error::other)?;
     crate::atomic::write_atomic(&p, &body)

@@ -112,7 +112,7 @@ fn run(paths: &DaemonPaths, listen: Option<String>, format: LogFormat, verbosity
 fn ensure_writable(state_dir: &Path) -> Result<(), String> {
     let hint = "set `state_dir` in the config, --state-dir or MTN_STATE_DIR to a writable folder \
                 (under systemd: StateDirectory=mtn)";
-    std::fs::create_dir_all(state_dir).map_err(|e| {
+    crate::atomic::create_private_dirs(state_dir).map_err(|e| {
         format!(
             "cannot create the state dir {}: {e}; {hint}",
             state_dir.display()
@@ -295,7 +295,7 @@ fn log_next_run(job: &scheduler::Job) {
 /// is not in the config file).
 fn write_daemon_file(state_dir: &Path, listen: &str) {
     let body = serde_json::json!({"pid": std::process::id(), "listen": listen});
-    let _ = std::fs::create_dir_all(state_dir);
+    let _ = crate::atomic::create_private_dirs(state_dir);
     if let Err(e) =
         crate::atomic::write_atomic(&state_dir.join("daemon.json"), body.to_string().as_bytes())
     {

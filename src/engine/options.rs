@@ -88,6 +88,10 @@ const NO_EXTRA: &[&str] = &[];
 
 /// The keys accepted by parameter `param` of host function `function`, or `None` when the map
 /// is free-form (a query filter, a command, a checks map) or the function is not a host function.
+/// Every database function also takes `password_file` (taken out of the map by
+/// `host::db::backend::take_password_file` before the function's own struct decodes the rest).
+const DB_PASSWORD_FILE: &str = "password_file";
+
 pub fn allowed_keys(function: &str, param: &str) -> Option<Vec<&'static str>> {
     use crate::host::{audit, check, compress, db, exec, fs, notify, rotate, state, storage};
     let (structs, extra): (&[Fields], &[&str]) = match (function, param) {
@@ -105,20 +109,25 @@ pub fn allowed_keys(function: &str, param: &str) -> Option<Vec<&'static str>> {
                 fields::<db::options::DumpOptions>,
                 fields::<db::mongo::dump::DumpOptions>,
             ],
-            &["query"],
+            &["query", DB_PASSWORD_FILE],
         ),
         ("restore_db", "opts") => (
             &[
                 fields::<db::options::RestoreOptions>,
                 fields::<db::mongo::restore::RestoreOptions>,
             ],
-            NO_EXTRA,
+            &[DB_PASSWORD_FILE],
         ),
-        ("restore_test", "opts") => (&[fields::<db::restore_test::RestoreTestOptions>], NO_EXTRA),
-        ("vacuum", "opts") => (&[fields::<db::options::VacuumOptions>], NO_EXTRA),
-        ("db_stats", "opts") => (&[fields::<db::options::StatsOptions>], NO_EXTRA),
-        ("delete_rows_older_than", "opts") => (&[fields::<db::options::DeleteOptions>], NO_EXTRA),
-        ("export_table", "opts") => (&[fields::<db::options::ExportOptions>], NO_EXTRA),
+        ("restore_test", "opts") => (
+            &[fields::<db::restore_test::RestoreTestOptions>],
+            &[DB_PASSWORD_FILE],
+        ),
+        ("vacuum", "opts") => (&[fields::<db::options::VacuumOptions>], &[DB_PASSWORD_FILE]),
+        ("db_stats", "opts") => (&[fields::<db::options::StatsOptions>], &[DB_PASSWORD_FILE]),
+        ("delete_rows_older_than", "opts") => {
+            (&[fields::<db::options::DeleteOptions>], &[DB_PASSWORD_FILE])
+        }
+        ("export_table", "opts") => (&[fields::<db::options::ExportOptions>], &[DB_PASSWORD_FILE]),
         ("mongo_find", "options") => (
             &[fields::<db::mongo::ops::FindOptions>],
             &["sort", "projection"],

@@ -140,7 +140,7 @@ pub fn load(state_dir: &Path, key: &str) -> HostResult<Streak> {
 pub fn save(state_dir: &Path, key: &str, s: &Streak) -> HostResult<()> {
     let path = path_for(state_dir, key);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
+        crate::atomic::create_private_dirs(dir)
             .map_err(|e| HostError::io(format!("creating {}", dir.display()), &e))?;
     }
     let data = serde_json::to_vec_pretty(s)

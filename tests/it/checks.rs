@@ -192,7 +192,10 @@ assert(refused.error.contains("refused"), `refused error: ${{refused.error}}`);
 let post = http_check("{hook}", #{{ method: "POST", body: "ping-body", headers: #{{ "x-token": "abc" }} }});
 assert(post.ok, `post: ${{post}}`);
 try {{
-    http_check("{ok}", #{{ timout: 1 }});
+    // Built at run time: a literal typo is caught by the check before the run (run_contract.rs).
+    let o = #{{}};
+    o["timout"] = 1;
+    http_check("{ok}", o);
     assert(false, "typo accepted");
 }} catch (e) {{
     assert(e.kind == "invalid_input" && e.message.contains("did you mean `timeout`"), `typo: ${{e}}`);

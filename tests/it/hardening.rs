@@ -610,3 +610,46 @@ fn an_oversized_script_is_refused_before_compiling() {
     assert!(run.stderr.contains("limited to 1024 KiB"), "{}", run.stderr);
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+#[test]
+fn data_files_are_private_whatever_the_umask() {
+    let tmp = tempdir();
+    let d = tmp.path();
+    {
+        let c = rusqlite::Connection::open(d.join("app.db")).unwrap();
+        c.execute_batch("CREATE TABLE t(a); INSERT INTO t VALUES (1), (2);")
+            .unwrap();
+    }
+    fs::write(
+        d.join("p.rhai"),
+        r#"let r = dump_db("sqlite://app.db", #{ to: "dumps/nightly/" });
+           export_table("sqlite://app.db", "t", "exports/t.csv");
+           write_file("exports/note.txt", "x");
+           print(r.path);"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000; exec {} run p.rhai",
+            mtn_path().display()
+        ))
+        .current_dir(d)
+        .env("MTN_STDLIB", repo().join("stdlib"))
+        .output()
+        .unwrap();
+    let run = Run::from(out);
+    run.expect_code(0);
+    let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o777;
+    let dump = PathBuf::from(run.stdout.trim());
+    assert_eq!(mode(&dump), 0o600, "dump");
+    assert_eq!(
+        mode(&PathBuf::from(format!("{}.sha256", dump.display()))),
+        0o600,
+        "sidecar"
+    );
+    assert_eq!(mode(&d.join("dumps")), 0o700, "dump folder");
+    assert_eq!(mode(&d.join("dumps/nightly")), 0o700, "dump folder");
+    assert_eq!(mode(&d.join("exports/t.csv")), 0o600, "export");
+    assert_eq!(mode(&d.join("exports/note.txt")), 0o600, "written file");
+}

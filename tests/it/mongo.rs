@@ -593,7 +593,8 @@ try {{ mongo_count("mongodb://user:S3cretPw@127.0.0.1:{dead}/x?serverSelectionTi
 try {{ mongo_count("mongodb://127.0.0.1:notaport/x", "c"); }} catch (e) {{ out.bad_url = e; }}
 try {{ mongo_count("{server}", "c"); }} catch (e) {{ out.no_db = e; }}
 try {{ mongo_count("postgres://h/x", "c"); }} catch (e) {{ out.scheme = e; }}
-try {{ dump_db("{server}/x", #{{ compres: "gzip" }}); }} catch (e) {{ out.typo = e; }}
+let typo = #{{}}; typo["compres"] = "gzip"; // built at run time: a literal is refused before the run
+try {{ dump_db("{server}/x", typo); }} catch (e) {{ out.typo = e; }}
 try {{ mongo_count("{bad_auth}/app?authSource=admin", "c"); }} catch (e) {{ out.auth = e; }}
 out.auth_ok = mongo_count("{good_auth}/app?authSource=admin", "c");
 print("RESULT " + out.to_json());

@@ -86,6 +86,26 @@ proptest! {
     }
 
     #[test]
+    fn cron_lines_never_panic_and_next_times_are_increasing(
+        fields in prop::collection::vec(prop::sample::select(vec!["*", "*/2", "0", "5", "1-5", "1,15", "7", "59", "60", "L", "?", "mon", "jan", "*/0", "3-1", ""]), 0..7),
+        junk in "[ -~]{0,20}",
+        from in 0i64..4_000_000_000,
+    ) {
+        let line = fields.join(" ");
+        let start = chrono::DateTime::from_timestamp(from, 0).unwrap();
+        let tz = mtn::config::JobTz::Named(chrono_tz::Europe::Berlin);
+        let _ = mtn::daemon::cron::next_n(&junk, &tz, start, 3);
+        if let Ok(times) = mtn::daemon::cron::next_n(&line, &tz, start, 4) {
+            for w in times.windows(2) {
+                prop_assert!(w[0] < w[1], "{line}: {times:?}");
+            }
+            if let Some(first) = times.first() {
+                prop_assert!(*first > start, "{line}: {first} not after {start}");
+            }
+        }
+    }
+
+    #[test]
     fn rhai_bson_round_trips_scalars(i in any::<i64>(), f in any::<f64>().prop_filter("finite", |f| f.is_finite()), s in ".{0,20}", b in any::<bool>()) {
         for v in [Dynamic::from_int(i), Dynamic::from_float(f), Dynamic::from(s.clone()), Dynamic::from_bool(b), Dynamic::UNIT] {
             let bson = dynamic_to_bson(&v, "x").unwrap();

@@ -199,7 +199,7 @@ impl DumpWriter {
     pub fn create(dest: &Path, gzip: Option<u32>, threads: Option<usize>) -> HostResult<Self> {
         if let Some(parent) = dest.parent() {
             if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)
+                crate::atomic::create_private_dirs(parent)
                     .map_err(|e| HostError::io(format!("creating {}", parent.display()), &e))?;
             }
         }

@@ -197,7 +197,7 @@ pub fn dump(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<DumpReport
         return Ok(dump_file::dry_run_report(&dest, "sqlite"));
     }
     let parent = dest.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)
+    crate::atomic::create_private_dirs(parent)
         .map_err(|e| HostError::io(format!("creating {}", parent.display()), &e))?;
     // The consistent copy goes next to the destination (same file system) in a private 0700
     // folder with one of mtn's temporary names: removed on drop, and by the next run if this one
@@ -292,7 +292,7 @@ pub fn restore(
 pub fn restore_into(ctx: &RunCtx, dump: &Path, resolved: &Path) -> HostResult<()> {
     {
         let parent = resolved.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent)
+        crate::atomic::create_private_dirs(parent)
             .map_err(|e| HostError::io(format!("creating {}", parent.display()), &e))?;
         let scratch = scratch_dir(resolved)?;
         let plain = scratch.inner().to_path_buf();

@@ -272,7 +272,7 @@ async fn dump_async(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<Du
     }
 
     let parent = dest.parent().map(Path::to_path_buf).unwrap_or_default();
-    std::fs::create_dir_all(&parent)
+    crate::atomic::create_private_dirs(&parent)
         .map_err(|e| HostError::io(format!("dump_db: creating {}", parent.display()), &e))?;
 
     let job = Job {

@@ -57,12 +57,28 @@ impl Drop for PgClient {
         // The server has no idea the client gave up: a statement keeps running until it
         // finishes (pg_sleep(60), a long DELETE) unless it is cancelled.
         let cancel = self.client.cancel_token();
+        PENDING_CANCELS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         rt.spawn(async move {
             match cancel.cancel_query(NoTls).await {
                 Ok(()) => tracing::info!(target: "mtn::db", "sent PostgreSQL a cancel request for the statement the stopped run abandoned"),
                 Err(e) => tracing::warn!(target: "mtn::db", "could not cancel the abandoned PostgreSQL statement: {e}"),
             }
+            PENDING_CANCELS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         });
+    }
+}
+
+/// Cancel requests sent but not yet done (see [`settle_cancels`]).
+static PENDING_CANCELS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Wait (at most `max`) until every cancel request has gone out: `mtn run` calls this before
+/// the process exits, so a timed-out statement does not outlive the run on the server.
+pub async fn settle_cancels(max: Duration) {
+    let until = tokio::time::Instant::now() + max;
+    while PENDING_CANCELS.load(std::sync::atomic::Ordering::SeqCst) > 0
+        && tokio::time::Instant::now() < until
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

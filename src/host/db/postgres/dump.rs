@@ -127,7 +127,7 @@ async fn dump_directory(
 ) -> HostResult<DumpReport> {
     let started = Instant::now();
     if let Some(p) = dest.parent() {
-        std::fs::create_dir_all(p)
+        crate::atomic::create_private_dirs(p)
             .map_err(|e| HostError::io(format!("creating {}", p.display()), &e))?;
     }
     // pg_dump creates the folder itself: it gets a path inside a private 0700 folder with a
