@@ -12,6 +12,7 @@ mod faults;
 mod files;
 mod hardening;
 mod mongo;
+mod mongo_legacy;
 mod procedures;
 mod props;
 mod run_contract;

@@ -21,6 +21,8 @@ use crate::engine::ctx::RunCtx;
 use crate::host::binding::serde_duration;
 use crate::host::error::{HostError, HostResult};
 
+mod legacy;
+
 #[derive(Debug, Default, Deserialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct RestoreOptions {
@@ -34,6 +36,10 @@ pub struct RestoreOptions {
     pub from_db: Option<String>,
     /// Recreate indexes from the metadata (default true).
     pub indexes: Option<bool>,
+    /// Convert legacy (pre-3.4, `v: 1`) index keys such as `{a: true}` or `{a: 0}` the way
+    /// `mongorestore --convertLegacyIndexes` does, with a warning naming each converted index
+    /// (default true; false leaves them as they are, and a current server refuses them).
+    pub convert_legacy_indexes: Option<bool>,
     pub batch_size: Option<usize>,
     #[serde(with = "serde_duration::option")]
     pub timeout: Option<Duration>,
@@ -46,6 +52,8 @@ pub struct RestoreReport {
     pub collections: u64,
     pub documents: u64,
     pub indexes: u64,
+    /// Legacy indexes converted (`coll.name`), see `convert_legacy_indexes`.
+    pub converted_indexes: Vec<String>,
     pub duplicates: u64,
     pub bytes: u64,
     pub duration_ms: u64,
@@ -424,6 +432,7 @@ pub async fn restore_async(
             collections: selected.len() as u64,
             documents: 0,
             indexes: 0,
+            converted_indexes: Vec::new(),
             duplicates: 0,
             bytes: 0,
             duration_ms: 0,
@@ -637,7 +646,7 @@ impl State<'_> {
 
     async fn create_indexes(&mut self) -> HostResult<()> {
         for (coll, meta) in &self.metas {
-            let specs: Vec<Document> = meta
+            let mut specs: Vec<Document> = meta
                 .indexes
                 .iter()
                 .filter(|i| i.get_str("name").ok() != Some("_id_"))
@@ -647,6 +656,13 @@ impl State<'_> {
                     i
                 })
                 .collect();
+            if self.opts.convert_legacy_indexes.unwrap_or(true) {
+                for (name, what) in legacy::convert_all(&mut specs) {
+                    tracing::warn!(target: "mtn::db", "restore_db: legacy index {coll}.{name} converted as mongorestore --convertLegacyIndexes does: {what}");
+                    self.ctx.set_warned();
+                    self.report.converted_indexes.push(format!("{coll}.{name}"));
+                }
+            }
             if specs.is_empty() || meta.kind == "view" {
                 continue;
             }
