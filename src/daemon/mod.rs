@@ -320,6 +320,14 @@ fn client_ctx(paths: &DaemonPaths) -> Result<ClientCtx, String> {
     let addr = from_file
         .or_else(|| cfg.listen.clone())
         .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    // A daemon listening on every address is reached on this machine through loopback.
+    let addr = match addr.strip_prefix("0.0.0.0:") {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => match addr.strip_prefix("[::]:") {
+            Some(port) => format!("[::1]:{port}"),
+            None => addr,
+        },
+    };
     Ok(ClientCtx {
         cfg,
         settings,
@@ -362,7 +370,9 @@ fn jobs_command(paths: &DaemonPaths, json: bool, next: Option<usize>) -> i32 {
         let r = reqwest::Client::new()
             .get(format!("http://{}/status", c.addr))
             .bearer_auth(token)
-            .timeout(Duration::from_secs(3))
+            // Generous: a busy machine (a backup compressing on every core) answers slowly,
+            // and "not running" would be the wrong answer.
+            .timeout(Duration::from_secs(10))
             .send()
             .await
             .ok()?;
