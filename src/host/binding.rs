@@ -108,6 +108,32 @@ pub fn parse_duration(text: &str) -> HostResult<std::time::Duration> {
     })
 }
 
+/// An age given as a duration string ("30d", "12h") or as a number of seconds (delete_older_than,
+/// delete_rows_older_than). Negative, NaN and infinite seconds are refused: clamping them to 0
+/// would make "older than" mean "everything".
+pub fn age_arg(age: &rhai::Dynamic) -> crate::host::error::HostResult<std::time::Duration> {
+    if let Some(s) = age.read_lock::<rhai::ImmutableString>() {
+        return parse_duration(&s);
+    }
+    let secs = if let Ok(i) = age.as_int() {
+        i as f64
+    } else if let Ok(f) = age.as_float() {
+        f
+    } else {
+        return Err(crate::host::error::HostError::invalid(format!(
+            "age must be a duration like \"30d\" or a number of seconds, not a {}",
+            age.type_name()
+        )));
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(crate::host::error::HostError::invalid(format!(
+            "age must be zero or more seconds, got {secs}"
+        )));
+    }
+    std::time::Duration::try_from_secs_f64(secs)
+        .map_err(|e| crate::host::error::HostError::invalid(format!("age {secs}: {e}")))
+}
+
 /// Serde helpers for options that take a duration: accept "5m" or a number of seconds.
 pub mod serde_duration {
     use serde::{Deserialize, Deserializer};

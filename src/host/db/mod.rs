@@ -22,10 +22,8 @@ pub use self::backend::{query, Db};
 use self::options::*;
 use crate::engine::ctx::Ctx;
 use crate::engine::registry::Registrar;
-use crate::host::binding::{
-    call_dyn, dynamic_to_json, opts, parse_duration, to_dynamic, RhaiResult,
-};
-use crate::host::error::{HostError, HostResult};
+use crate::host::binding::{call_dyn, dynamic_to_json, opts, to_dynamic, RhaiResult};
+use crate::host::error::HostResult;
 
 /// Every database function goes through here: the backend is chosen once from the URL (secret
 /// registered, password resolved, `password_file` taken out of the options), and an
@@ -46,22 +44,6 @@ fn with_db(
 
 fn params_json(params: &Array) -> HostResult<Vec<Value>> {
     params.iter().map(dynamic_to_json).collect()
-}
-
-fn age_of(d: &Dynamic) -> HostResult<std::time::Duration> {
-    if let Ok(i) = d.as_int() {
-        return Ok(std::time::Duration::from_secs(i.max(0) as u64));
-    }
-    if let Ok(f) = d.as_float() {
-        return Ok(std::time::Duration::from_secs_f64(f.max(0.0)));
-    }
-    if let Some(s) = d.read_lock::<rhai::ImmutableString>() {
-        return parse_duration(&s);
-    }
-    Err(HostError::invalid(format!(
-        "age must be a duration like \"90d\" or seconds, got {}",
-        d.type_name()
-    )))
 }
 
 fn dump_db(ctx: &Ctx, url: &str, map: &Map) -> RhaiResult {
@@ -124,7 +106,7 @@ fn delete_rows(
 ) -> RhaiResult {
     with_db(ctx, "delete_rows_older_than", url, map, |db, o| {
         let o: DeleteOptions = opts("delete_rows_older_than", o)?;
-        to_dynamic(&db.delete_older(ctx, table, column, age_of(age)?, o)?)
+        to_dynamic(&db.delete_older(ctx, table, column, crate::host::binding::age_arg(age)?, o)?)
     })
 }
 

@@ -9,32 +9,7 @@ pub mod sync;
 use rhai::{Dynamic, Map};
 
 use crate::engine::registry::Registrar;
-use crate::host::binding::{call, opts, parse_duration, RhaiResult};
-use crate::host::error::{HostError, HostResult};
-
-/// An age given as a duration string ("30d", "12h") or as a number of seconds.
-fn age_arg(age: &Dynamic) -> HostResult<std::time::Duration> {
-    if let Some(s) = age.read_lock::<rhai::ImmutableString>() {
-        return parse_duration(&s);
-    }
-    let secs = if let Ok(i) = age.as_int() {
-        i as f64
-    } else if let Ok(f) = age.as_float() {
-        f
-    } else {
-        return Err(HostError::invalid(format!(
-            "age must be a duration like \"30d\" or a number of seconds, not a {}",
-            age.type_name()
-        )));
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(HostError::invalid(format!(
-            "age must be zero or more seconds, got {secs}"
-        )));
-    }
-    std::time::Duration::try_from_secs_f64(secs)
-        .map_err(|e| HostError::invalid(format!("age {secs}: {e}")))
-}
+use crate::host::binding::{call, opts, RhaiResult};
 
 pub fn register(r: &mut Registrar) {
     r.category("files");
@@ -56,7 +31,12 @@ deleted is reported, the rest are still deleted, then the call fails (kind `io`)
         DOT,
         move |d: &str, age: Dynamic| -> RhaiResult {
             call(&ctx, "delete_older_than", || {
-                retention::delete_older_than(&ctx, d, age_arg(&age)?, &Default::default())
+                retention::delete_older_than(
+                    &ctx,
+                    d,
+                    crate::host::binding::age_arg(&age)?,
+                    &Default::default(),
+                )
             })
         },
     );
@@ -69,7 +49,7 @@ deleted is reported, the rest are still deleted, then the call fails (kind `io`)
         move |d: &str, age: Dynamic, o: Map| -> RhaiResult {
             call(&ctx, "delete_older_than", || {
                 let o: retention::DeleteOpts = opts("delete_older_than", &o)?;
-                retention::delete_older_than(&ctx, d, age_arg(&age)?, &o)
+                retention::delete_older_than(&ctx, d, crate::host::binding::age_arg(&age)?, &o)
             })
         },
     );
