@@ -33,8 +33,10 @@ apt_install() {
   done
   if ((${#missing[@]})); then
     echo "tests/run.sh: installing ${missing[*]}" >&2
-    if [ -z "${MTN_APT_UPDATED:-}" ]; then apt-get update -qq >&2; export MTN_APT_UPDATED=1; fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+    # Wait for another apt (unattended upgrades, a parallel set-up) instead of failing at once.
+    local lock=(-o DPkg::Lock::Timeout=900)
+    if [ -z "${MTN_APT_UPDATED:-}" ]; then apt-get "${lock[@]}" update -qq >&2; export MTN_APT_UPDATED=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get "${lock[@]}" install -y -qq "${missing[@]}" >&2
   fi
 }
 
