@@ -223,15 +223,17 @@ stop the writer first, or rotate it (rotate renames first, then compresses)",
     Ok(())
 }
 
-/// Give `f` the mode, mtime and (as root) owner of `md`.
+/// Give `f` the mode, access and modification times and (as root) owner of `md`.
 pub fn copy_attrs(f: &File, md: &std::fs::Metadata) -> io::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     if unsafe { libc::geteuid() } == 0 {
         std::os::unix::fs::fchown(f, Some(md.uid()), Some(md.gid()))?;
     }
     f.set_permissions(std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+    // Both times, as gzip and logrotate keep them (logrotate test 0108).
+    let atime = filetime::FileTime::from_last_access_time(md);
     let mtime = filetime::FileTime::from_last_modification_time(md);
-    filetime::set_file_handle_times(f, None, Some(mtime))
+    filetime::set_file_handle_times(f, Some(atime), Some(mtime))
 }
 
 /// Decompress `src` (plain or multi-member gzip) into `dest` through a temporary file.

@@ -15,5 +15,6 @@ mod mongo;
 mod mongo_legacy;
 mod procedures;
 mod props;
+mod rotate_conformance;
 mod run_contract;
 mod storage;
