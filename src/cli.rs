@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::logging::LogFormat;
+use crate::logging::{ColorChoice, LogFormat};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -19,6 +19,10 @@ pub struct Cli {
     /// Its values override the inherited environment, as systemd's EnvironmentFile= does.
     #[arg(long, global = true, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
+    /// Colour in the log on stderr: `auto` (only on a terminal, and not when NO_COLOR is set),
+    /// `always` or `never`.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -12,4 +12,5 @@ pub mod env_file;
 pub mod host;
 pub mod logging;
 pub mod policy;
+pub mod progress;
 pub mod redact;

@@ -86,10 +86,38 @@ pub fn run_span(job: &str, run: u64) -> tracing::Span {
     tracing::error_span!(target: "mtn::run", "job_run", job = job, run = run)
 }
 
+/// `--color`: whether the human log on stderr carries ANSI colours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+static COLOR: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Record the command line's choice; read by [`init`] (set before any command starts logging).
+pub fn set_color(choice: ColorChoice) {
+    COLOR.store(choice as u8, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `auto` follows https://no-color.org: a non-empty NO_COLOR turns colour off; an explicit
+/// `--color always` still wins, as the user asked for it on this very command line.
+fn color_enabled() -> bool {
+    use std::io::IsTerminal;
+    match COLOR.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && io::stderr().is_terminal()
+        }
+    }
+}
+
 /// Install the global subscriber. `verbosity`: -1 quiet, 0 normal, 1+ verbose. JSON and human
 /// logs follow the same levels: host-call events are DEBUG, so they need `-v` in both.
 pub fn init(format: LogFormat, verbosity: i8) {
-    use std::io::IsTerminal;
     JSON.store(
         format == LogFormat::Json,
         std::sync::atomic::Ordering::Relaxed,
@@ -119,7 +147,7 @@ pub fn init(format: LogFormat, verbosity: i8) {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(RedactingStderr)
-                    .with_ansi(io::stderr().is_terminal())
+                    .with_ansi(color_enabled())
                     .event_format(Human),
             )
             .try_init(),

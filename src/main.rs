@@ -17,6 +17,7 @@ fn main() {
         // come from the file.
         cli = mtn::cli::Cli::parse();
     }
+    mtn::logging::set_color(cli.color);
     let code = mtn::commands::dispatch(cli);
     std::process::exit(code);
 }

@@ -90,6 +90,10 @@ pub fn build_policy(cfg: Option<(&Config, PathBuf)>, args: &RunArgs) -> Policy {
 
 pub fn run(args: RunArgs, common: Common) -> i32 {
     crate::logging::init(common.log_format, verbosity(&common));
+    crate::progress::enable_if_terminal(
+        common.log_format == crate::logging::LogFormat::Human,
+        verbosity(&common) < 0,
+    );
     let cfg = match &common.config {
         Some(p) => match Config::load(p) {
             Ok(c) => Some((c, Config::base_dir(p))),

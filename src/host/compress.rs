@@ -186,6 +186,8 @@ pub fn gzip_file(
     let out = AtomicFile::create(dest)?;
     let mut gz = ParallelGzWriter::with_options(out, level, threads, DEFAULT_CHUNK);
     let mut buf = vec![0u8; DEFAULT_CHUNK];
+    let name = src.file_name().unwrap_or_default().to_string_lossy();
+    let progress = crate::progress::Progress::start(&format!("compressing {name}"), Some(md.len()));
     loop {
         if stop() {
             return Err(crate::atomic::cancelled());
@@ -197,7 +199,9 @@ pub fn gzip_file(
             Err(e) => return Err(e),
         };
         gz.write_all(&buf[..n])?;
+        progress.inc(n as u64);
     }
+    drop(progress);
     let raw = gz.raw_bytes();
     unchanged_since(&input, &md, raw, src)?;
     let mut out = gz.finish()?;

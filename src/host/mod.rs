@@ -6,6 +6,7 @@ pub mod check;
 pub mod compress;
 pub mod core;
 pub mod db;
+pub mod deletion;
 pub mod error;
 pub mod exec;
 pub mod fs;

@@ -67,9 +67,40 @@ pub fn parse_size(text: &str) -> HostResult<u64> {
     Ok((n * mult) as u64)
 }
 
+/// A size for people: `82.3 MB`, `512 B`, `1.2 GB` — the SI units `parse_size` reads back as
+/// powers of 1000, so a size copied from a message into an option means the same bytes.
+/// Messages use this; reports keep exact bytes.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["kB", "MB", "GB", "TB", "PB", "EB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1000.0;
+    let mut unit = 0;
+    while value >= 999.95 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{human, parse_size};
+
+    #[test]
+    fn human_sizes_read_back_as_the_same_unit() {
+        assert_eq!(human(0), "0 B");
+        assert_eq!(human(999), "999 B");
+        assert_eq!(human(1000), "1.0 kB");
+        assert_eq!(human(82_345_678), "82.3 MB");
+        assert_eq!(human(999_960), "1.0 MB");
+        assert_eq!(human(u64::MAX), "18.4 EB");
+        // What a message says is what an option means (within the rounding).
+        let shown = human(82_345_678);
+        let back = parse_size(&shown.replace(' ', "")).unwrap();
+        assert!((back as i64 - 82_345_678i64).abs() < 50_000, "{back}");
+    }
 
     #[test]
     fn one_rule_for_every_function() {

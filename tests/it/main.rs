@@ -11,6 +11,7 @@ mod engine;
 mod faults;
 mod files;
 mod hardening;
+mod messages;
 mod mongo;
 mod mongo_legacy;
 mod procedures;

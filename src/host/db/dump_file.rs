@@ -12,6 +12,7 @@ use crate::atomic::{AtomicFile, HashingWriter};
 use crate::engine::ctx::RunCtx;
 use crate::host::compress::{default_threads, ParallelGzWriter};
 use crate::host::error::{ErrorKind, HostError, HostResult};
+use crate::host::units::human;
 
 /// What `dump_db` returns.
 #[derive(Debug, Clone, Serialize)]
@@ -108,7 +109,9 @@ impl Sanity {
         if let Some(min) = self.min_size {
             if bytes < min {
                 return Err(HostError::verification(format!(
-                    "dump is {bytes} bytes, under min_size {min}: refusing to keep a suspiciously small backup"
+                    "dump is {}, under min_size {}: refusing to keep a suspiciously small backup",
+                    human(bytes),
+                    human(min)
                 )));
             }
         }
@@ -117,8 +120,10 @@ impl Sanity {
                 let floor = (prev_bytes as f64 * frac) as u64;
                 if bytes < floor {
                     return Err(HostError::verification(format!(
-                        "dump is {bytes} bytes, less than {frac} of the previous dump {} ({prev_bytes} bytes): refusing to keep a suspiciously small backup (max_shrink)",
-                        prev.display()
+                        "dump is {}, less than {frac} of the previous dump {} ({}): refusing to keep a suspiciously small backup (max_shrink)",
+                        human(bytes),
+                        prev.display(),
+                        human(prev_bytes)
                     )));
                 }
             }
@@ -175,6 +180,7 @@ pub struct DumpWriter {
     sink: Sink,
     started: Instant,
     tail: Vec<u8>,
+    progress: crate::progress::Progress,
 }
 
 enum Sink {
@@ -219,10 +225,12 @@ impl DumpWriter {
             )),
             None => Sink::Raw(hashed, 0),
         };
+        let name = dest.file_name().unwrap_or_default().to_string_lossy();
         Ok(DumpWriter {
             sink,
             started: Instant::now(),
             tail: Vec::with_capacity(TAIL * 2),
+            progress: crate::progress::Progress::start(&format!("dumping {name}"), None),
         })
     }
 
@@ -271,6 +279,7 @@ impl Write for DumpWriter {
                 n
             }
         };
+        self.progress.inc(n as u64);
         self.tail.extend_from_slice(&buf[..n]);
         if self.tail.len() > TAIL * 2 {
             let cut = self.tail.len() - TAIL;
@@ -329,6 +338,15 @@ pub fn authorize(ctx: &RunCtx, dest: &Path) -> HostResult<PathBuf> {
 
 /// Open a dump for reading: transparently gunzips `.gz` / gzip-magic files.
 pub fn open_dump(path: &Path) -> HostResult<Box<dyn Read + Send>> {
+    open_dump_with(path, crate::progress::Progress::off())
+}
+
+/// [`open_dump`], moving `progress` by the bytes read from the file (compressed, so the bar's
+/// total is the file's size).
+pub fn open_dump_with(
+    path: &Path,
+    progress: crate::progress::Progress,
+) -> HostResult<Box<dyn Read + Send>> {
     let mut f = File::open(path)
         .map_err(|e| HostError::io(format!("opening dump {}", path.display()), &e))?;
     let mut magic = [0u8; 2];
@@ -337,6 +355,7 @@ pub fn open_dump(path: &Path) -> HostResult<Box<dyn Read + Send>> {
         .map_err(|e| HostError::io(format!("reading {}", path.display()), &e))?;
     let f = File::open(path)
         .map_err(|e| HostError::io(format!("opening dump {}", path.display()), &e))?;
+    let f = crate::progress::Reader::new(f, progress);
     if n == 2 && magic == [0x1f, 0x8b] {
         Ok(Box::new(io::BufReader::with_capacity(
             256 * 1024,
@@ -373,7 +392,10 @@ pub fn write_from(
 pub fn feed(dump: &Path, mut stdin: File) -> tokio::task::JoinHandle<HostResult<()>> {
     let dump = dump.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let mut r = open_dump(&dump)?;
+        let size = std::fs::metadata(&dump).map(|m| m.len()).ok();
+        let name = dump.file_name().unwrap_or_default().to_string_lossy();
+        let progress = crate::progress::Progress::start(&format!("restoring {name}"), size);
+        let mut r = open_dump_with(&dump, progress)?;
         match io::copy(&mut r, &mut stdin) {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),

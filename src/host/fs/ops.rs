@@ -365,10 +365,12 @@ pub fn remove_file(ctx: &RunCtx, path: &str, opts: &RemoveOpts) -> HostResult<Re
         fs::remove_file(&target).map_err(|e| io_err("removing", &target, &e))?;
         crate::atomic::sync_dir(&target);
     }
+    let bytes_freed = if md.is_file() { md.len() } else { 0 };
+    crate::host::deletion::announce(ctx, &target.display().to_string(), Some(bytes_freed));
     Ok(RemoveReport {
         path: target.display().to_string(),
         removed: true,
-        bytes_freed: if md.is_file() { md.len() } else { 0 },
+        bytes_freed,
         dry_run: ctx.dry_run,
     })
 }

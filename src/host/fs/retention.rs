@@ -266,9 +266,9 @@ pub fn delete_older_than(
     if ctx.dry_run {
         for (i, files) in &work {
             for c in files {
-                report
-                    .deleted
-                    .push(display(&root_path, &dirs[*i].rel, &c.name));
+                let shown = display(&root_path, &dirs[*i].rel, &c.name);
+                crate::host::deletion::announce(ctx, &shown, Some(c.size));
+                report.deleted.push(shown);
                 report.bytes_freed += c.size;
             }
         }
@@ -311,6 +311,7 @@ pub fn delete_older_than(
         let mut del = deleted.into_inner().unwrap_or_else(|p| p.into_inner());
         del.sort();
         for (p, size) in del {
+            crate::host::deletion::announce(ctx, &p, Some(size));
             report.bytes_freed += size;
             report.deleted.push(p);
         }
@@ -324,6 +325,9 @@ pub fn delete_older_than(
     if opts.remove_empty_dirs && opts.recursive {
         report.removed_dirs =
             remove_empty_dirs(&root, &root_path, &dirs, &report, ctx.dry_run, &mut errors);
+        for d in &report.removed_dirs {
+            crate::host::deletion::announce_dir(ctx, d);
+        }
     }
 
     report.errors = errors;
@@ -337,10 +341,10 @@ pub fn delete_older_than(
         return Err(HostError::new(
             crate::host::error::ErrorKind::Io,
             format!(
-                "{} file(s) could not be deleted ({} others deleted, {} bytes freed): {}{}",
+                "{} file(s) could not be deleted ({} others deleted, {} freed): {}{}",
                 report.errors.len(),
                 report.deleted.len(),
-                report.bytes_freed,
+                crate::host::units::human(report.bytes_freed),
                 list.join("; "),
                 if report.errors.len() > 10 {
                     "; ..."

@@ -4,6 +4,7 @@
 //! `.sha256` sidecar (file:// targets). An object without one (uploaded by another tool) is
 //! checked by size only, and the report says so. Nothing partial ever has the final name.
 
+use crate::host::units::human;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -121,12 +122,14 @@ pub async fn download(
     })?;
     let mut hasher = Sha256::new();
     let mut got = 0u64;
+    let progress = crate::progress::Progress::start(&format!("downloading {key}"), Some(size));
     let mut stream = res.into_stream();
     while let Some(chunk) = stream.next().await {
         ctx.check_cancelled()?;
         let chunk = chunk.map_err(|e| target.error("download of", &key, e))?;
         hasher.update(&chunk);
         got += chunk.len() as u64;
+        progress.inc(chunk.len() as u64);
         out.write_all(&chunk).map_err(|e| {
             HostError::io(
                 format!("download: writing {}", out.tmp_path().display()),
@@ -137,7 +140,9 @@ pub async fn download(
     let sha = hex::encode(hasher.finalize());
     if got != size {
         return Err(HostError::verification(format!(
-            "download: {url} ended after {got} of {size} bytes; {} was not written",
+            "download: {url} ended after {} of {} ({got} of {size} bytes); {} was not written",
+            human(got),
+            human(size),
             dest.display()
         )));
     }

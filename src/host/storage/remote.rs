@@ -134,6 +134,7 @@ pub async fn delete(targets: &[Target], ctx: &RunCtx) -> HostResult<DeleteReport
                 let _ = std::fs::remove_file(side);
             }
         }
+        crate::host::deletion::announce(ctx, &t.url(), None);
         deleted.push(t.url());
     }
     Ok(DeleteReport {
@@ -281,9 +282,19 @@ pub async fn retention(
                         HostError::io(format!("retention: deleting {}", path.display()), &e)
                     })?;
                 }
+                crate::host::deletion::announce(
+                    ctx,
+                    &format!("{} from {}", d.name, target.url()),
+                    None,
+                );
             }
             None => {
                 if ctx.dry_run {
+                    crate::host::deletion::announce(
+                        ctx,
+                        &format!("{} from {}", d.name, target.url()),
+                        None,
+                    );
                     continue;
                 }
                 for key in &items {
@@ -292,6 +303,11 @@ pub async fn retention(
                         Err(e) => return Err(target.error("retention: deleting", key, e)),
                     }
                 }
+                crate::host::deletion::announce(
+                    ctx,
+                    &format!("{} from {}", d.name, target.url()),
+                    None,
+                );
             }
         }
     }

@@ -327,6 +327,8 @@ async fn put_multipart(
         .await
         .map_err(|e| target.error("upload to", key, e))?;
     let mut writer = WriteMultipart::new_with_chunk_size(mpu, part);
+    let total = file.metadata().map(|m| m.len()).ok();
+    let progress = crate::progress::Progress::start(&format!("uploading {key}"), total);
     let mut state = Some((file, Sha256::new()));
     let result: HostResult<()> = async {
         loop {
@@ -347,6 +349,7 @@ async fn put_multipart(
             })
             .await?;
             let done = chunk.len() < part;
+            progress.inc(chunk.len() as u64);
             if !chunk.is_empty() {
                 writer.put(chunk);
             }
@@ -392,7 +395,7 @@ pub async fn verify(target: &Target, key: &str, size: u64, sha: &str) -> HostRes
         .map_err(|e| target.error("verifying", key, e))?;
     if head.meta.size != size {
         return Err(HostError::verification(format!(
-            "upload: {} has {} bytes on the server, {size} were sent",
+            "upload: {} has {} bytes on the server, {size} were sent (a size mismatch)",
             target.url_of(key),
             head.meta.size
         )));

@@ -97,7 +97,7 @@ fn classify(url: &ServerUrl, tool: &str, stderr: &str) -> HostError {
         ))
     } else if msg.contains("1049") || msg.contains("Unknown database") {
         HostError::not_found(format!(
-            "database {:?} does not exist on {}: {msg}",
+            "database {:?} does not exist on {}",
             url.database,
             url.endpoint()
         ))

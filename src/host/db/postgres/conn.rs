@@ -251,8 +251,9 @@ pub fn classify(url: &ServerUrl, e: &tokio_postgres::Error) -> HostError {
                     url.endpoint()
                 ),
             ),
+            // The server's own text says the same words again; say it once.
             "3D000" => HostError::not_found(format!(
-                "database {:?} does not exist on {}: {msg}",
+                "database {:?} does not exist on {}",
                 url.database,
                 url.endpoint()
             )),

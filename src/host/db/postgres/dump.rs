@@ -93,7 +93,7 @@ pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<
     let report = tokio::task::spawn_blocking(move || finished.commit(&sanity, &format))
         .await
         .map_err(|e| HostError::other(format!("commit failed: {e}")))??;
-    tracing::info!(target: "mtn::db", path = %report.path, bytes = report.bytes, raw_bytes = report.raw_bytes, "PostgreSQL dump written");
+    tracing::info!(target: "mtn::db", path = %report.path, bytes = report.bytes, raw_bytes = report.raw_bytes, "PostgreSQL dump written: {} ({} before compression)", crate::host::units::human(report.bytes), crate::host::units::human(report.raw_bytes));
     Ok(report)
 }
 
