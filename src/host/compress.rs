@@ -173,7 +173,7 @@ pub fn compress_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
 /// mode, mtime and (as root) owner, like gzip. The source is left alone: the caller removes it
 /// once the compressed file is in place, so a crash at any point leaves the data complete in
 /// `src`, in `dest`, or (for an instant between rename and unlink) in both, which
-/// [`remove_if_compressed`] resolves. Returns (bytes in, bytes out).
+/// rotate's recovery (`host/rotate/recover.rs`) resolves. Returns (bytes in, bytes out).
 pub fn gzip_file(
     src: &Path,
     dest: &Path,
@@ -254,25 +254,6 @@ pub fn gunzip_file(
     copy_attrs(out.file(), &md)?;
     out.commit()?;
     Ok((md.len(), n))
-}
-
-/// After a crash between renaming `X.gz` into place and unlinking `X`, both exist and `X.gz` is
-/// complete (it only ever appears by rename after fsync). Remove `X` so every byte is in one
-/// file again. Returns true when it removed something.
-pub fn remove_if_compressed(plain: &Path) -> io::Result<bool> {
-    let mut gz = plain.as_os_str().to_os_string();
-    gz.push(".gz");
-    let gz = PathBuf::from(gz);
-    match (
-        std::fs::symlink_metadata(plain),
-        std::fs::symlink_metadata(&gz),
-    ) {
-        (Ok(p), Ok(g)) if p.is_file() && g.is_file() => {
-            std::fs::remove_file(plain)?;
-            Ok(true)
-        }
-        _ => Ok(false),
-    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -452,6 +452,43 @@ fn t0010_delaycompress_compresses_the_previous_rotation() {
 }
 
 #[test]
+fn t0072_a_foreign_gz_is_moved_aside_not_trusted() {
+    let p = Pair::new();
+    p.each(|d| createlogs(d, "test.log", 2, false));
+    let conf = "&DIR&/test.log {\n daily\n rotate 3\n compress\n delaycompress\n create\n}\n";
+    let call = r#"rotate("&DIR&/test.log", #{ daily: true, keep: 3, compress: true, delaycompress: true, create: true, force: true })"#;
+    p.both(conf, true, call, 0);
+    p.expect(&[
+        ("test.log", ""),
+        ("test.log.1", "zero"),
+        ("test.log.2.gz", "first"),
+    ]);
+    // test.log.2 ("second", plain): logrotate leaves it (compress on: it shifts .gz names
+    // only); mtn shifts and compresses it.
+    p.expect(&[("test.log.3.gz", "second")]);
+    p.differ_only(
+        &["test.log.2", "test.log.3.gz"],
+        "plain leftovers are shifted and compressed",
+    );
+    p.each(|d| {
+        fs::write(d.join("test.log.1.gz"), "unexpected\n").unwrap();
+        // Align the leftover so the second round compares the rest.
+        let _ = fs::remove_file(d.join("test.log.2"));
+        let _ = fs::remove_file(d.join("test.log.3.gz"));
+    });
+    p.both(conf, true, call, 0);
+    let backup = format!("test.log.1.gz-{}.backup", today("%Y%m%d%H"));
+    p.expect(&[
+        ("test.log", ""),
+        ("test.log.1", ""),
+        (&backup, "unexpected"),
+        ("test.log.2.gz", "zero"),
+        ("test.log.3.gz", "first"),
+    ]);
+    p.agree();
+}
+
+#[test]
 fn t0011_compress_rotate_1_drops_the_oldest() {
     let p = Pair::new();
     p.each(|d| createlogs(d, "test.log", 2, true));

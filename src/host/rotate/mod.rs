@@ -29,6 +29,7 @@ use crate::host::fs::dir::par_for_each;
 
 mod attrs;
 mod names;
+mod recover;
 mod schedule;
 mod steps;
 

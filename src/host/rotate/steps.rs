@@ -17,7 +17,6 @@ use super::names::{numbered, with_suffix, DateFmt, Listing};
 use super::schedule::{due, Conditions, State};
 use super::{Moved, RotateOpts, RotateReport, Skipped};
 use crate::engine::ctx::RunCtx;
-use crate::host::compress::remove_if_compressed;
 use crate::host::error::{HostError, HostResult};
 
 /// `max_age`: a whole number of days is counted as logrotate ≥ 3.22 counts it (whole days
@@ -46,7 +45,7 @@ impl MaxAge {
     }
 }
 
-fn exists(p: &Path) -> bool {
+pub(super) fn exists(p: &Path) -> bool {
     fs::symlink_metadata(p).is_ok()
 }
 
@@ -71,7 +70,7 @@ pub struct Rotator<'a> {
     /// Present when an interval (daily, weekly, ...) is set.
     pub state: Option<State>,
     pub now: DateTime<Local>,
-    listings: HashMap<PathBuf, Listing>,
+    pub(super) listings: HashMap<PathBuf, Listing>,
 }
 
 impl<'a> Rotator<'a> {
@@ -259,42 +258,6 @@ impl<'a> Rotator<'a> {
             from: from.display().to_string(),
             to: to.display().to_string(),
         });
-        Ok(())
-    }
-
-    /// Clean up after an interrupted run: partial compressions (mtn's temporary names) and
-    /// plain copies whose complete `.gz` exists.
-    fn recover(&mut self, dir: &Path, base: &str) -> io::Result<()> {
-        if self.ctx.dry_run {
-            return Ok(());
-        }
-        crate::atomic::remove_stale_temps(dir, |target| {
-            target.ends_with(".gz") && target.starts_with(base) && target.len() > base.len()
-        })?;
-        if !self.listings.contains_key(dir) {
-            let l = Listing::read(dir)?;
-            self.listings.insert(dir.to_path_buf(), l);
-        }
-        let date = &self.date;
-        let dateext = self.opts.dateext;
-        let plain: Vec<PathBuf> = self.listings[dir]
-            .starting_with(base)
-            .filter(|n| {
-                let gz = with_suffix(Path::new(n.as_str()), ".gz");
-                let rotation = if dateext {
-                    date.is_rotation_of(base, n)
-                } else {
-                    numbered(base, n).is_some()
-                };
-                rotation && !n.ends_with(".gz") && exists(&dir.join(gz))
-            })
-            .map(|n| dir.join(n))
-            .collect();
-        for p in plain {
-            if remove_if_compressed(&p)? {
-                tracing::warn!(target: "mtn::rotate", "removed {} left by an interrupted compression ({}.gz is complete)", p.display(), p.display());
-            }
-        }
         Ok(())
     }
 
