@@ -243,9 +243,11 @@ impl<'a> Rotator<'a> {
     }
 
     fn remove(&mut self, p: &Path) -> io::Result<()> {
+        let size = fs::symlink_metadata(p).ok().map(|m| m.len());
         if !self.ctx.dry_run {
             fs::remove_file(p)?;
         }
+        crate::host::deletion::announce(self.ctx, &p.display().to_string(), size);
         self.report.deleted.push(p.display().to_string());
         Ok(())
     }
