@@ -153,6 +153,11 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
     });
     ctx.stdlib_dir = find_stdlib(stdlib);
     ctx.log_tail = LogTail::new(monitor::TAIL_LINES);
+    ctx.run = crate::engine::ctx::RunInfo {
+        trigger: "cli".into(),
+        host: crate::host::core::hostname(),
+        ..Default::default()
+    };
     if let Err(e) = ctx.monitor.set(MonitorOptions {
         ping: args.ping.clone(),
         notify: args.notify.clone(),

@@ -29,6 +29,8 @@ pub struct Settings {
     pub stdlib_dir: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub shutdown_grace: Duration,
+    /// This host's name in `run.host` (the host name).
+    pub host_id: String,
 }
 
 impl Settings {
@@ -53,6 +55,7 @@ impl Settings {
                 .as_deref()
                 .and_then(|g| parse_duration(g).ok())
                 .unwrap_or(Duration::from_secs(30)),
+            host_id: crate::host::core::hostname(),
             base,
         }
     }

@@ -276,7 +276,16 @@ impl Daemon {
     ) -> Status {
         let name = job.spec.name().to_string();
         let settings = read(&self.settings).clone();
-        let ctx: Ctx = Arc::new(job.spec.run_ctx(self.handle.clone(), &settings));
+        let mut run_ctx = job.spec.run_ctx(self.handle.clone(), &settings);
+        run_ctx.run = crate::engine::ctx::RunInfo {
+            job: Some(name.clone()),
+            slot: scheduled,
+            attempt,
+            trigger: trigger.to_string(),
+            id: run,
+            host: settings.host_id.clone(),
+        };
+        let ctx: Ctx = Arc::new(run_ctx);
         let placeholder = {
             let mut st = lock(&job.state);
             st.running.replace(ctx.clone())

@@ -90,6 +90,47 @@ impl Default for Limits {
     }
 }
 
+/// A run as its script sees it (the `run` constant): a script can name its output by the
+/// scheduled slot (not the start time, which jitter, retries and catch-up move) and tell a
+/// retry from a first attempt.
+#[derive(Debug, Clone, Default)]
+pub struct RunInfo {
+    /// The job's name (daemon jobs, `mtn run --once NAME`); none for a plain `mtn run`.
+    pub job: Option<String>,
+    /// The schedule time this run is for; none for a manual trigger or a plain `mtn run`.
+    pub slot: Option<chrono::DateTime<chrono::Local>>,
+    /// 0 for the first attempt, 1, 2... for retries.
+    pub attempt: u32,
+    /// schedule, manual, catch_up, retry, queued (daemon); once or cli (`mtn run`).
+    pub trigger: String,
+    /// The daemon's run id (`[nightly#42]`); 0 outside the daemon.
+    pub id: u64,
+    /// `[fleet] host_id`, else the host name.
+    pub host: String,
+}
+
+impl RunInfo {
+    /// The Rhai map: unset values are `()`, the slot is RFC 3339 plus `slot_unix` seconds.
+    pub fn to_map(&self) -> rhai::Map {
+        use rhai::Dynamic;
+        let mut m = rhai::Map::new();
+        let opt = |v: Option<String>| v.map(Dynamic::from).unwrap_or(Dynamic::UNIT);
+        m.insert("job".into(), opt(self.job.clone()));
+        m.insert("slot".into(), opt(self.slot.map(|s| s.to_rfc3339())));
+        m.insert(
+            "slot_unix".into(),
+            self.slot
+                .map(|s| Dynamic::from(s.timestamp()))
+                .unwrap_or(Dynamic::UNIT),
+        );
+        m.insert("attempt".into(), Dynamic::from(self.attempt as i64));
+        m.insert("trigger".into(), Dynamic::from(self.trigger.clone()));
+        m.insert("id".into(), Dynamic::from(self.id as i64));
+        m.insert("host".into(), Dynamic::from(self.host.clone()));
+        m
+    }
+}
+
 pub struct RunCtx {
     pub handle: Handle,
     pub token: CancellationToken,
@@ -108,6 +149,8 @@ pub struct RunCtx {
     pub vars: Map,
     /// Job name when run by the daemon.
     pub job: Option<String>,
+    /// What the script sees as `run`: job, slot, attempt, trigger, host (see [`RunInfo`]).
+    pub run: RunInfo,
     /// The run's last log lines, kept for the daemon's run history (empty capacity: not kept).
     pub log_tail: LogTail,
     /// Dead-man's switch and failure alert of this run (see `engine::monitor`).
@@ -144,6 +187,7 @@ impl RunCtx {
             state_dir: PathBuf::from(".mtn"),
             vars: Map::new(),
             job: None,
+            run: RunInfo::default(),
             log_tail: LogTail::new(0),
             monitor: Default::default(),
             warned: AtomicBool::new(false),

@@ -95,6 +95,9 @@ pub fn build(ctx: Ctx) -> Engine {
 pub fn initial_scope(ctx: &RunCtx) -> Scope<'static> {
     let mut scope = Scope::new();
     scope.push_constant("vars", ctx.vars.clone());
+    // A variable, not a constant: the optimizer would bake a constant into the compiled AST
+    // the daemon reuses for every run (vars are the same for every run; `run` is not).
+    scope.push("run", ctx.run.to_map());
     scope
 }
 

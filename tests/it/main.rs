@@ -10,6 +10,7 @@ mod deploy;
 mod engine;
 mod faults;
 mod files;
+mod fleet;
 mod hardening;
 mod messages;
 mod mongo;
