@@ -210,6 +210,30 @@ impl Policy {
         }
     }
 
+    /// Check that `program` may run inside `container` (`container_exec`): the exec allow-list
+    /// names both, `CONTAINER:PROGRAM` (exactly as the script passes the program) or
+    /// `CONTAINER:*`. Actions on a container use a name no program has: `CONTAINER:@restart`.
+    pub fn check_container_exec(&self, container: &str, program: &str) -> HostResult<()> {
+        let exact = format!("{container}:{program}");
+        let any = format!("{container}:*");
+        if self.exec.iter().any(|a| *a == exact || *a == any) {
+            return Ok(());
+        }
+        let what = if let Some(action) = program.strip_prefix('@') {
+            format!("{action} container {container}")
+        } else {
+            format!("run `{program}` in container {container}")
+        };
+        Err(HostError::refused(format!(
+            "refused to {what}: not in the exec allow-list ({}); allow it with --allow-exec {exact} or [policy] allow_exec",
+            if self.exec.is_empty() {
+                "empty".to_string()
+            } else {
+                self.exec.join(", ")
+            }
+        )))
+    }
+
     /// Check that network functions may reach `host`.
     pub fn check_host(&self, host: &str) -> HostResult<()> {
         if self.hosts.is_empty()
@@ -458,5 +482,21 @@ mod tests {
         p.add_exec("systemctl");
         assert!(p.check_exec("systemctl").is_ok());
         assert!(p.check_exec("/tmp/systemctl").is_err());
+    }
+
+    #[test]
+    fn container_exec_allow_list() {
+        let mut p = Policy::with_roots(vec![]);
+        assert!(p.check_container_exec("website", "python").is_err());
+        p.add_exec("website:python");
+        p.add_exec("db:*");
+        assert!(p.check_container_exec("website", "python").is_ok());
+        assert!(p.check_container_exec("website", "sh").is_err());
+        assert!(p.check_container_exec("other", "python").is_err());
+        assert!(p.check_container_exec("db", "psql").is_ok());
+        let e = p.check_container_exec("website", "@restart").unwrap_err();
+        assert!(e.message.contains("refused to restart container website"), "{}", e.message);
+        // A container entry does not allow a host program of that name.
+        assert!(p.check_exec("python").is_err());
     }
 }

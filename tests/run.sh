@@ -15,9 +15,12 @@ export MTN_TEST_ENV="${MTN_TEST_ENV:-${HOME:-$PWD}/.cache/mtn-test-env}"
 export MTN_TEST_TMP="$(mktemp -d /tmp/mtn-test.XXXXXX)"
 chmod 755 "$MTN_TEST_TMP"
 export MTN_TEST_PIDS=""
+# Functions an env file needs run before the PIDs are killed (e.g. stopping dockerd and unmounting).
+MTN_TEST_CLEANUP=""
 mkdir -p "$MTN_TEST_ENV"
 
 cleanup() {
+  for hook in $MTN_TEST_CLEANUP; do "$hook" || true; done
   for pid in $MTN_TEST_PIDS; do kill "$pid" 2>/dev/null || true; done
   sleep 0.5
   for pid in $MTN_TEST_PIDS; do kill -9 "$pid" 2>/dev/null || true; done

@@ -93,7 +93,9 @@ const NO_EXTRA: &[&str] = &[];
 const DB_PASSWORD_FILE: &str = "password_file";
 
 pub fn allowed_keys(function: &str, param: &str) -> Option<Vec<&'static str>> {
-    use crate::host::{audit, check, compress, db, exec, fs, notify, rotate, state, storage};
+    use crate::host::{
+        audit, check, compress, container, db, exec, fs, notify, redis, rotate, state, storage,
+    };
     let (structs, extra): (&[Fields], &[&str]) = match (function, param) {
         ("scan_secrets", "opts") => (&[fields::<audit::ScanOptions>], NO_EXTRA),
         ("http_check", "opts") => (&[fields::<check::http::CheckOptions>], NO_EXTRA),
@@ -133,6 +135,15 @@ pub fn allowed_keys(function: &str, param: &str) -> Option<Vec<&'static str>> {
             &["sort", "projection"],
         ),
         ("exec", "opts") => (&[fields::<exec::ExecOptions>], NO_EXTRA),
+        ("containers", "opts") => (&[fields::<container::list::ListOptions>], NO_EXTRA),
+        ("container_logs", "opts") => (&[fields::<container::logs::LogsOptions>], NO_EXTRA),
+        ("restart_container", "opts") => {
+            (&[fields::<container::restart::RestartOptions>], NO_EXTRA)
+        }
+        ("container_exec", "opts") => {
+            (&[fields::<container::exec::ContainerExecOptions>], NO_EXTRA)
+        }
+        ("redis_ping" | "redis_info", "opts") => (&[fields::<redis::RedisOptions>], NO_EXTRA),
         ("delete_older_than", "opts") => (&[fields::<fs::retention::DeleteOpts>], NO_EXTRA),
         ("list", "opts") => (&[fields::<fs::ops::ListOpts>], NO_EXTRA),
         ("write_file", "opts") => (&[fields::<fs::ops::WriteOpts>], NO_EXTRA),

@@ -101,7 +101,7 @@ async fn read_capped<R: AsyncRead + Unpin>(r: Option<R>, max: usize) -> (Vec<u8>
     (out, cut)
 }
 
-fn arg_string(i: usize, v: &Dynamic) -> HostResult<String> {
+pub fn arg_string(i: usize, v: &Dynamic) -> HostResult<String> {
     if let Some(s) = v.read_lock::<ImmutableString>() {
         return Ok(s.to_string());
     }

@@ -4,6 +4,7 @@
 mod support;
 
 mod checks;
+mod containers;
 mod daemon;
 mod db;
 mod deploy;

@@ -15,6 +15,7 @@ use super::url::{self as dburl, Engine, ServerUrl};
 use super::{mongo, mysql, postgres, sqlite};
 use crate::engine::ctx::Ctx;
 use crate::host::binding::{opts, to_dynamic};
+pub use crate::host::container::db::Target as ContainerTarget;
 use crate::host::error::{ErrorKind, HostError, HostResult};
 
 /// Rows of any SQL engine, column name → JSON value.
@@ -29,6 +30,9 @@ pub struct Db {
     pub server: Option<ServerUrl>,
     /// Where the password came from, or where mtn looked: for authentication errors.
     pub lookup: Lookup,
+    /// The container the URL named (`postgres://user@container:NAME/db`): `url` then points at
+    /// the container's address, and dumps and restores run the container's own tools.
+    pub container: Option<ContainerTarget>,
 }
 
 /// The `password_file` option every database function takes, removed from the map before the
@@ -96,6 +100,7 @@ impl Db {
                     url: server.full(),
                     server: Some(server),
                     lookup,
+                    container: None,
                 })
             }
             Engine::Mongo => {
@@ -106,6 +111,7 @@ impl Db {
                     url,
                     server: None,
                     lookup,
+                    container: None,
                 })
             }
             Engine::Sqlite => {
@@ -119,6 +125,7 @@ impl Db {
                     url: normalized,
                     server: None,
                     lookup: Lookup::default(),
+                    container: None,
                 })
             }
         }
@@ -146,6 +153,15 @@ impl Db {
         })
     }
 
+    /// Dumps and restores inside a container exist for PostgreSQL only so far; queries work for
+    /// every server engine (they go to the container's address).
+    pub fn no_container_tools(&self, function: &str) -> HostError {
+        HostError::invalid(format!(
+            "{function} of a database in a container is supported for PostgreSQL only, not {}: publish the port and use a host URL, or run the dump tool with container_exec",
+            self.engine.name()
+        ))
+    }
+
     /// Authentication failures say where the password came from, or where mtn looked.
     pub fn explain(&self, e: HostError) -> HostError {
         if e.kind != ErrorKind::Auth || self.lookup.looked.is_empty() {
@@ -161,8 +177,12 @@ impl Db {
             return mongo::dump_db(ctx, &self.url, map);
         }
         let o: DumpOptions = opts("dump_db", map)?;
+        let inside = self.container.as_ref();
+        if inside.is_some() && self.engine != Engine::Postgres {
+            return Err(self.no_container_tools("dump_db"));
+        }
         to_dynamic(&match self.engine {
-            Engine::Postgres => ctx.block_on(postgres::dump(ctx, &self.url, o))?,
+            Engine::Postgres => ctx.block_on(postgres::dump(ctx, &self.url, o, inside))?,
             Engine::Mysql => ctx.block_on(mysql::dump(ctx, &self.url, o))?,
             _ => sqlite::dump(ctx, &self.url, o)?,
         })
@@ -179,8 +199,12 @@ impl Db {
                 "restore_db: dump {dump} does not exist"
             )));
         }
+        let inside = self.container.as_ref();
+        if inside.is_some() && self.engine != Engine::Postgres {
+            return Err(self.no_container_tools("restore_db"));
+        }
         to_dynamic(&match self.engine {
-            Engine::Postgres => ctx.block_on(postgres::restore(ctx, path, &self.url, o))?,
+            Engine::Postgres => ctx.block_on(postgres::restore(ctx, path, &self.url, o, inside))?,
             Engine::Mysql => ctx.block_on(mysql::restore(ctx, path, &self.url, o))?,
             _ => sqlite::restore(ctx, path, &self.url, o)?,
         })

@@ -37,7 +37,10 @@ fn with_db(
 ) -> RhaiResult {
     call_dyn(ctx, function, || {
         let (map, password_file) = backend::take_password_file(map)?;
-        let db = Db::open(url, password_file.as_deref())?;
+        // `postgres://user@container:NAME/db`: the container's address, and the container.
+        let (url, container) = crate::host::container::db::resolve(ctx, url)?;
+        let mut db = Db::open(&url, password_file.as_deref())?;
+        db.container = container;
         f(&db, &map).map_err(|e| db.explain(e))
     })
 }

@@ -9,26 +9,25 @@ use super::conn::connect;
 use super::{checked_tool, libpq_env, server_major, tool_dsn, tool_failure, CLIENT_PACKAGE};
 use crate::engine::ctx::RunCtx;
 use crate::host::db::dump_file::{self, DumpReport};
+use crate::host::db::backend::ContainerTarget;
 use crate::host::db::options::*;
 use crate::host::db::tools;
 use crate::host::db::url::ServerUrl;
 use crate::host::error::{HostError, HostResult};
 
-pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<DumpReport> {
+pub async fn dump(
+    ctx: &RunCtx,
+    raw_url: &str,
+    opts: DumpOptions,
+    container: Option<&ContainerTarget>,
+) -> HostResult<DumpReport> {
+    if let Some(c) = container {
+        return super::in_container::dump(ctx, raw_url, opts, c).await;
+    }
     let url = ServerUrl::parse(raw_url)?;
     let format = opts.format.clone().unwrap_or_else(|| "plain".into());
     let gzip = dump_file::gzip_level(&opts.compress)?;
-    let ext = match (format.as_str(), gzip) {
-        ("plain", Some(_)) => ".sql.gz",
-        ("plain", None) => ".sql",
-        ("custom", _) => ".dump",
-        ("directory", _) => ".dir",
-        (other, _) => {
-            return Err(HostError::invalid(format!(
-            "dump_db: format {other:?} is not valid (use \"plain\", \"custom\" or \"directory\")"
-        )))
-        }
-    };
+    let ext = extension(&format, gzip)?;
     if opts.schema_only && opts.data_only {
         return Err(HostError::invalid(
             "dump_db: schema_only and data_only exclude each other",
@@ -48,24 +47,7 @@ pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<
 
     let mut cmd = tools::command(&pg_dump);
     libpq_env(&mut cmd, &url);
-    cmd.arg("--no-password")
-        .arg(format!("--dbname={}", tool_dsn(&url)));
-    cmd.arg(format!("--format={}", &format[..1]));
-    for t in &opts.tables {
-        cmd.arg(format!("--table={t}"));
-    }
-    for t in &opts.exclude_tables {
-        cmd.arg(format!("--exclude-table={t}"));
-    }
-    if opts.schema_only {
-        cmd.arg("--schema-only");
-    }
-    if opts.data_only {
-        cmd.arg("--data-only");
-    }
-    if format != "plain" {
-        cmd.arg(format!("--compress={}", gzip.unwrap_or(0)));
-    }
+    cmd.args(dump_args(&opts, &format, gzip, &tool_dsn(&url)));
     if format == "directory" {
         return dump_directory(cmd, &pg_dump, &url, &dest, &opts, &sanity).await;
     }
@@ -95,6 +77,51 @@ pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<
         .map_err(|e| HostError::other(format!("commit failed: {e}")))??;
     tracing::info!(target: "mtn::db", path = %report.path, bytes = report.bytes, raw_bytes = report.raw_bytes, "PostgreSQL dump written: {} ({} before compression)", crate::host::units::human(report.bytes), crate::host::units::human(report.raw_bytes));
     Ok(report)
+}
+
+/// pg_dump's arguments for `opts` (the same on the host and in a container).
+pub(super) fn dump_args(
+    opts: &DumpOptions,
+    format: &str,
+    gzip: Option<u32>,
+    dsn: &str,
+) -> Vec<String> {
+    let mut a = vec![
+        "--no-password".to_string(),
+        format!("--dbname={dsn}"),
+        format!("--format={}", &format[..1]),
+    ];
+    for t in &opts.tables {
+        a.push(format!("--table={t}"));
+    }
+    for t in &opts.exclude_tables {
+        a.push(format!("--exclude-table={t}"));
+    }
+    if opts.schema_only {
+        a.push("--schema-only".into());
+    }
+    if opts.data_only {
+        a.push("--data-only".into());
+    }
+    if format != "plain" {
+        a.push(format!("--compress={}", gzip.unwrap_or(0)));
+    }
+    a
+}
+
+/// The extension of a dump file for a format, or the error for an unknown format.
+pub(super) fn extension(format: &str, gzip: Option<u32>) -> HostResult<&'static str> {
+    Ok(match (format, gzip) {
+        ("plain", Some(_)) => ".sql.gz",
+        ("plain", None) => ".sql",
+        ("custom", _) => ".dump",
+        ("directory", _) => ".dir",
+        (other, _) => {
+            return Err(HostError::invalid(format!(
+                "dump_db: format {other:?} is not valid (use \"plain\", \"custom\" or \"directory\")"
+            )))
+        }
+    })
 }
 
 /// A custom or directory archive must be readable by pg_restore.

@@ -9,6 +9,7 @@
 pub mod conn;
 pub mod dump;
 pub mod export;
+pub mod in_container;
 pub mod ops;
 pub mod restore;
 pub mod values;

@@ -12,6 +12,7 @@ use super::conn::{connect, query_error};
 use super::{checked_tool, libpq_env, q, tool_dsn, tool_failure};
 use crate::engine::ctx::RunCtx;
 use crate::host::db::dump_file;
+use crate::host::db::backend::ContainerTarget;
 use crate::host::db::options::*;
 use crate::host::db::tools;
 use crate::host::db::url::ServerUrl;
@@ -76,13 +77,13 @@ async fn user_tables(client: &Client) -> HostResult<i64> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Archive {
+pub(super) enum Archive {
     Plain,
     Custom,
     Directory,
 }
 
-fn archive_kind(dump: &Path) -> HostResult<Archive> {
+pub(super) fn archive_kind(dump: &Path) -> HostResult<Archive> {
     if dump.is_dir() {
         if dump.join("toc.dat").exists() {
             return Ok(Archive::Directory);
@@ -107,7 +108,7 @@ fn archive_kind(dump: &Path) -> HostResult<Archive> {
 
 /// Prepare the target database: create it (create: true), refuse a non-empty one unless
 /// clean: true (then drop and recreate it).
-async fn prepare_target(url: &ServerUrl, opts: &RestoreOptions, dry_run: bool) -> HostResult<()> {
+pub(super) async fn prepare_target(url: &ServerUrl, opts: &RestoreOptions, dry_run: bool) -> HostResult<()> {
     let admin = admin_connect(url).await?;
     let exists = database_exists(&admin, &url.database).await?;
     if !exists {
@@ -147,7 +148,11 @@ pub async fn restore(
     dump: &Path,
     raw_url: &str,
     opts: RestoreOptions,
+    container: Option<&ContainerTarget>,
 ) -> HostResult<RestoreReport> {
+    if let Some(c) = container {
+        return super::in_container::restore(ctx, dump, raw_url, opts, c).await;
+    }
     let started = Instant::now();
     let url = ServerUrl::parse(raw_url)?;
     let kind = archive_kind(dump)?;

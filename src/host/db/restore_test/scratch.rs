@@ -33,6 +33,8 @@ pub(super) struct Scratch {
     place: Place,
     /// False until something exists that must be dropped.
     pub(super) live: bool,
+    /// The container whose own tools restore into the scratch database.
+    container: Option<crate::host::db::backend::ContainerTarget>,
 }
 
 impl Scratch {
@@ -104,6 +106,7 @@ impl Scratch {
             name: name.to_string(),
             place,
             live: !dry,
+            container: db.container.clone(),
         };
         crate::redact::register_url(&scratch.url());
         Ok(scratch)
@@ -131,7 +134,14 @@ impl Scratch {
             Place::Server {
                 engine: Engine::Postgres,
                 ..
-            } => to_json(&postgres::restore(ctx, dump, &url, sql_opts).await?),
+            } => to_json(
+                &postgres::restore(ctx, dump, &url, sql_opts, self.container.as_ref()).await?,
+            ),
+            Place::Server { .. } if self.container.is_some() => {
+                return Err(HostError::invalid(
+                    "restore_test of a database in a container is supported for PostgreSQL only",
+                ))
+            }
             Place::Server { .. } => to_json(&mysql::restore(ctx, dump, &url, sql_opts).await?),
             Place::File { .. } if ctx.dry_run => Value::Null,
             Place::File { .. } => {
