@@ -495,7 +495,11 @@ mod tests {
         assert!(p.check_container_exec("other", "python").is_err());
         assert!(p.check_container_exec("db", "psql").is_ok());
         let e = p.check_container_exec("website", "@restart").unwrap_err();
-        assert!(e.message.contains("refused to restart container website"), "{}", e.message);
+        assert!(
+            e.message.contains("refused to restart container website"),
+            "{}",
+            e.message
+        );
         // A container entry does not allow a host program of that name.
         assert!(p.check_exec("python").is_err());
     }

@@ -137,7 +137,7 @@ let out = container_logs("{web}", #{{ "match": "ERROR", stderr: false }});
 let slow = container_logs("{web}", #{{ pattern: "/took [0-9]{{4,}}ms/" }});
 let all = container_logs("{web}");
 let tail = container_logs("{web}", #{{ tail: 2 }});
-let future = container_logs("{web}", #{{ since: all.until + 3600 }});
+let future = container_logs("{web}", #{{ since: all.next_since + 3600 }});
 print("RESULT " + #{{ e: e, out: out, slow: slow, all: all, tail: tail, future: future }}.to_json());"#
         ),
         &[],
@@ -183,7 +183,10 @@ fn container_exec_is_allow_listed_and_redacted() {
     r.expect_code(0);
     let v = result_json(&r);
     assert_eq!(v["kind"], "refused", "{v}");
-    assert!(v["message"].as_str().unwrap().contains(&format!("--allow-exec {web}:touch")));
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("--allow-exec {web}:touch")));
     let ls = Command::new("docker")
         .args(["exec", &web, "ls", "/tmp"])
         .env("DOCKER_HOST", docker_host())
@@ -288,7 +291,9 @@ fn stopped_or_missing_container_is_not_found_and_writes_nothing() {
         assert!(!dir.path().join("out").exists(), "nothing written");
         let r = run(
             dir.path(),
-            &format!(r#"try {{ container_stats("{name}"); }} catch (e) {{ print("RESULT " + e.to_json()); }}"#),
+            &format!(
+                r#"try {{ container_stats("{name}"); }} catch (e) {{ print("RESULT " + e.to_json()); }}"#
+            ),
             &[],
         );
         assert_eq!(result_json(&r)["kind"], "not_found");
@@ -305,7 +310,11 @@ fn restart_container_needs_policy_and_honours_dry_run() {
     let started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &web]);
     let r = run(dir.path(), &format!(r#"restart_container("{web}");"#), &[]);
     r.expect_code(1);
-    assert!(r.all().contains(&format!("--allow-exec {web}:@restart")), "{}", r.all());
+    assert!(
+        r.all().contains(&format!("--allow-exec {web}:@restart")),
+        "{}",
+        r.all()
+    );
     let r = run(
         dir.path(),
         &format!(r#"print("RESULT " + restart_container("{web}").to_json());"#),
@@ -323,9 +332,19 @@ fn restart_container_needs_policy_and_honours_dry_run() {
 #[test]
 fn container_postgres_dump_restore_with_the_containers_own_tools() {
     // The host's pg_dump is older than the server in the container: a host dump cannot work.
-    let host = String::from_utf8_lossy(&Command::new("pg_dump").arg("--version").output().unwrap().stdout).to_string();
+    let host = String::from_utf8_lossy(
+        &Command::new("pg_dump")
+            .arg("--version")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .to_string();
     let major = env_var("MTN_TEST_DOCKER_PG_MAJOR");
-    assert!(!host.contains(&format!(" {major}.")), "host pg_dump is {host}");
+    assert!(
+        !host.contains(&format!(" {major}.")),
+        "host pg_dump is {host}"
+    );
     let db = format!("ctr_{}", std::process::id());
     ctr_psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
     ctr_psql("postgres", &format!("CREATE DATABASE {db}"));
@@ -351,7 +370,11 @@ print("RESULT " + #{{ d: d, c: c, q: q, r: r, r2: r2, t: t, s: s }}.to_json());"
         &[],
     );
     r.expect_code(0);
-    assert!(!r.all().contains(&env_var("MTN_TEST_DOCKER_PG_PASSWORD")), "{}", r.all());
+    assert!(
+        !r.all().contains(&env_var("MTN_TEST_DOCKER_PG_PASSWORD")),
+        "{}",
+        r.all()
+    );
     let v = result_json(&r);
     let path = v["d"]["path"].as_str().unwrap();
     assert!(path.ends_with(".sql.gz"), "{path}");
@@ -366,14 +389,21 @@ print("RESULT " + #{{ d: d, c: c, q: q, r: r, r2: r2, t: t, s: s }}.to_json());"
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.contains(&format!("Dumped by pg_dump version {major}.")), "{}", &text[..400.min(text.len())]);
+    assert!(
+        text.contains(&format!("Dumped by pg_dump version {major}.")),
+        "{}",
+        &text[..400.min(text.len())]
+    );
     assert!(text.contains("PostgreSQL database dump complete"));
     assert_eq!(v["c"]["format"], "custom");
     assert_eq!(v["q"][0]["n"], 500);
     assert!(v["q"][0]["v"].as_str().unwrap().starts_with(&major));
     assert_eq!(v["t"]["ok"], true, "{}", v["t"]);
     assert_eq!(v["t"]["dropped"], true);
-    assert_eq!(ctr_psql(&format!("{db}_copy"), "SELECT count(*) FROM items"), "500");
+    assert_eq!(
+        ctr_psql(&format!("{db}_copy"), "SELECT count(*) FROM items"),
+        "500"
+    );
     // Queries reached the server on the container's address: its port is not published.
     assert_eq!(docker(&["port", &env_var("MTN_TEST_DOCKER_PG")]), "");
     ctr_psql("postgres", &format!("DROP DATABASE {db}_copy"));
@@ -387,7 +417,15 @@ fn redis_info_matches_redis_cli() {
     let pw = env_var("MTN_TEST_REDIS_PASSWORD");
     let cli = |args: &[&str]| -> String {
         let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &port, "--no-auth-warning", "-a", &pw])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "--no-auth-warning",
+                "-a",
+                &pw,
+            ])
             .args(args)
             .output()
             .expect("redis-cli");
@@ -427,7 +465,10 @@ redis_ping("redis://:wrong-Pass-1@127.0.0.1:{port}");"#
     assert_eq!(i["stats"]["hits"].to_string(), field("keyspace_hits"));
     assert_eq!(i["stats"]["misses"].to_string(), field("keyspace_misses"));
     assert_eq!(i["stats"]["hit_rate"], 50.0);
-    assert_eq!(i["stats"]["evicted_keys"].to_string(), field("evicted_keys"));
+    assert_eq!(
+        i["stats"]["evicted_keys"].to_string(),
+        field("evicted_keys")
+    );
     assert_eq!(i["persistence"]["ok"], true);
     assert_eq!(i["sections"]["server"]["tcp_port"].to_string(), port);
     // Every field redis-cli shows is in `sections`, section by section (the per-command and
@@ -438,11 +479,27 @@ redis_ping("redis://:wrong-Pass-1@127.0.0.1:{port}");"#
         if let Some(s) = l.strip_prefix("# ") {
             section = s.to_ascii_lowercase();
         } else if let Some((k, _)) = l.split_once(':') {
-            cli_keys.entry(section.clone()).or_default().push(k.to_string());
+            cli_keys
+                .entry(section.clone())
+                .or_default()
+                .push(k.to_string());
         }
     }
-    for s in ["server", "clients", "memory", "persistence", "stats", "replication", "cpu"] {
-        let mut mine: Vec<String> = i["sections"][s].as_object().unwrap().keys().cloned().collect();
+    for s in [
+        "server",
+        "clients",
+        "memory",
+        "persistence",
+        "stats",
+        "replication",
+        "cpu",
+    ] {
+        let mut mine: Vec<String> = i["sections"][s]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
         let mut theirs = cli_keys[s].clone();
         mine.sort();
         theirs.sort();

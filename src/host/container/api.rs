@@ -147,5 +147,9 @@ pub fn seconds_since(ts: Option<&str>) -> Option<i64> {
     if t.timestamp() <= 0 {
         return None;
     }
-    Some((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds().max(0))
+    Some(
+        (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+            .num_seconds()
+            .max(0),
+    )
 }

@@ -64,7 +64,11 @@ pub fn resolve(ctx: &RunCtx, raw: &str) -> HostResult<(String, Option<Target>)> 
     let Some(p) = split(raw) else {
         return Ok((raw.to_string(), None));
     };
-    let scheme = raw.split("://").next().unwrap_or_default().to_ascii_lowercase();
+    let scheme = raw
+        .split("://")
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     let default_port = match scheme.as_str() {
         "postgres" | "postgresql" => "5432",
         "mysql" | "mariadb" => "3306",

@@ -14,7 +14,7 @@ const DEFAULT_MAX_LINES: usize = 1000;
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogsOptions {
-    /// Only lines newer than this: a duration ("1h"), seconds since the epoch (e.g. the `until`
+    /// Only lines newer than this: a duration ("1h"), seconds since the epoch (e.g. the `next_since`
     /// of the previous scan), or an RFC 3339 time.
     pub since: Option<serde_json::Value>,
     /// Only the last N lines of the log (before matching).
@@ -47,7 +47,7 @@ pub struct LogsReport {
     /// True when more lines matched than `max_lines` kept (the newest are kept).
     pub truncated: bool,
     /// Seconds since the epoch when the read began: pass it as `since` next time.
-    pub until: i64,
+    pub next_since: i64,
 }
 
 enum Matcher {
@@ -132,7 +132,7 @@ pub async fn container_logs(name: &str, o: LogsOptions) -> HostResult<LogsReport
         stdout_matched: 0,
         stderr_matched: 0,
         truncated: false,
-        until: now,
+        next_since: now,
     };
     let mut lines = std::collections::VecDeque::new();
     let mut stream = docker.logs(name, Some(b.build()));
@@ -186,8 +186,12 @@ mod tests {
     fn matchers() {
         assert!(Matcher::new(Some("ERROR")).unwrap().hit("x ERROR y"));
         assert!(!Matcher::new(Some("ERROR")).unwrap().hit("x error y"));
-        assert!(Matcher::new(Some("/took [0-9]{4,}ms/")).unwrap().hit("took 2300ms"));
-        assert!(!Matcher::new(Some("/took [0-9]{4,}ms/")).unwrap().hit("took 12ms"));
+        assert!(Matcher::new(Some("/took [0-9]{4,}ms/"))
+            .unwrap()
+            .hit("took 2300ms"));
+        assert!(!Matcher::new(Some("/took [0-9]{4,}ms/"))
+            .unwrap()
+            .hit("took 12ms"));
         assert!(Matcher::new(Some("/error/i")).unwrap().hit("ERROR"));
         assert!(Matcher::new(Some("/(/")).is_err());
         // A lone slash is text.

@@ -70,11 +70,21 @@ pub fn register(r: &mut Registrar) {
         })
     };
     let f = logs.clone();
-    let gdoc = "A container's log (`docker logs`), filtered: `#{ container, lines, total, matched, stdout_matched, stderr_matched, truncated, until }`. Options: `since` (a duration like \"1h\", epoch seconds — e.g. the previous scan's `until` — or an RFC 3339 time), `tail` (last N lines), `stdout`/`stderr` (default both), `pattern` (substring, or `/regex/`, `/regex/i`; `\"match\"` works too, quoted: it is a Rhai keyword), `max_lines` (kept, default 1000, newest kept; `matched` counts all), `timestamps`. Lines are redacted.\n\n```rhai\nlet r = container_logs(\"web\", #{ tail: 100, pattern: \"ERROR\" });\nif r.matched > 0 { warn(`${r.matched} errors in the last 100 lines`); }\nlet slow = container_logs(\"web\", #{ since: \"1h\", pattern: \"/took [0-9]{4,}ms/\" });\n```";
-    r.add("container_logs", &["name: &str"], "Map", gdoc, move |n: &str| {
-        f(n, Map::new())
-    });
-    r.add("container_logs", &["name: &str", "opts: Map"], "Map", gdoc, logs);
+    let gdoc = "A container's log (`docker logs`), filtered: `#{ container, lines, total, matched, stdout_matched, stderr_matched, truncated, next_since }`. Options: `since` (a duration like \"1h\", epoch seconds — e.g. the previous scan's `next_since` — or an RFC 3339 time), `tail` (last N lines), `stdout`/`stderr` (default both), `pattern` (substring, or `/regex/`, `/regex/i`; `\"match\"` works too, quoted: it is a Rhai keyword), `max_lines` (kept, default 1000, newest kept; `matched` counts all), `timestamps`. Lines are redacted.\n\n```rhai\nlet r = container_logs(\"web\", #{ tail: 100, pattern: \"ERROR\" });\nif r.matched > 0 { warn(`${r.matched} errors in the last 100 lines`); }\nlet slow = container_logs(\"web\", #{ since: \"1h\", pattern: \"/took [0-9]{4,}ms/\" });\n```";
+    r.add(
+        "container_logs",
+        &["name: &str"],
+        "Map",
+        gdoc,
+        move |n: &str| f(n, Map::new()),
+    );
+    r.add(
+        "container_logs",
+        &["name: &str", "opts: Map"],
+        "Map",
+        gdoc,
+        logs,
+    );
 
     let ctx = r.ctx.clone();
     let restart = move |name: &str, o: Map| -> RhaiResult {
@@ -86,10 +96,20 @@ pub fn register(r: &mut Registrar) {
     };
     let f = restart.clone();
     let rdoc = "Restart a container (`docker restart`). Destructive: skipped in a dry run, and the policy must allow it: `--allow-exec NAME:@restart` (or `NAME:*`). Options: `timeout` (the engine's wait before it kills, default \"10s\"). Returns `#{ container, restarted, running, duration_ms, dry_run }`.\n\n```rhai\nif container(\"website\").health == \"unhealthy\" { restart_container(\"website\"); }\n```";
-    r.add("restart_container", &["name: &str"], "Map", rdoc, move |n: &str| {
-        f(n, Map::new())
-    });
-    r.add("restart_container", &["name: &str", "opts: Map"], "Map", rdoc, restart);
+    r.add(
+        "restart_container",
+        &["name: &str"],
+        "Map",
+        rdoc,
+        move |n: &str| f(n, Map::new()),
+    );
+    r.add(
+        "restart_container",
+        &["name: &str", "opts: Map"],
+        "Map",
+        rdoc,
+        restart,
+    );
 
     let ctx = r.ctx.clone();
     let run = move |name: &str, program: &str, args: Array, o: Map| -> RhaiResult {

@@ -48,7 +48,11 @@ pub async fn restart_container(
             dry_run: true,
         });
     }
-    let secs = o.timeout.map(|d| d.as_secs()).unwrap_or(10).min(i32::MAX as u64) as i32;
+    let secs = o
+        .timeout
+        .map(|d| d.as_secs())
+        .unwrap_or(10)
+        .min(i32::MAX as u64) as i32;
     docker
         .restart_container(
             name,

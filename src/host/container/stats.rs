@@ -111,11 +111,7 @@ pub fn compute(name: &str, s: &ContainerStatsResponse) -> ContainerStats {
         net_tx_bytes: tx,
         block_read_bytes: read,
         block_write_bytes: write,
-        pids: s
-            .pids_stats
-            .as_ref()
-            .and_then(|p| p.current)
-            .unwrap_or(0),
+        pids: s.pids_stats.as_ref().and_then(|p| p.current).unwrap_or(0),
     }
 }
 

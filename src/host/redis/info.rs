@@ -198,7 +198,10 @@ mod tests {
         assert!(i.persistence.ok);
         assert_eq!(i.keyspace["db0"].keys, 5);
         assert_eq!(i.sections["memory"]["used_memory"], serde_json::json!(500));
-        assert_eq!(i.sections["server"]["redis_version"], serde_json::json!("7.0.15"));
+        assert_eq!(
+            i.sections["server"]["redis_version"],
+            serde_json::json!("7.0.15")
+        );
         let empty = parse("", 0);
         assert_eq!(empty.stats.hit_rate, None);
         assert_eq!(empty.memory.used_percent, None);

@@ -116,7 +116,13 @@ pub fn register(r: &mut Registrar) {
     r.add("redis_ping", &["url: &str"], "Map", pdoc, move |u: &str| {
         f(u, Map::new())
     });
-    r.add("redis_ping", &["url: &str", "opts: Map"], "Map", pdoc, ping_fn);
+    r.add(
+        "redis_ping",
+        &["url: &str", "opts: Map"],
+        "Map",
+        pdoc,
+        ping_fn,
+    );
 
     let ctx = r.ctx.clone();
     let info_fn = move |url: &str, o: Map| -> RhaiResult {
@@ -130,5 +136,11 @@ pub fn register(r: &mut Registrar) {
     r.add("redis_info", &["url: &str"], "Map", idoc, move |u: &str| {
         f(u, Map::new())
     });
-    r.add("redis_info", &["url: &str", "opts: Map"], "Map", idoc, info_fn);
+    r.add(
+        "redis_info",
+        &["url: &str", "opts: Map"],
+        "Map",
+        idoc,
+        info_fn,
+    );
 }

@@ -8,8 +8,8 @@ use std::time::Instant;
 use super::conn::connect;
 use super::{checked_tool, libpq_env, server_major, tool_dsn, tool_failure, CLIENT_PACKAGE};
 use crate::engine::ctx::RunCtx;
-use crate::host::db::dump_file::{self, DumpReport};
 use crate::host::db::backend::ContainerTarget;
+use crate::host::db::dump_file::{self, DumpReport};
 use crate::host::db::options::*;
 use crate::host::db::tools;
 use crate::host::db::url::ServerUrl;
@@ -116,11 +116,9 @@ pub(super) fn extension(format: &str, gzip: Option<u32>) -> HostResult<&'static 
         ("plain", None) => ".sql",
         ("custom", _) => ".dump",
         ("directory", _) => ".dir",
-        (other, _) => {
-            return Err(HostError::invalid(format!(
-                "dump_db: format {other:?} is not valid (use \"plain\", \"custom\" or \"directory\")"
-            )))
-        }
+        (other, _) => return Err(HostError::invalid(format!(
+            "dump_db: format {other:?} is not valid (use \"plain\", \"custom\" or \"directory\")"
+        ))),
     })
 }
 

@@ -11,8 +11,8 @@ use tokio_postgres::Client;
 use super::conn::{connect, query_error};
 use super::{checked_tool, libpq_env, q, tool_dsn, tool_failure};
 use crate::engine::ctx::RunCtx;
-use crate::host::db::dump_file;
 use crate::host::db::backend::ContainerTarget;
+use crate::host::db::dump_file;
 use crate::host::db::options::*;
 use crate::host::db::tools;
 use crate::host::db::url::ServerUrl;
@@ -108,7 +108,11 @@ pub(super) fn archive_kind(dump: &Path) -> HostResult<Archive> {
 
 /// Prepare the target database: create it (create: true), refuse a non-empty one unless
 /// clean: true (then drop and recreate it).
-pub(super) async fn prepare_target(url: &ServerUrl, opts: &RestoreOptions, dry_run: bool) -> HostResult<()> {
+pub(super) async fn prepare_target(
+    url: &ServerUrl,
+    opts: &RestoreOptions,
+    dry_run: bool,
+) -> HostResult<()> {
     let admin = admin_connect(url).await?;
     let exists = database_exists(&admin, &url.database).await?;
     if !exists {
