@@ -116,9 +116,11 @@ pub(super) fn extension(format: &str, gzip: Option<u32>) -> HostResult<&'static 
         ("plain", None) => ".sql",
         ("custom", _) => ".dump",
         ("directory", _) => ".dir",
-        (other, _) => return Err(HostError::invalid(format!(
+        (other, _) => {
+            return Err(HostError::invalid(format!(
             "dump_db: format {other:?} is not valid (use \"plain\", \"custom\" or \"directory\")"
-        ))),
+        )))
+        }
     })
 }
 
