@@ -14,3 +14,4 @@ pub mod logging;
 pub mod policy;
 pub mod progress;
 pub mod redact;
+pub mod tls;

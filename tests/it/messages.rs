@@ -230,3 +230,34 @@ fn messages_a_missing_database_is_said_once() {
         );
     }
 }
+
+#[test]
+fn messages_an_option_of_another_notify_channel_is_refused_not_ignored() {
+    let dir = tempdir();
+    let r = run_script(
+        dir.path(),
+        "n.rhai",
+        r#"notify("http://127.0.0.1:9/hook", "disk full", #{ to: "ops@example.com" });"#,
+        &[],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("option `to` does not apply to a webhook"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("[invalid_input]"), "{}", r.stderr);
+    let r = run_script(
+        dir.path(),
+        "e.rhai",
+        r#"notify("smtp://127.0.0.1:9?to=ops@example.com", "disk full", #{ format: "slack", priority: 5 });"#,
+        &[],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("options `format`, `priority` do not apply to an email"),
+        "{}",
+        r.stderr
+    );
+}

@@ -2,15 +2,13 @@
 //!
 //! The point is to warn about certificates that are about to expire — or already have, or were
 //! never trusted (self-signed, internal CA). A verifying client would refuse exactly those, so
-//! this handshake uses a verifier that accepts any certificate. That is safe only because nothing
+//! this handshake uses `crate::tls::AcceptAnyCert`. That is safe only because nothing
 //! is sent over the connection: it is closed as soon as the certificate has been read.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::ctx::RunCtx;
@@ -123,52 +121,6 @@ fn parse_port(p: &str, target: &str) -> HostResult<u16> {
         .ok_or_else(|| HostError::invalid(format!("invalid port {p:?} in {target:?}")))
 }
 
-/// Accepts any certificate: used only to read it (see the module comment).
-#[derive(Debug)]
-struct ReadOnlyVerifier(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for ReadOnlyVerifier {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 pub async fn tls_expiry(ctx: &RunCtx, target: &str, opts: TlsOptions) -> HostResult<CertInfo> {
     let (host, port) = parse_target(target)?;
     ctx.policy.check_host(&host)?;
@@ -176,13 +128,12 @@ pub async fn tls_expiry(ctx: &RunCtx, target: &str, opts: TlsOptions) -> HostRes
     let sni = opts.server_name.clone().unwrap_or_else(|| host.clone());
     let name = ServerName::try_from(sni.clone())
         .map_err(|e| HostError::invalid(format!("invalid server name {sni:?}: {e}")))?;
-    // Explicit provider: more than one rustls backend is compiled in, so there is no default.
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = crate::tls::provider();
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| HostError::other(format!("TLS setup: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(ReadOnlyVerifier(provider)))
+        .with_custom_certificate_verifier(crate::tls::AcceptAnyCert::new(provider))
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let shown = format!("{host}:{port}");

@@ -2,7 +2,6 @@
 //! that say whether the password, the host or the database was wrong.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::config::SslMode;
@@ -159,9 +158,7 @@ pub async fn connect(url: &ServerUrl) -> HostResult<PgClient> {
     }
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+use crate::tls::provider;
 
 fn tls_config(verify: bool, rootcert: Option<&str>) -> HostResult<rustls::ClientConfig> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
@@ -171,7 +168,7 @@ fn tls_config(verify: bool, rootcert: Option<&str>) -> HostResult<rustls::Client
         // libpq's `require`/`prefer` encrypt without checking the certificate; keep its meaning.
         return Ok(builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider())))
+            .with_custom_certificate_verifier(crate::tls::AcceptAnyCert::new(provider()))
             .with_no_client_auth());
     }
     let mut roots = rustls::RootCertStore::empty();
@@ -190,51 +187,6 @@ fn tls_config(verify: bool, rootcert: Option<&str>) -> HostResult<rustls::Client
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
-}
-
-#[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 /// Turn a connection error into one that says what to fix.
