@@ -506,3 +506,49 @@ redis_ping("redis://:wrong-Pass-1@127.0.0.1:{port}");"#
         assert_eq!(mine, theirs, "section {s}");
     }
 }
+
+#[test]
+fn cancelled_container_dump_kills_pg_dump_and_leaves_nothing() {
+    let pg = env_var("MTN_TEST_DOCKER_PG");
+    let db = format!("ctr_cancel_{}", std::process::id());
+    ctr_psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+    ctr_psql("postgres", &format!("CREATE DATABASE {db}"));
+    ctr_psql(&db, "CREATE TABLE held(id int)");
+    // A session holding an exclusive lock: pg_dump waits for it until the run's deadline.
+    let mut holder = Command::new("docker")
+        .args([
+            "exec", &pg, "psql", "-X", "-q", "-U", "postgres", "-d", &db, "-c",
+        ])
+        .arg("BEGIN; LOCK TABLE held IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(30);")
+        .env("DOCKER_HOST", docker_host())
+        .env("DOCKER_API_VERSION", "1.41")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("lock holder");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let dir = tempdir();
+    let url = pg_url(&db);
+    let r = run(
+        dir.path(),
+        &format!(r#"dump_db("{url}", #{{ to: "out/held.sql.gz" }});"#),
+        &["--timeout", "3s"],
+    );
+    r.expect_code(124);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let top = docker(&["top", &pg]);
+    assert!(
+        !top.contains("pg_dump"),
+        "pg_dump still runs in the container:\n{top}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    ctr_psql(
+        "postgres",
+        &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"),
+    );
+    ctr_psql("postgres", &format!("DROP DATABASE {db}"));
+}
