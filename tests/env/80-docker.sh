@@ -29,6 +29,7 @@ docker_base="$docker_cache/debian-trixie-minbase.tar"
 ) 9>"$docker_cache/.lock"
 
 docker_dir="$MTN_TEST_TMP/docker"
+docker_net=""
 mkdir -p "$docker_dir/data" "$docker_dir/exec"
 setsid dockerd --data-root "$docker_dir/data" --exec-root "$docker_dir/exec" \
   --pidfile "$docker_dir/docker.pid" -H "unix://$docker_dir/docker.sock" \
@@ -44,7 +45,7 @@ dk() { DOCKER_HOST="$MTN_TEST_DOCKER_HOST" DOCKER_API_VERSION=1.41 docker "$@"; 
 # removed, dockerd ended with SIGTERM, and nothing it mounted left behind.
 docker_cleanup() {
   dk rm -f $(dk ps -aq) >/dev/null 2>&1 || true
-  dk network rm "$docker_net" >/dev/null 2>&1 || true
+  [ -z "$docker_net" ] || dk network rm "$docker_net" >/dev/null 2>&1 || true
   kill -TERM "$docker_pid" 2>/dev/null || true
   local i
   for ((i = 0; i < 150; i++)); do kill -0 "$docker_pid" 2>/dev/null || break; sleep 0.1; done
@@ -79,8 +80,12 @@ docker_image pg local/mtn-pg:17 tests/env/docker/pg
 docker_image redis local/mtn-redis:8 tests/env/docker/redis
 
 docker_net="mtn-test-$$"
-docker_subnet="10.$((200 + RANDOM % 50)).$((RANDOM % 250)).0/24"
-dk network create --driver bridge --subnet "$docker_subnet" "$docker_net" >/dev/null
+# A subnet another run (or the host) already uses is refused: try another.
+for ((i = 0; i < 10; i++)); do
+  docker_subnet="10.$((200 + RANDOM % 50)).$((RANDOM % 250)).0/24"
+  dk network create --driver bridge --subnet "$docker_subnet" "$docker_net" >/dev/null 2>&1 && break
+done
+dk network inspect "$docker_net" >/dev/null
 
 export MTN_TEST_DOCKER_PG=mtn_pg MTN_TEST_DOCKER_PG_MAJOR=17
 export MTN_TEST_DOCKER_PG_PASSWORD="ctr-Secret-$RANDOM$RANDOM"
