@@ -342,7 +342,7 @@ pub fn register(r: &mut Registrar) {
         "check_options",
         &["function: &str", "opts: Map", "allowed: Array"],
         "()",
-        "Fail when `opts` has a key not in `allowed`, naming the allowed keys and the closest one: how a stdlib module function checks its options map. With a literal array, `mtn check` and `mtn run` also check literal maps passed to that function before anything runs.\n\n```rhai\nfn run(o) {\n    check_options(\"backup::run\", o, [\"url\", \"dir\", \"keep\"]);\n}\nrun(#{ url: \"sqlite://example/app.db\" });\n```",
+        "Fail when `opts` has a key not in `allowed`, naming the allowed keys and the closest one: how a stdlib module function checks its options map. With a literal array, `mtn check` and `mtn run` also check literal maps passed to that function before anything runs.\n\n```rhai\nfn run(o) {\n    check_options(\"backup::run\", o, [\"url\", \"dir\", \"keep\"]);\n}\nrun(#{ url: \"sqlite://examples/app.db\" });\n```",
         |function: &str, o: Map, allowed: rhai::Array| -> Result<(), Box<EvalAltResult>> {
             let allowed: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
             let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();

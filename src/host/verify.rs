@@ -196,7 +196,7 @@ pub fn register(r: &mut Registrar) {
         "verify_backup",
         &["path: &str"],
         "Map",
-        "Check a backup file: its `.sha256` sidecar matches and a gzip stream decodes to the end (`sha256sum -c` + `gzip -t`).\n\nReturns `#{ path, ok, bytes, sha256, sidecar, gzip, checked, error }`; `sidecar` is \"match\", \"mismatch\" or \"missing\", `gzip` is \"ok\", \"corrupt\" or \"not gzip\", `checked` lists what was verified (\"sha256\", \"gzip\", \"format\": a `.dump` must be a pg_dump archive, a `.db` an SQLite file). `ok` is false for an empty file and when nothing could be checked. A damaged file is a result (`ok: false`), not an error; a missing file is an error.\n\n```rhai\nlet d = dump_db(\"sqlite://example/app.db\", #{ to: \"backups/\" });\nlet v = verify_backup(d.path);\nassert(v.ok, v.error);\n```",
+        "Check a backup file: its `.sha256` sidecar matches and a gzip stream decodes to the end (`sha256sum -c` + `gzip -t`).\n\nReturns `#{ path, ok, bytes, sha256, sidecar, gzip, checked, error }`; `sidecar` is \"match\", \"mismatch\" or \"missing\", `gzip` is \"ok\", \"corrupt\" or \"not gzip\", `checked` lists what was verified (\"sha256\", \"gzip\", \"format\": a `.dump` must be a pg_dump archive, a `.db` an SQLite file). `ok` is false for an empty file and when nothing could be checked. A damaged file is a result (`ok: false`), not an error; a missing file is an error.\n\n```rhai\nlet d = dump_db(\"sqlite://examples/app.db\", #{ to: \"backups/\" });\nlet v = verify_backup(d.path);\nassert(v.ok, v.error);\n```",
         move |path: &str| call(&ctx, "verify_backup", || verify(Path::new(path))),
     );
 }

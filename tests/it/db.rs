@@ -512,14 +512,14 @@ fn sqlite_fingerprint(path: &Path) -> Vec<(String, i64, String)> {
 #[test]
 fn sqlite_dump_restore_roundtrip_identical_and_nightly_script() {
     let dir = tempdir();
-    std::fs::create_dir_all(dir.path().join("example")).unwrap();
+    std::fs::create_dir_all(dir.path().join("examples")).unwrap();
     std::fs::copy(
-        repo().join("example/app.db"),
-        dir.path().join("example/app.db"),
+        repo().join("examples/app.db"),
+        dir.path().join("examples/app.db"),
     )
     .unwrap();
     let script = r#"
-let r = dump_db("sqlite://example/app.db", #{ to: "out/" });
+let r = dump_db("sqlite://examples/app.db", #{ to: "out/" });
 log(`PATH=${r.path}`);
 restore_db(r.path, "sqlite://restored/app.db", #{ create: true });
 let rows = db_query("sqlite://restored/app.db", "SELECT count(*) AS n FROM orders WHERE status = ?", ["paid"]);
@@ -544,7 +544,7 @@ assert(x.rows == 200, `${x}`);
         .status()
         .unwrap()
         .success());
-    let fp = sqlite_fingerprint(&dir.path().join("example/app.db"));
+    let fp = sqlite_fingerprint(&dir.path().join("examples/app.db"));
     assert_eq!(fp.len(), 5);
     assert_eq!(fp, sqlite_fingerprint(&dir.path().join("restored/app.db")));
     let csv = std::fs::read_to_string(dir.path().join("out/customers.csv")).unwrap();

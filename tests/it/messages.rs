@@ -93,16 +93,16 @@ retention("./backups/", #{ keep_last: 3 }, #{ pattern: "app-*.sql.gz" });"#,
 #[test]
 fn messages_sizes_in_errors_are_human() {
     let dir = tempdir();
-    std::fs::create_dir_all(dir.path().join("example")).unwrap();
+    std::fs::create_dir_all(dir.path().join("examples")).unwrap();
     std::fs::copy(
-        repo().join("example/app.db"),
-        dir.path().join("example/app.db"),
+        repo().join("examples/app.db"),
+        dir.path().join("examples/app.db"),
     )
     .unwrap();
     let r = run_script(
         dir.path(),
         "s.rhai",
-        r#"dump_db("sqlite://example/app.db", #{ to: "./out/", min_size: "5GB" });"#,
+        r#"dump_db("sqlite://examples/app.db", #{ to: "./out/", min_size: "5GB" });"#,
         &[],
     );
     assert_eq!(r.code, 1, "{r:?}");

@@ -8,14 +8,14 @@ use std::process::Command;
 
 use crate::support::*;
 
-/// A folder laid out like the repository root: example/app.db, so scripts run as a user would
+/// A folder laid out like the repository root: examples/app.db, so scripts run as a user would
 /// run them from a checkout.
 fn sandbox() -> tempfile::TempDir {
     let d = tempdir();
-    std::fs::create_dir_all(d.path().join("example")).unwrap();
+    std::fs::create_dir_all(d.path().join("examples")).unwrap();
     std::fs::copy(
-        repo().join("example/app.db"),
-        d.path().join("example/app.db"),
+        repo().join("examples/app.db"),
+        d.path().join("examples/app.db"),
     )
     .unwrap();
     d
@@ -106,7 +106,7 @@ fn procedures_every_script_and_module_passes_check() {
 fn procedures_nightly_backs_up_the_bundled_sqlite_out_of_the_box() {
     let d = sandbox();
     let before = sh(
-        "sqlite3 example/app.db 'SELECT count(*) FROM orders'",
+        "sqlite3 examples/app.db 'SELECT count(*) FROM orders'",
         d.path(),
     );
     let r = run_in(d.path(), "nightly.rhai", &[], &[]);
@@ -204,26 +204,26 @@ fn procedures_restore_drill_proves_the_newest_backup_and_logs_it() {
 fn procedures_cleanup_archives_audit_rows_before_deleting_them() {
     let d = sandbox();
     let old = "SELECT count(*) FROM audit_log WHERE julianday(created_at) < julianday('now') - 90";
-    let n_old: u64 = sh(&format!("sqlite3 example/app.db \"{old}\""), d.path())
+    let n_old: u64 = sh(&format!("sqlite3 examples/app.db \"{old}\""), d.path())
         .parse()
         .unwrap();
     let n_all: u64 = sh(
-        "sqlite3 example/app.db 'SELECT count(*) FROM audit_log'",
+        "sqlite3 examples/app.db 'SELECT count(*) FROM audit_log'",
         d.path(),
     )
     .parse()
     .unwrap();
     assert!(n_old > 0, "the example needs old audit rows");
     // An orphaned order (its customer is gone), as "remove orders without users".
-    sh("sqlite3 example/app.db \"INSERT INTO orders (customer_id, status, total_cents, created_at) VALUES (999999, 'paid', 100, '2026-01-01 00:00:00')\"", d.path());
+    sh("sqlite3 examples/app.db \"INSERT INTO orders (customer_id, status, total_cents, created_at) VALUES (999999, 'paid', 100, '2026-01-01 00:00:00')\"", d.path());
     let r = run_in(d.path(), "cleanup.rhai", &[], &[]);
     r.expect_code(0);
     assert_eq!(
-        sh(&format!("sqlite3 example/app.db \"{old}\""), d.path()),
+        sh(&format!("sqlite3 examples/app.db \"{old}\""), d.path()),
         "0"
     );
     let left: u64 = sh(
-        "sqlite3 example/app.db 'SELECT count(*) FROM audit_log'",
+        "sqlite3 examples/app.db 'SELECT count(*) FROM audit_log'",
         d.path(),
     )
     .parse()
@@ -251,7 +251,7 @@ fn procedures_cleanup_archives_audit_rows_before_deleting_them() {
     assert_eq!(n_all - left, n_old);
     assert_eq!(
         sh(
-            "sqlite3 example/app.db 'SELECT count(*) FROM orders WHERE customer_id = 999999'",
+            "sqlite3 examples/app.db 'SELECT count(*) FROM orders WHERE customer_id = 999999'",
             d.path()
         ),
         "0"
@@ -490,7 +490,7 @@ fn example_sandbox() -> tempfile::TempDir {
     std::fs::write(p.join("dump.sql"), "CREATE TABLE t (x int);\n").unwrap();
     std::fs::copy(repo().join("mtn.toml"), p.join("mtn.toml")).unwrap();
     sh(
-        "gzip -c dump.sql > dump.sql.gz && gzip -c example/app.db > backups/app.db.gz",
+        "gzip -c dump.sql > dump.sql.gz && gzip -c examples/app.db > backups/app.db.gz",
         p,
     );
     sh("for h in 1 30 60; do n=$(date -u -d \"-$h hours\" +%Y-%m-%d_%H%M%S); echo x | gzip > backups/db_$n.sql.gz; done", p);

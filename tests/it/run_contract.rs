@@ -102,10 +102,10 @@ impl Recorder {
 /// A folder with a copy of the example SQLite database, the way nightly.rhai backs it up.
 fn with_example_db() -> tempfile::TempDir {
     let dir = tempdir();
-    std::fs::create_dir_all(dir.path().join("example")).unwrap();
+    std::fs::create_dir_all(dir.path().join("examples")).unwrap();
     std::fs::copy(
-        repo().join("example/app.db"),
-        dir.path().join("example/app.db"),
+        repo().join("examples/app.db"),
+        dir.path().join("examples/app.db"),
     )
     .expect("copy example db");
     dir
@@ -114,7 +114,7 @@ fn with_example_db() -> tempfile::TempDir {
 const NIGHTLY_LIKE: &str = r#"
 import "backup" as backup;
 let r = backup::run(#{
-    url: "sqlite://example/app.db",
+    url: "sqlite://examples/app.db",
     dir: "./backups",
     ping: vars.hc,
     notify: vars.hook,

@@ -132,7 +132,7 @@ smaller than this fraction of the previous dump in the folder), `threads`.
 Returns `#{ path, bytes, raw_bytes, sha256, duration_ms, dry_run, format }`.
 
 ```rhai
-let r = dump_db("sqlite://example/app.db", #{ to: "backups/", max_shrink: 0.5 });
+let r = dump_db("sqlite://examples/app.db", #{ to: "backups/", max_shrink: 0.5 });
 log(`wrote ${r.path} (${r.bytes} bytes)`);
 ```"#;
 
@@ -161,8 +161,8 @@ the script decides whether to `fail`. The time of the last success goes to
 Returns `#{ ok, checks, database, restore, restore_ms, duration_ms, dropped, dry_run }`.
 
 ```rhai
-let dump = dump_db("sqlite://example/app.db", #{ to: "backups/" }).path;
-let t = restore_test(dump, "sqlite://example/app.db", #{ "SELECT count(*) FROM customers": ">0" });
+let dump = dump_db("sqlite://examples/app.db", #{ to: "backups/" }).path;
+let t = restore_test(dump, "sqlite://examples/app.db", #{ "SELECT count(*) FROM customers": ">0" });
 if !t.ok { fail(`restore test failed: ${t.checks}`); }
 ```"#;
 
@@ -223,7 +223,7 @@ pub fn register(r: &mut Registrar) {
         },
     );
 
-    let qdoc = "Run a query and return its rows as an array of maps with typed values.\n\nNumbers, strings, bools, `()` for NULL, timestamps as ISO strings, json as maps. Parameters are `$1, $2` (PostgreSQL) or `?` (MySQL, SQLite).\n\n```rhai\nlet rows = db_query(\"sqlite://example/app.db\", \"SELECT count(*) AS n FROM orders WHERE status = ?\", [\"paid\"]);\nlog(rows[0].n);\n```";
+    let qdoc = "Run a query and return its rows as an array of maps with typed values.\n\nNumbers, strings, bools, `()` for NULL, timestamps as ISO strings, json as maps. Parameters are `$1, $2` (PostgreSQL) or `?` (MySQL, SQLite).\n\n```rhai\nlet rows = db_query(\"sqlite://examples/app.db\", \"SELECT count(*) AS n FROM orders WHERE status = ?\", [\"paid\"]);\nlog(rows[0].n);\n```";
     let c = r.ctx.clone();
     r.add(
         "db_query",
@@ -241,7 +241,7 @@ pub fn register(r: &mut Registrar) {
         move |url: &str, sql: &str, p: Array| db_query(&c, url, sql, &p),
     );
 
-    let edoc = "Run a statement (or several, without parameters) and return the number of rows affected.\n\nIn dry-run the statement is only prepared (checked), not run.\n\n```rhai\nlet n = db_exec(\"sqlite://example/app.db\", \"UPDATE customers SET email = lower(email)\");\n```";
+    let edoc = "Run a statement (or several, without parameters) and return the number of rows affected.\n\nIn dry-run the statement is only prepared (checked), not run.\n\n```rhai\nlet n = db_exec(\"sqlite://examples/app.db\", \"UPDATE customers SET email = lower(email)\");\n```";
     let c = r.ctx.clone();
     r.add(
         "db_exec",
@@ -259,7 +259,7 @@ pub fn register(r: &mut Registrar) {
         move |url: &str, sql: &str, p: Array| db_exec(&c, url, sql, &p),
     );
 
-    let vdoc = "Reclaim space and refresh planner statistics: PostgreSQL VACUUM (ANALYZE), MySQL ANALYZE/OPTIMIZE TABLE, SQLite VACUUM + ANALYZE + integrity_check.\n\nOptions: `full` (VACUUM FULL / OPTIMIZE TABLE), `analyze` (default true), `tables` (default all). Returns `#{ database, size_before, size_after, tables, integrity, duration_ms, dry_run }`.\n\n```rhai\nlet v = vacuum(\"sqlite://example/app.db\");\nlog(`${v.size_before} -> ${v.size_after} bytes`);\n```";
+    let vdoc = "Reclaim space and refresh planner statistics: PostgreSQL VACUUM (ANALYZE), MySQL ANALYZE/OPTIMIZE TABLE, SQLite VACUUM + ANALYZE + integrity_check.\n\nOptions: `full` (VACUUM FULL / OPTIMIZE TABLE), `analyze` (default true), `tables` (default all). Returns `#{ database, size_before, size_after, tables, integrity, duration_ms, dry_run }`.\n\n```rhai\nlet v = vacuum(\"sqlite://examples/app.db\");\nlog(`${v.size_before} -> ${v.size_after} bytes`);\n```";
     let c = r.ctx.clone();
     r.add("vacuum", &["url: &str"], "Map", vdoc, move |url: &str| {
         vacuum(&c, url, &Map::new())
@@ -273,7 +273,7 @@ pub fn register(r: &mut Registrar) {
         move |url: &str, o: Map| vacuum(&c, url, &o),
     );
 
-    let sdoc = "Database health: size, connections, long-running queries, largest tables, dead tuples.\n\nOptions: `long_running` (threshold, default \"5m\"), `top` (tables listed, default 10). Returns `#{ engine, database, server_version, size_bytes, connections, max_connections, long_running, largest_tables, dead_tuples }`.\n\n```rhai\nlet s = db_stats(\"sqlite://example/app.db\");\nlog(`${s.size_bytes} bytes`);\n```";
+    let sdoc = "Database health: size, connections, long-running queries, largest tables, dead tuples.\n\nOptions: `long_running` (threshold, default \"5m\"), `top` (tables listed, default 10). Returns `#{ engine, database, server_version, size_bytes, connections, max_connections, long_running, largest_tables, dead_tuples }`.\n\n```rhai\nlet s = db_stats(\"sqlite://examples/app.db\");\nlog(`${s.size_bytes} bytes`);\n```";
     let c = r.ctx.clone();
     r.add("db_stats", &["url: &str"], "Map", sdoc, move |url: &str| {
         db_stats(&c, url, &Map::new())
@@ -287,7 +287,7 @@ pub fn register(r: &mut Registrar) {
         move |url: &str, o: Map| db_stats(&c, url, &o),
     );
 
-    let ddoc = "Delete rows whose timestamp column is older than `age`, in batches so no long lock is held.\n\nEach batch (default 10,000 rows) is its own short statement, with a pause (default 100ms) between batches. Options: `batch`, `pause`, `max_batches`. In dry-run the matching rows are only counted. Returns `#{ table, deleted, batches, matching, duration_ms, dry_run }`.\n\n```rhai\nlet r = delete_rows_older_than(\"sqlite://example/app.db\", \"audit_log\", \"created_at\", \"90d\");\nlog(`deleted ${r.deleted} rows in ${r.batches} batches`);\n```";
+    let ddoc = "Delete rows whose timestamp column is older than `age`, in batches so no long lock is held.\n\nEach batch (default 10,000 rows) is its own short statement, with a pause (default 100ms) between batches. Options: `batch`, `pause`, `max_batches`. In dry-run the matching rows are only counted. Returns `#{ table, deleted, batches, matching, duration_ms, dry_run }`.\n\n```rhai\nlet r = delete_rows_older_than(\"sqlite://examples/app.db\", \"audit_log\", \"created_at\", \"90d\");\nlog(`deleted ${r.deleted} rows in ${r.batches} batches`);\n```";
     let c = r.ctx.clone();
     r.add(
         "delete_rows_older_than",
@@ -315,7 +315,7 @@ pub fn register(r: &mut Registrar) {
         },
     );
 
-    let xdoc = "Export a table to CSV (with header) or JSON lines, streamed (PostgreSQL uses COPY).\n\nGzipped when `to` ends in `.gz` (or `compress` says so); written atomically with a `.sha256` sidecar. Options: `format` (\"csv\" | \"jsonl\"), `compress`, `where` (an SQL condition: only matching rows, e.g. to archive old rows before deleting them). Returns `#{ path, rows, bytes, sha256, duration_ms, dry_run }`.\n\n```rhai\nexport_table(\"sqlite://example/app.db\", \"customers\", \"backups/customers.csv\");\n```";
+    let xdoc = "Export a table to CSV (with header) or JSON lines, streamed (PostgreSQL uses COPY).\n\nGzipped when `to` ends in `.gz` (or `compress` says so); written atomically with a `.sha256` sidecar. Options: `format` (\"csv\" | \"jsonl\"), `compress`, `where` (an SQL condition: only matching rows, e.g. to archive old rows before deleting them). Returns `#{ path, rows, bytes, sha256, duration_ms, dry_run }`.\n\n```rhai\nexport_table(\"sqlite://examples/app.db\", \"customers\", \"backups/customers.csv\");\n```";
     let c = r.ctx.clone();
     r.add(
         "export_table",

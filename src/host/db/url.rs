@@ -344,8 +344,8 @@ mod tests {
         assert!(!u.without_password().contains("p%40ss"));
         assert_eq!(u.with_database("other").database, "other");
         assert_eq!(
-            sqlite_path("sqlite://example/app.db").unwrap(),
-            PathBuf::from("example/app.db")
+            sqlite_path("sqlite://examples/app.db").unwrap(),
+            PathBuf::from("examples/app.db")
         );
         assert_eq!(
             sqlite_path("sqlite:///tmp/a.db").unwrap(),

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Regenerate example/app.db: a small, deterministic shop database that scripts/nightly.rhai
-backs up on a machine with no database server. Run: python3 example/make_app_db.py"""
+"""Regenerate examples/app.db: a small, deterministic shop database that scripts/nightly.rhai
+backs up on a machine with no database server. Run: python3 examples/make_app_db.py"""
 import os
 import random
 import sqlite3
