@@ -597,3 +597,46 @@ fn procedures_mtn_toml_schedules_every_procedure() {
     assert!(text.contains("schedule = \"0 2 * * *\""), "nightly at 2 AM");
     assert!(r.stdout.contains("nightly"), "{}", r.stdout);
 }
+
+#[test]
+fn procedures_weekly_db_reads_its_settings_from_set_and_env() {
+    let d = sandbox();
+    std::fs::copy(d.path().join("examples/app.db"), d.path().join("other.db")).unwrap();
+    let r = run_in(
+        d.path(),
+        "weekly_db.rhai",
+        &[
+            "--set",
+            "database_url=sqlite://other.db",
+            "--set",
+            "dead_tuples_warn=5",
+        ],
+        &[],
+    );
+    r.expect_code(0);
+    assert!(
+        r.stderr.contains("other.db"),
+        "--set reaches the script: {}",
+        r.stderr
+    );
+    let r = run_in(
+        d.path(),
+        "weekly_db.rhai",
+        &[],
+        &[("DATABASE_URL", "sqlite://other.db")],
+    );
+    r.expect_code(0);
+    assert!(
+        r.stderr.contains("other.db"),
+        "so does the environment: {}",
+        r.stderr
+    );
+    let r = run_in(
+        d.path(),
+        "weekly_db.rhai",
+        &["--set", "dead_tuples_warn=many"],
+        &[],
+    );
+    assert_eq!(r.code, 1, "a setting of the wrong type is an error: {r:?}");
+    assert!(r.stderr.contains("dead_tuples_warn"), "{}", r.stderr);
+}
