@@ -178,6 +178,13 @@ pub fn allowed_keys(function: &str, param: &str) -> Option<Vec<&'static str>> {
             ],
             NO_EXTRA,
         ),
+        ("newest", "opts") => (
+            &[
+                fields::<storage::newest::NewestOptions>,
+                fields::<storage::target::ConnOptions>,
+            ],
+            NO_EXTRA,
+        ),
         ("delete_remote", "opts") => (&[fields::<storage::target::ConnOptions>], NO_EXTRA),
         ("retention", "policy") => (&[fields::<storage::retention::Policy>], NO_EXTRA),
         ("retention", "opts") => (

@@ -16,6 +16,7 @@ mod hardening;
 mod messages;
 mod mongo;
 mod mongo_legacy;
+mod newest;
 mod procedures;
 mod props;
 mod rotate_conformance;

@@ -6,6 +6,7 @@
 
 pub mod download;
 pub mod encrypt;
+pub mod newest;
 pub mod profile;
 pub mod remote;
 pub mod retention;
@@ -74,6 +75,12 @@ fn do_list(ctx: &RunCtx, url: &str, map: &Map) -> HostResult<Vec<remote::RemoteO
     let (conn, o): (_, remote::ListOptions) = split("list_remote", map)?;
     let t = open(ctx, url, &conn)?;
     ctx.block_on(remote::list(&t, &o))
+}
+
+fn do_newest(ctx: &RunCtx, url: &str, map: &Map) -> HostResult<newest::Newest> {
+    let (conn, o): (_, newest::NewestOptions) = split("newest", map)?;
+    let t = open(ctx, url, &conn)?;
+    ctx.block_on(newest::newest(&t, &o))
 }
 
 /// Object URLs from a string, an array of strings, or maps with a `url` (list_remote's output).
@@ -238,6 +245,35 @@ pub fn register(r: &mut Registrar) {
         DOWNLOAD_DOC,
         move |url: &str, local: &str, m: Map| -> RhaiResult {
             call(&ctx, "download", || do_download(&ctx, url, local, &m))
+        },
+    );
+
+    const NEWEST_DOC: &str = r#"The newest backup directly in a folder or under a remote prefix: `#{ url, key, size, modified, path }` (`path` is the local file for a folder on this machine, else `()`).
+
+Checksum sidecars (`.sha256`), temporary (`.tmp`, `.part`) and hidden files and anything in sub-folders are not backups. Options: `pattern` (glob on the file name, default "*"), and the connection options of `list_remote`. No match is an error (kind `not_found`).
+
+```rhai
+let b = newest("./backups", #{ pattern: "db_*.sql.gz" });
+log(`newest backup: ${b.path}, ${b.size} bytes, ${b.modified}`);
+```"#;
+    let ctx = r.ctx.clone();
+    r.add(
+        "newest",
+        &["location: &str"],
+        "Map",
+        NEWEST_DOC,
+        move |url: &str| -> RhaiResult {
+            call(&ctx, "newest", || do_newest(&ctx, url, &Map::new()))
+        },
+    );
+    let ctx = r.ctx.clone();
+    r.add(
+        "newest",
+        &["location: &str", "opts: Map"],
+        "Map",
+        NEWEST_DOC,
+        move |url: &str, m: Map| -> RhaiResult {
+            call(&ctx, "newest", || do_newest(&ctx, url, &m))
         },
     );
 
