@@ -95,8 +95,25 @@ pub struct RunArgs {
     /// Tell this target (webhook or smtp:// URL) once when the run fails.
     #[arg(long, value_name = "TARGET")]
     pub notify: Option<String>,
+    /// Run only if this host wins slot NAME on the fleet lock database (`--lock`, or `[fleet]
+    /// lock` of `--config`); another host having it prints "skipped: claimed by HOST", exit 0.
+    #[arg(long, value_name = "NAME")]
+    pub once: Option<String>,
+    /// The lock database for --once (postgres:// URL or libpq keyword string).
+    #[arg(long, value_name = "URL", requires = "once")]
+    pub lock: Option<String>,
+    /// The slot to claim with --once (default: the current minute): an RFC 3339 time,
+    /// `YYYY-MM-DD HH:MM[:SS]` in local time, or Unix seconds.
+    #[arg(long, value_name = "TIME", requires = "once")]
+    pub slot: Option<String>,
+    /// This host's id in the claim and the shared history (default: `[fleet] host_id`, else the
+    /// host name).
+    #[arg(long, value_name = "ID", requires = "once")]
+    pub host_id: Option<String>,
 }
 
+// Parsed once per process: the size of the largest variant (`run` and its flags) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a script once.
@@ -185,6 +202,10 @@ pub enum Command {
         /// Show one run in full with its log tail: a run id (`42`, with JOB) or `JOB#42`.
         #[arg(long, value_name = "RUN")]
         tail: Option<String>,
+        /// With `[fleet]`: this host's history file (with its skipped slots) instead of every
+        /// host's runs from the lock database.
+        #[arg(long)]
+        local: bool,
     },
     /// Ask the running daemon to run a job now.
     Trigger {

@@ -33,6 +33,8 @@ pub struct Config {
     pub history_max_age: Option<String>,
     pub policy: PolicyConfig,
     pub limits: Limits,
+    /// Hosts sharing a PostgreSQL lock database run each `once` job once per slot (docs/fleet.md).
+    pub fleet: Option<crate::daemon::fleet::config::FleetConfig>,
     #[serde(rename = "job")]
     pub jobs: Vec<JobConfig>,
 }
@@ -69,6 +71,8 @@ pub struct JobConfig {
     pub allow_exec: Vec<String>,
     pub allow_hosts: Vec<String>,
     pub enabled: Option<bool>,
+    /// With `[fleet]`: `once` (default: one host runs each slot) or `each` (every host runs it).
+    pub fleet: Option<String>,
 }
 
 impl JobConfig {
@@ -137,6 +141,7 @@ impl Config {
                 ));
             }
         }
+        out.extend(crate::daemon::fleet::config::problems(self, text, path));
         for (i, job) in self.jobs.iter().enumerate() {
             let fail = |key: &str, what: String| {
                 let (l, c) = job_key_location(text, i, key);
@@ -420,7 +425,7 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let col = before.rfind('\n').map(|i| offset - i).unwrap_or(offset + 1);

@@ -127,6 +127,10 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
         Ok(rt) => rt,
         Err(e) => return usage_error(&format!("cannot start the I/O runtime: {e}")),
     };
+    let once = match crate::daemon::fleet::once::prepare(&args, cfg.as_ref()) {
+        Ok(o) => o,
+        Err(e) => return usage_error(&e),
+    };
 
     let policy = build_policy(cfg.as_ref().map(|(c, b)| (c, b.clone())), &args);
     let mut ctx = RunCtx::new(rt.handle().clone(), args.file.clone(), policy);
@@ -158,6 +162,9 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
         host: crate::host::core::hostname(),
         ..Default::default()
     };
+    if let Some(o) = &once {
+        ctx.run = o.run_info();
+    }
     if let Err(e) = ctx.monitor.set(MonitorOptions {
         ping: args.ping.clone(),
         notify: args.notify.clone(),
@@ -196,6 +203,37 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
         return end_before_start(&rt, &ctx, &problems.concat());
     }
 
+    // --once: claim the slot; another host having it is a normal, successful end.
+    let claim = match &once {
+        None => None,
+        Some(o) => match rt.block_on(o.claim()) {
+            Ok(crate::daemon::fleet::Claimed::Won(c)) => Some(c),
+            Ok(crate::daemon::fleet::Claimed::Taken(host)) => {
+                println!("skipped: claimed by {host}");
+                return exit::OK;
+            }
+            Ok(crate::daemon::fleet::Claimed::Busy(host)) => {
+                println!(
+                    "skipped: previous run still going on {}",
+                    host.as_deref().unwrap_or("another host")
+                );
+                return exit::OK;
+            }
+            Err(e) => {
+                let text = format!(
+                    "error: --once {}: slot {} not run: cannot claim it on {}: {e}\n",
+                    o.job,
+                    o.slot.to_rfc3339(),
+                    o.fleet.shown()
+                );
+                eprint!("{}", crate::redact::redact(&text));
+                return end_before_start(&rt, &ctx, &text);
+            }
+        },
+    };
+    let started_at = chrono::Local::now();
+    let lock_conn = claim.as_ref().and_then(|c| c.lock_conn());
+
     if crate::logging::is_json() {
         tracing::info!(target: "mtn::run", event = "run_start", script = %args.file.display(), dry_run = args.dry_run);
     } else {
@@ -213,6 +251,12 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
                 tokio::time::sleep(t).await;
                 c.stop(StopReason::Timeout);
             });
+        }
+        if lock_conn.is_some() {
+            tokio::spawn(crate::daemon::fleet::once::watch(
+                lock_conn,
+                script_ctx.clone(),
+            ));
         }
         let run_ctx = script_ctx.clone();
         let mut task = tokio::task::spawn_blocking(move || execute_with(&engine, run_ctx, &ast));
@@ -297,6 +341,15 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
             error: error_text.as_deref(),
         },
     ));
+    if let (Some(o), Some(c)) = (&once, claim) {
+        let run = crate::daemon::fleet::once::FinishedRun {
+            status,
+            start: started_at,
+            error: error_text.as_deref(),
+            log_tail: ctx.log_tail.lines(),
+        };
+        rt.block_on(o.finish(c, &run));
+    }
     // Cancel requests for statements the run abandoned on a server must go out before the
     // process ends (they are quick; bounded anyway).
     rt.block_on(crate::host::db::postgres::conn::settle_cancels(

@@ -38,6 +38,9 @@ pub struct Entry {
     pub version: String,
     #[serde(default)]
     pub log_tail: Vec<String>,
+    /// The host that ran it (with `[fleet]`; the shared history's host column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 impl Entry {
@@ -75,6 +78,14 @@ impl History {
     pub fn with_max_age(mut self, max_age: std::time::Duration) -> History {
         self.max_age = max_age;
         self
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    pub fn max_age(&self) -> std::time::Duration {
+        self.max_age
     }
 
     fn file(&self, job: &str) -> PathBuf {
@@ -193,6 +204,7 @@ mod tests {
             error: None,
             version: "v".into(),
             log_tail: vec![],
+            host: None,
         }
     }
 

@@ -29,8 +29,10 @@ pub struct Settings {
     pub stdlib_dir: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub shutdown_grace: Duration,
-    /// This host's name in `run.host` (the host name).
+    /// This host's name in the fleet and in `run.host` (`[fleet] host_id`, else the host name).
     pub host_id: String,
+    /// `[fleet]`, which makes jobs `once` by default.
+    pub fleet: Option<crate::daemon::fleet::FleetConfig>,
 }
 
 impl Settings {
@@ -55,7 +57,12 @@ impl Settings {
                 .as_deref()
                 .and_then(|g| parse_duration(g).ok())
                 .unwrap_or(Duration::from_secs(30)),
-            host_id: crate::host::core::hostname(),
+            host_id: cfg
+                .fleet
+                .as_ref()
+                .map(|f| f.host())
+                .unwrap_or_else(crate::host::core::hostname),
+            fleet: cfg.fleet.clone(),
             base,
         }
     }
@@ -74,6 +81,8 @@ pub struct JobSpec {
     pub overlap: Overlap,
     pub policy: Policy,
     pub vars: Map,
+    /// `once` or `each` with `[fleet]`; none without.
+    pub fleet: Option<crate::daemon::fleet::FleetMode>,
 }
 
 impl JobSpec {
@@ -108,6 +117,7 @@ impl JobSpec {
                 .narrowed(&job_policy, &settings.base)
                 .map_err(|e| format!("job {:?}: {e}", cfg.name))?,
             vars,
+            fleet: crate::daemon::fleet::config::mode(settings.fleet.as_ref(), cfg),
             cfg: cfg.clone(),
         })
     }

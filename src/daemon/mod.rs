@@ -4,6 +4,7 @@
 pub mod access;
 pub mod alerts;
 pub mod cron;
+pub mod fleet;
 pub mod history;
 pub mod jobs;
 pub mod metrics;
@@ -60,12 +61,14 @@ pub fn command(cmd: Command) -> i32 {
             failed,
             since,
             tail,
+            local,
         } => {
             let filter = HistoryFilter {
                 job,
                 limit,
                 failed,
                 since,
+                local,
             };
             match tail {
                 Some(run) => history_tail(&paths, filter.job.as_deref(), &run, json),
@@ -164,6 +167,15 @@ async fn serve(
              or set `insecure_listen = true` to accept that (every endpoint but /healthz then needs the token)"
         ));
     }
+    let fleet = match cfg
+        .fleet
+        .as_ref()
+        .map(|f| fleet::Fleet::new(f, &settings.base))
+    {
+        None => None,
+        Some(Ok(f)) => Some(Arc::new(f)),
+        Some(Err(e)) => return usage(&e),
+    };
     let token_file = cfg.token_file.as_ref().map(|f| settings.base.join(f));
     let access = match access::load_or_create(token_file.as_deref(), &settings.state_dir) {
         Ok(token) => access::Access::new(token, loopback),
@@ -191,6 +203,7 @@ async fn serve(
         config_error: Mutex::new(None),
         started: Local::now(),
         http: reqwest::Client::new(),
+        fleet,
     });
 
     // Initial load: compile everything off the async threads.
@@ -201,8 +214,10 @@ async fn serve(
     let jobs: Vec<_> = read(&d.jobs).values().cloned().collect();
     for job in &jobs {
         // Last results survive restarts: seed /status and metrics from the history.
-        if let Some(e) = d.history.last(job.spec.name()) {
-            lock(&job.state).runs = e.run;
+        let past = d.history.job(job.spec.name());
+        // Skipped slots (fleet) have no run id: the counter is the highest one given out.
+        lock(&job.state).runs = past.iter().map(|e| e.run).max().unwrap_or(0);
+        if let Some(e) = past.iter().rev().find(|e| e.status != "skipped") {
             lock(&job.state).last = Some(LastRun {
                 status: e.status.clone(),
                 start: e.start,
@@ -210,9 +225,7 @@ async fn serve(
                 error: e.error.clone(),
             });
         }
-        if let Some(ok) = d
-            .history
-            .job(job.spec.name())
+        if let Some(ok) = past
             .iter()
             .rev()
             .find(|e| e.status == "ok" || e.status == "warning")
@@ -236,6 +249,11 @@ async fn serve(
             None
         }
     };
+
+    if let Some(f) = &d.fleet {
+        tracing::info!(target: "mtn::fleet", "fleet: this host is {:?}; slots of `once` jobs are claimed on {}", f.host, f.shown());
+        tokio::spawn(d.clone().fleet_loop());
+    }
 
     let server_token = CancellationToken::new();
     let server = {
@@ -461,6 +479,7 @@ struct HistoryFilter {
     limit: usize,
     failed: bool,
     since: Option<String>,
+    local: bool,
 }
 
 /// The entries of one job (checked to exist) or of all jobs, oldest first.
@@ -494,9 +513,26 @@ fn history_command(paths: &DaemonPaths, f: &HistoryFilter, json: bool) -> i32 {
         }
         Some(Err(e)) => return usage(&format!("--since: {}", e.message)),
     };
-    let mut entries = match history_entries(&c, f.job.as_deref()) {
-        Ok(e) => e,
-        Err(e) => return usage(&e),
+    let shared = c.cfg.fleet.as_ref().filter(|_| !f.local).map(|fc| {
+        let q = fleet::shared::Query {
+            job: f.job.as_deref(),
+            since,
+            failed: f.failed,
+            limit: f.limit,
+        };
+        fleet::shared::fetch_blocking(fc, &c.settings.base, &q)
+    });
+    let mut entries = match shared {
+        Some(Ok(e)) => e,
+        other => {
+            if let Some(Err(e)) = other {
+                eprintln!("warning: {e}; showing this host's history only");
+            }
+            match history_entries(&c, f.job.as_deref()) {
+                Ok(e) => e,
+                Err(e) => return usage(&e),
+            }
+        }
     };
     entries.retain(|e| {
         (!f.failed || matches!(e.status.as_str(), "failed" | "timeout"))
@@ -510,9 +546,22 @@ fn history_command(paths: &DaemonPaths, f: &HistoryFilter, json: bool) -> i32 {
         }
         return exit::OK;
     }
+    let hosts = entries.iter().any(|e| e.host.is_some());
+    let host_col = |h: &str| {
+        if hosts {
+            format!("{h:<16} ")
+        } else {
+            String::new()
+        }
+    };
     println!(
-        "{:<20} {:<24} {:<12} {:>9} {:<10} ERROR",
-        "START", "RUN", "STATUS", "SECONDS", "TRIGGER"
+        "{:<20} {}{:<24} {:<12} {:>9} {:<10} ERROR",
+        "START",
+        host_col("HOST"),
+        "RUN",
+        "STATUS",
+        "SECONDS",
+        "TRIGGER"
     );
     for e in &entries {
         let err = e
@@ -521,8 +570,9 @@ fn history_command(paths: &DaemonPaths, f: &HistoryFilter, json: bool) -> i32 {
             .and_then(|t| t.lines().next())
             .unwrap_or("");
         println!(
-            "{:<20} {:<24} {:<12} {:>9.3} {:<10} {}",
+            "{:<20} {}{:<24} {:<12} {:>9.3} {:<10} {}",
             e.start.format("%Y-%m-%d %H:%M:%S"),
+            host_col(e.host.as_deref().unwrap_or("")),
             format!("{}#{}", e.job, e.run),
             e.status,
             e.duration_secs(),

@@ -89,6 +89,8 @@ pub struct Daemon {
     pub config_error: Mutex<Option<String>>,
     pub started: DateTime<Local>,
     pub http: reqwest::Client,
+    /// `[fleet]`: the lock database deciding which host runs a `once` job's slot.
+    pub fleet: Option<Arc<crate::daemon::fleet::Fleet>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -156,6 +158,18 @@ impl Daemon {
         trigger: &'static str,
         scheduled: Option<DateTime<Local>>,
     ) -> Fired {
+        self.fire_slot(job, trigger, scheduled, 0)
+    }
+
+    /// [`Daemon::fire`] for a fleet takeover too: a `once` job's slot is claimed first
+    /// (`takeover` 1: the one re-run of a slot whose host died).
+    pub fn fire_slot(
+        self: &Arc<Self>,
+        job: &Arc<Job>,
+        trigger: &'static str,
+        scheduled: Option<DateTime<Local>>,
+        takeover: i16,
+    ) -> Fired {
         if self.shutdown.is_cancelled() {
             return Fired::ShuttingDown;
         }
@@ -190,10 +204,17 @@ impl Daemon {
         }
         let d = self.clone();
         let j = job.clone();
-        self.runs.spawn_on(
-            async move { d.run_job(j, trigger, scheduled).await },
-            &self.handle,
-        );
+        match scheduled.filter(|_| job.spec.fleet == Some(crate::daemon::fleet::FleetMode::Once)) {
+            // A manual trigger has no slot: it runs here, unclaimed (docs/fleet.md).
+            Some(slot) => self.runs.spawn_on(
+                async move { d.run_claimed(j, trigger, slot, takeover).await },
+                &self.handle,
+            ),
+            None => self.runs.spawn_on(
+                async move { d.run_job(j, trigger, scheduled).await },
+                &self.handle,
+            ),
+        };
         Fired::Started
     }
 
@@ -210,28 +231,7 @@ impl Daemon {
         mut scheduled: Option<DateTime<Local>>,
     ) {
         loop {
-            let retries = job.spec.cfg.retries;
-            let mut attempt = 0;
-            loop {
-                let status = self.run_once(&job, trigger, scheduled, attempt).await;
-                let retryable = matches!(status, Status::Failed | Status::Timeout);
-                if !retryable || attempt >= retries || self.shutdown.is_cancelled() {
-                    break;
-                }
-                // Exponential backoff: delay, 2×delay, 4×delay... capped at an hour.
-                let delay = job
-                    .spec
-                    .retry_delay
-                    .saturating_mul(1 << attempt.min(16))
-                    .min(Duration::from_secs(3600));
-                tracing::info!(target: "mtn::daemon", "job {}: retry {} of {retries} in {:?}", job.spec.name(), attempt + 1, delay);
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = self.shutdown.cancelled() => break,
-                }
-                attempt += 1;
-                trigger = "retry";
-            }
+            self.attempts(&job, trigger, scheduled, None).await;
             let mut st = lock(&job.state);
             if st.queued > 0 && !self.shutdown.is_cancelled() {
                 st.queued -= 1;
@@ -243,6 +243,40 @@ impl Daemon {
             st.running = None;
             st.queued = 0;
             return;
+        }
+    }
+
+    /// A run's attempts: the first, then retries with backoff while it fails. `stop` (a fleet
+    /// run whose lock was lost) ends the retries too. Returns the last attempt's status.
+    pub(crate) async fn attempts(
+        self: &Arc<Self>,
+        job: &Arc<Job>,
+        mut trigger: &'static str,
+        scheduled: Option<DateTime<Local>>,
+        stop: Option<&CancellationToken>,
+    ) -> Status {
+        let retries = job.spec.cfg.retries;
+        let mut attempt = 0;
+        loop {
+            let status = self.run_once(job, trigger, scheduled, attempt).await;
+            let retryable = matches!(status, Status::Failed | Status::Timeout);
+            let stopped = stop.is_some_and(|s| s.is_cancelled());
+            if !retryable || attempt >= retries || self.shutdown.is_cancelled() || stopped {
+                return status;
+            }
+            // Exponential backoff: delay, 2×delay, 4×delay... capped at an hour.
+            let delay = job
+                .spec
+                .retry_delay
+                .saturating_mul(1 << attempt.min(16))
+                .min(Duration::from_secs(3600));
+            tracing::info!(target: "mtn::daemon", "job {}: retry {} of {retries} in {:?}", job.spec.name(), attempt + 1, delay);
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.shutdown.cancelled() => return status,
+            }
+            attempt += 1;
+            trigger = "retry";
         }
     }
 
@@ -336,10 +370,12 @@ impl Daemon {
             error: error.clone(),
             version,
             log_tail: ctx.log_tail.lines(),
+            host: self.fleet.as_ref().map(|f| f.host.clone()),
         };
         if let Err(e) = self.history.append(&entry) {
             tracing::error!(target: "mtn::daemon", "job {name}: cannot write run history: {e}");
         }
+        self.share(&entry);
         self.metrics
             .run(&name, status.as_str(), entry.duration_secs(), end);
         {
@@ -584,6 +620,13 @@ impl Daemon {
     /// time that has passed runs once now. A job with no history is not caught up.
     pub fn catch_up(self: &Arc<Self>, job: &Arc<Job>) {
         if !job.spec.cfg.catch_up || !job.spec.cfg.is_enabled() {
+            return;
+        }
+        if job.spec.fleet == Some(crate::daemon::fleet::FleetMode::Once) {
+            // The fleet's newest claim, not this host's history, says what was missed.
+            let d = self.clone();
+            let j = job.clone();
+            self.handle.spawn(async move { d.fleet_catch_up(j).await });
             return;
         }
         let Some(last) = self.history.last(job.spec.name()) else {

@@ -40,6 +40,9 @@ pub struct Status {
     pub config_error: Option<String>,
     pub shutting_down: bool,
     pub jobs: Vec<JobStatus>,
+    /// With `[fleet]`: the newest runs of every host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::daemon::fleet::status::FleetStatus>,
 }
 
 pub fn status(d: &Daemon) -> Status {
@@ -77,7 +80,17 @@ pub fn status(d: &Daemon) -> Status {
         config_error: lock(&d.config_error).clone(),
         shutting_down: d.shutdown.is_cancelled(),
         jobs,
+        fleet: None,
     }
+}
+
+/// [`status`] with the fleet's runs (read from the lock database).
+pub async fn full_status(d: &Daemon) -> Status {
+    let mut s = status(d);
+    if let Some(f) = &d.fleet {
+        s.fleet = Some(crate::daemon::fleet::status::status(f).await);
+    }
+    s
 }
 
 pub fn router(d: Arc<Daemon>, access: Arc<crate::daemon::access::Access>) -> Router {
@@ -95,7 +108,7 @@ pub fn router(d: Arc<Daemon>, access: Arc<crate::daemon::access::Access>) -> Rou
 }
 
 async fn status_json(State(d): State<Arc<Daemon>>) -> Json<Status> {
-    Json(status(&d))
+    Json(full_status(&d).await)
 }
 
 async fn metrics(State(d): State<Arc<Daemon>>) -> Response {
@@ -112,7 +125,10 @@ async fn metrics(State(d): State<Arc<Daemon>>) -> Response {
         .collect();
     let state_dir = read(&d.settings).state_dir.clone();
     let broken = lock(&d.config_error).is_some();
-    let body = d.metrics.render(&gauges, &state_dir, broken, d.started);
+    let mut body = d.metrics.render(&gauges, &state_dir, broken, d.started);
+    if let Some(f) = &d.fleet {
+        f.render_metrics(&mut body);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -154,7 +170,7 @@ fn time(t: Option<DateTime<Local>>) -> String {
 
 /// A small page, rendered on the server (no scripts), refreshing itself every 10 s.
 async fn page(State(d): State<Arc<Daemon>>) -> Html<String> {
-    let s = status(&d);
+    let s = full_status(&d).await;
     let mut rows = String::new();
     for j in &s.jobs {
         let (last, last_class) = match &j.last {
@@ -190,6 +206,11 @@ async fn page(State(d): State<Arc<Daemon>>) -> Html<String> {
             ver = h(j.version.as_deref().unwrap_or("—")),
         ));
     }
+    let fleet = s
+        .fleet
+        .as_ref()
+        .map(|f| crate::daemon::fleet::status::html(f, h))
+        .unwrap_or_default();
     let config_error = s
         .config_error
         .as_ref()
@@ -216,7 +237,7 @@ pre {{ white-space: pre-wrap; font-size: 12px; }}
 <table id="jobs"><thead><tr><th>job</th><th>schedule</th><th>state</th><th>next run</th><th>last run</th><th>version</th><th>errors</th></tr></thead>
 <tbody>
 {rows}</tbody></table>
-</body></html>
+{fleet}</body></html>
 "#,
         version = s.version,
         started = time(Some(s.started_at)),

@@ -178,7 +178,9 @@ impl Daemon {
                 return Err(e);
             }
         };
-        let settings = Settings::from_config(&cfg, &self.config_path, self.state_flag.as_deref());
+        let mut settings =
+            Settings::from_config(&cfg, &self.config_path, self.state_flag.as_deref());
+        self.pin_fleet(&mut settings);
         let mut specs = Vec::new();
         for jc in &cfg.jobs {
             match JobSpec::new(jc, &settings) {
