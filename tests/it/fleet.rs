@@ -278,17 +278,44 @@ fn fleet_three_daemons_run_every_slot_exactly_once() {
     }
     let runs = runs_by_slot(&out, ".run");
     let logs: String = daemons.iter().map(|d| d.log()).collect();
+    // Every slot has one claim; it ran exactly once — unless the claim says the previous run
+    // was still going (on a machine so loaded that a run took over a second: the fleet's
+    // overlap rule, recorded once), then not at all. Never twice, never silently lost.
+    let claims = psql(
+        &lock,
+        &format!("SELECT extract(epoch FROM slot)::bigint, count(*), min(outcome) FROM mtn_fleet_claims WHERE job = 'tick' AND takeover = 0 AND slot BETWEEN to_timestamp({from}) AND to_timestamp({to}) GROUP BY slot"),
+    );
+    let outcome: std::collections::BTreeMap<i64, (i64, String)> = claims
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(3, '|').collect();
+            (
+                f[0].parse().unwrap(),
+                (f[1].parse().unwrap(), f[2].to_string()),
+            )
+        })
+        .collect();
+    let mut overlapped = 0;
     for slot in from..=to {
         let who = runs.get(&slot).cloned().unwrap_or_default();
-        assert_eq!(who.len(), 1, "slot {slot} ran {who:?}\n{runs:#?}\n{logs}");
+        let (n, how) = outcome
+            .get(&slot)
+            .cloned()
+            .unwrap_or_else(|| panic!("slot {slot} has no claim\n{claims}\n{logs}"));
+        assert_eq!(n, 1, "slot {slot}: {n} claims");
+        if how.starts_with("skipped: previous run still going") {
+            overlapped += 1;
+            assert!(who.is_empty(), "slot {slot} ran {who:?} but says {how}");
+        } else {
+            assert_eq!(how, "ok", "slot {slot}");
+            assert_eq!(who.len(), 1, "slot {slot} ran {who:?}\n{runs:#?}\n{logs}");
+        }
     }
-    // The claims agree: one row per slot, finished ok.
-    let rows = psql(
-        &lock,
-        &format!("SELECT count(*), count(DISTINCT slot), bool_and(outcome = 'ok') FROM mtn_fleet_claims WHERE job = 'tick' AND slot BETWEEN to_timestamp({from}) AND to_timestamp({to})"),
-    );
     let n = to - from + 1;
-    assert_eq!(rows.trim(), format!("{n}|{n}|t"), "{logs}");
+    assert!(
+        overlapped * 4 <= n,
+        "{overlapped} of {n} slots overlapped\n{logs}"
+    );
     // The hosts that lost a slot recorded it as skipped, naming the winner.
     let skipped: Vec<serde_json::Value> = daemons
         .iter()
@@ -304,7 +331,10 @@ fn fleet_three_daemons_run_every_slot_exactly_once() {
         &lock,
         &format!("SELECT count(*), count(DISTINCT host) FROM mtn_fleet_history WHERE job = 'tick' AND status = 'ok' AND slot BETWEEN to_timestamp({from}) AND to_timestamp({to})"),
     );
-    assert!(shared.trim().starts_with(&format!("{n}|")), "{shared}");
+    assert!(
+        shared.trim().starts_with(&format!("{}|", n - overlapped)),
+        "{shared}"
+    );
     let hosts = runs
         .values()
         .flatten()
