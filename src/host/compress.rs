@@ -1,20 +1,10 @@
-//! Parallel gzip, shared by database dumps, log rotation and `compress()`.
-//!
-//! Input is cut into chunks; each chunk is deflated on its own thread into a complete gzip
-//! member, and members are written in order. The concatenation is a valid multi-member gzip
-//! file that `gunzip`, `zcat` and flate2's `MultiGzDecoder` read as one stream. Memory stays
-//! bounded: at most `2 × threads` chunks are in flight.
+//! `compress`/`decompress` and the file-level helpers rotation shares (gzip or zstd through
+//! host/codec.rs; the parallel gzip writer itself is host/pgzip.rs, re-exported here).
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::thread;
 
-use flate2::read::MultiGzDecoder;
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use rhai::Map;
 use serde::{Deserialize, Serialize};
 
@@ -22,152 +12,9 @@ use crate::atomic::AtomicFile;
 use crate::engine::ctx::RunCtx;
 use crate::engine::registry::Registrar;
 use crate::host::binding::{call, opts, RhaiResult};
+use crate::host::codec::{self, Codec, Format};
 use crate::host::error::{HostError, HostResult};
-
-/// Chunk size per gzip member. 1 MiB keeps the size penalty of independent members well under
-/// 1% at level 6 while giving enough chunks to keep every core busy.
-pub const DEFAULT_CHUNK: usize = 1024 * 1024;
-
-pub fn default_threads() -> usize {
-    thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-}
-
-pub struct ParallelGzWriter<W: Write> {
-    inner: Option<W>,
-    level: u32,
-    chunk: usize,
-    threads: usize,
-    buf: Vec<u8>,
-    pending: VecDeque<mpsc::Receiver<io::Result<Vec<u8>>>>,
-    raw_bytes: u64,
-    finished: bool,
-}
-
-impl<W: Write> ParallelGzWriter<W> {
-    pub fn new(inner: W, level: u32) -> Self {
-        Self::with_options(inner, level, default_threads(), DEFAULT_CHUNK)
-    }
-
-    pub fn with_options(inner: W, level: u32, threads: usize, chunk: usize) -> Self {
-        ParallelGzWriter {
-            inner: Some(inner),
-            level: level.min(9),
-            chunk: chunk.max(64 * 1024),
-            threads: threads.max(1),
-            buf: Vec::with_capacity(chunk),
-            pending: VecDeque::new(),
-            raw_bytes: 0,
-            finished: false,
-        }
-    }
-
-    /// Uncompressed bytes written so far.
-    pub fn raw_bytes(&self) -> u64 {
-        self.raw_bytes
-    }
-
-    fn dispatch(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(self.chunk));
-        let level = self.level;
-        let (tx, rx) = mpsc::sync_channel(1);
-        if self.threads == 1 {
-            let _ = tx.send(compress_member(&data, level));
-        } else {
-            thread::spawn(move || {
-                let _ = tx.send(compress_member(&data, level));
-            });
-        }
-        self.pending.push_back(rx);
-        while self.pending.len() >= self.threads * 2 {
-            self.drain_one()?;
-        }
-        Ok(())
-    }
-
-    fn drain_one(&mut self) -> io::Result<()> {
-        if let Some(rx) = self.pending.pop_front() {
-            let member = rx
-                .recv()
-                .map_err(|_| io::Error::other("compression thread died"))??;
-            self.out()?.write_all(&member)?;
-        }
-        Ok(())
-    }
-
-    /// Compress what is left, write every member, and return the inner writer.
-    pub fn finish(mut self) -> io::Result<W> {
-        self.finish_inner()?;
-        self.inner
-            .take()
-            .ok_or_else(|| io::Error::other("gzip writer already finished"))
-    }
-
-    fn out(&mut self) -> io::Result<&mut W> {
-        self.inner
-            .as_mut()
-            .ok_or_else(|| io::Error::other("gzip writer already finished"))
-    }
-
-    fn finish_inner(&mut self) -> io::Result<()> {
-        if self.finished {
-            return Ok(());
-        }
-        // An empty input still yields a valid (empty) gzip file.
-        if self.buf.is_empty() && self.pending.is_empty() && self.raw_bytes == 0 {
-            let member = compress_member(&[], self.level)?;
-            self.out()?.write_all(&member)?;
-        } else {
-            self.dispatch()?;
-        }
-        while !self.pending.is_empty() {
-            self.drain_one()?;
-        }
-        self.out()?.flush()?;
-        self.finished = true;
-        Ok(())
-    }
-}
-
-impl<W: Write> Write for ParallelGzWriter<W> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let room = self.chunk - self.buf.len();
-        let n = room.min(data.len());
-        self.buf.extend_from_slice(&data[..n]);
-        self.raw_bytes += n as u64;
-        if self.buf.len() >= self.chunk {
-            self.dispatch()?;
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        // Members are only complete at chunk boundaries; flushing the partial chunk early would
-        // just make more, smaller members. Data is guaranteed out by `finish`.
-        Ok(())
-    }
-}
-
-impl<W: Write> Drop for ParallelGzWriter<W> {
-    fn drop(&mut self) {
-        // Dropping without finish() is an abandoned write (error path): do not block on
-        // compression threads, just let them finish into closed channels.
-        self.pending.clear();
-    }
-}
-
-/// One complete gzip member for `data`.
-pub fn compress_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
-    let mut enc = GzEncoder::new(
-        Vec::with_capacity(data.len() / 3 + 64),
-        Compression::new(level),
-    );
-    enc.write_all(data)?;
-    enc.finish()
-}
+pub use crate::host::pgzip::{compress_member, default_threads, ParallelGzWriter, DEFAULT_CHUNK};
 
 /// Compress `src` into `dest` through `<dest>.tmp` (fsynced, then renamed), keeping the source's
 /// mode, mtime and (as root) owner, like gzip. The source is left alone: the caller removes it
@@ -181,10 +28,21 @@ pub fn gzip_file(
     threads: usize,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> io::Result<(u64, u64)> {
+    compress_file(src, dest, Codec::Gzip(level), threads, stop)
+}
+
+/// [`gzip_file`] for any codec.
+pub fn compress_file(
+    src: &Path,
+    dest: &Path,
+    codec: Codec,
+    threads: usize,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> io::Result<(u64, u64)> {
     let mut input = crate::atomic::open_regular(src)?;
     let md = input.metadata()?;
     let out = AtomicFile::create(dest)?;
-    let mut gz = ParallelGzWriter::with_options(out, level, threads, DEFAULT_CHUNK);
+    let mut gz = codec.writer(out, threads)?;
     let mut buf = vec![0u8; DEFAULT_CHUNK];
     let name = src.file_name().unwrap_or_default().to_string_lossy();
     let progress = crate::progress::Progress::start(&format!("compressing {name}"), Some(md.len()));
@@ -240,15 +98,22 @@ pub fn copy_attrs(f: &File, md: &std::fs::Metadata) -> io::Result<()> {
     filetime::set_file_handle_times(f, Some(atime), Some(mtime))
 }
 
-/// Decompress `src` (plain or multi-member gzip) into `dest` through a temporary file.
-pub fn gunzip_file(
+/// Decompress `src` (gzip or zstd, told by its first bytes) into `dest` through a temporary
+/// file. Data in neither format is refused (InvalidData).
+pub fn decompress_file(
     src: &Path,
     dest: &Path,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> io::Result<(u64, u64)> {
     let input = crate::atomic::open_regular(src)?;
     let md = input.metadata()?;
-    let mut dec = MultiGzDecoder::new(io::BufReader::with_capacity(256 * 1024, input));
+    let (format, mut dec) = codec::reader(io::BufReader::with_capacity(256 * 1024, input))?;
+    if format == Format::Plain {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "neither gzip nor zstd (its first bytes are not a known magic number)",
+        ));
+    }
     let mut out = AtomicFile::create(dest)?;
     let n = crate::atomic::copy_until(&mut dec, out.file(), stop)?;
     copy_attrs(out.file(), &md)?;
@@ -259,8 +124,10 @@ pub fn gunzip_file(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CompressOpts {
-    /// gzip level 1–9 (default 6, like gzip).
-    pub level: u32,
+    /// "gzip" (default) or "zstd".
+    pub compression: String,
+    /// gzip 1–9 (default 6, like gzip), zstd 1–22 (default 3, like zstd).
+    pub level: Option<i64>,
     /// Keep the input file (gzip -k).
     pub keep: bool,
     /// Replace an existing output (gzip -f).
@@ -272,7 +139,8 @@ pub struct CompressOpts {
 impl Default for CompressOpts {
     fn default() -> Self {
         CompressOpts {
-            level: 6,
+            compression: "gzip".into(),
+            level: None,
             keep: false,
             force: false,
             threads: None,
@@ -306,22 +174,18 @@ fn check_input(path: &Path) -> HostResult<std::fs::Metadata> {
 }
 
 pub fn compress(ctx: &RunCtx, path: &str, opts: &CompressOpts) -> HostResult<CompressReport> {
-    if !(1..=9).contains(&opts.level) {
-        return Err(HostError::invalid(format!(
-            "compress: level must be 1 to 9, got {}",
-            opts.level
-        )));
-    }
+    let codec = Codec::new(&opts.compression, opts.level)
+        .map_err(|e| HostError::invalid(format!("compress: {}", e.message)))?;
     let src = Path::new(path);
-    if path.ends_with(".gz") {
+    if let Some(ext) = COMPRESSED_EXTS.iter().find(|e| path.ends_with(*e)) {
         return Err(HostError::invalid(format!(
-            "{path} already has the .gz suffix"
+            "{path} already has the {ext} suffix"
         )));
     }
     let (src_abs, dest, report) = prepare(
         ctx,
         src,
-        Path::new(&format!("{path}.gz")),
+        Path::new(&format!("{path}{}", codec.ext())),
         opts.keep,
         opts.force,
     )?;
@@ -330,7 +194,7 @@ pub fn compress(ctx: &RunCtx, path: &str, opts: &CompressOpts) -> HostResult<Com
     }
     let threads = opts.threads.unwrap_or_else(default_threads).max(1);
     let stop = || ctx.token.is_cancelled();
-    let (raw, out) = gzip_file(&src_abs, &dest, opts.level, threads, &stop)
+    let (raw, out) = compress_file(&src_abs, &dest, codec, threads, &stop)
         .map_err(|e| io_err("compressing", &src_abs, &e))?;
     complete(report, &src_abs, opts.keep, (raw, out), true)
 }
@@ -397,6 +261,9 @@ fn complete(
     Ok(report)
 }
 
+/// Suffixes that name compressed files (what `decompress` strips).
+const COMPRESSED_EXTS: [&str; 2] = [".gz", ".zst"];
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct DecompressOpts {
@@ -405,8 +272,10 @@ pub struct DecompressOpts {
 }
 
 pub fn decompress(ctx: &RunCtx, path: &str, opts: &DecompressOpts) -> HostResult<CompressReport> {
-    let Some(stem) = path.strip_suffix(".gz") else {
-        return Err(HostError::invalid(format!("{path} does not end in .gz")));
+    let Some(stem) = COMPRESSED_EXTS.iter().find_map(|e| path.strip_suffix(*e)) else {
+        return Err(HostError::invalid(format!(
+            "{path} does not end in .gz or .zst (the output is the name without it)"
+        )));
     };
     let src = Path::new(path);
     let (src_abs, dest, report) = prepare(ctx, src, Path::new(stem), opts.keep, opts.force)?;
@@ -414,9 +283,13 @@ pub fn decompress(ctx: &RunCtx, path: &str, opts: &DecompressOpts) -> HostResult
         return Ok(report);
     }
     let stop = || ctx.token.is_cancelled();
-    let (inp, out) = gunzip_file(&src_abs, &dest, &stop).map_err(|e| {
-        if e.kind() == io::ErrorKind::InvalidInput || e.kind() == io::ErrorKind::InvalidData {
-            HostError::verification(format!("{path} is not valid gzip: {e}"))
+    let (inp, out) = decompress_file(&src_abs, &dest, &stop).map_err(|e| {
+        if e.kind() == io::ErrorKind::InvalidInput
+            || e.kind() == io::ErrorKind::InvalidData
+            || e.kind() == io::ErrorKind::UnexpectedEof
+            || e.kind() == io::ErrorKind::Other
+        {
+            HostError::verification(format!("{path} is not valid gzip or zstd: {e}"))
         } else {
             io_err("decompressing", &src_abs, &e)
         }
@@ -426,12 +299,13 @@ pub fn decompress(ctx: &RunCtx, path: &str, opts: &DecompressOpts) -> HostResult
 
 pub fn register(r: &mut Registrar) {
     r.category("files");
-    const C: &str = "gzip a file into `path.gz` (parallel on large files; plain gzip that `gunzip` reads), then remove `path`.\n\n\
-The output is written to a temporary file and renamed, so a crash never leaves a partial `.gz` nor loses the input. \
-Mode and mtime are kept, like gzip. Honours the policy and dry-run. Options: `level` (6), `keep` (false: \
+    const C: &str = "gzip a file into `path.gz` (parallel on large files; plain gzip that `gunzip` reads), or zstd it into `path.zst`, then remove `path`.\n\n\
+The output is written to a temporary file and renamed, so a crash never leaves a partial output nor loses the input. \
+Mode and mtime are kept, like gzip. Honours the policy and dry-run. Options: `compression` (\"gzip\" or \"zstd\"; \
+multi-threaded like `zstd -T0`), `level` (gzip 1-9, default 6; zstd 1-22, default 3), `keep` (false: \
 remove the input), `force` (false: refuse to replace an existing output), `threads` (every core). \
 Returns `#{ input, output, bytes_in, bytes_out, ratio, dry_run }`.\n\n\
-```rhai\nlet r = compress(\"./dump.sql\", #{ level: 6 });\nlog(`${r.output}: ${r.ratio}`);\n```";
+```rhai\nlet r = compress(\"./dump.sql\", #{ level: 6 });\nlog(`${r.output}: ${r.ratio}`);\ncompress(\"./app.log\", #{ compression: \"zstd\", level: 19 });\n```";
     let ctx = r.ctx.clone();
     r.add(
         "compress",
@@ -456,7 +330,8 @@ Returns `#{ input, output, bytes_in, bytes_out, ratio, dry_run }`.\n\n\
             })
         },
     );
-    const D: &str = "gunzip `path` (which must end in .gz, single or multi-member) into the name without .gz, then remove `path`.\n\n\
+    const D: &str = "Decompress `path` (ending in .gz or .zst) into the name without it, then remove `path`.\n\n\
+The format is told by the file's first bytes, not its name: gzip (single or multi-member) or zstd (any number of frames). \
 Written through a temporary file and renamed. Honours the policy and dry-run. Options: `keep` (false), `force` (false). \
 Returns `#{ input, output, bytes_in, bytes_out, ratio, dry_run }`.\n\n\
 ```rhai\ndecompress(\"./dump.sql.gz\", #{ keep: true });\n```";
@@ -489,6 +364,7 @@ Returns `#{ input, output, bytes_in, bytes_out, ratio, dry_run }`.\n\n\
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flate2::read::MultiGzDecoder;
 
     fn roundtrip(data: &[u8], threads: usize, chunk: usize) -> Vec<u8> {
         let mut w = ParallelGzWriter::with_options(Vec::new(), 6, threads, chunk);

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod binding;
 pub mod check;
+pub mod codec;
 pub mod compress;
 pub mod container;
 pub mod core;
@@ -13,6 +14,7 @@ pub mod exec;
 pub mod fs;
 pub mod notify;
 pub mod redis;
+pub mod pgzip;
 pub mod rotate;
 pub mod state;
 pub mod storage;

@@ -1,5 +1,6 @@
 //! `verify_backup`: prove an artifact on disk is intact before trusting it — the sha256 sidecar
-//! matches and a gzip stream decodes to its end (what `sha256sum -c` and `gzip -t` check).
+//! matches and a gzip or zstd stream decodes to its end (what `sha256sum -c`, `gzip -t` and
+//! `zstd -t` check). The compression is told by the file's first bytes, not its name.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -10,6 +11,7 @@ use serde::Serialize;
 use crate::atomic::HashingWriter;
 use crate::engine::registry::Registrar;
 use crate::host::binding::call;
+use crate::host::codec::{self, Format};
 use crate::host::error::{HostError, HostResult};
 
 #[derive(Debug, Serialize)]
@@ -22,6 +24,8 @@ pub struct VerifyReport {
     pub sidecar: String,
     /// "ok", "corrupt" or "not gzip".
     pub gzip: String,
+    /// "ok", "corrupt" or "not zstd".
+    pub zstd: String,
     /// What was actually checked ("sha256", "gzip", "format"). `ok` is false when this is empty:
     /// a file nothing could be checked for is not called intact.
     pub checked: Vec<String>,
@@ -67,8 +71,8 @@ pub fn verify(path: &Path) -> HostResult<VerifyReport> {
         )));
     }
     let mut hasher = HashingWriter::new(io::sink());
-    let is_gz = shown.ends_with(".gz") || shown.ends_with(".tgz");
     let mut gzip = "not gzip".to_string();
+    let mut zstd = "not zstd".to_string();
     let mut error = String::new();
     let mut head = [0u8; 512];
     let head_len = {
@@ -86,23 +90,41 @@ pub fn verify(path: &Path) -> HostResult<VerifyReport> {
         n
     };
     let f = File::open(path).map_err(|e| HostError::io(format!("verify_backup {shown}"), &e))?;
-    if is_gz {
+    let packed = codec::detect(&head[..head_len]);
+    let named_packed = [".gz", ".tgz", ".zst"].iter().any(|e| shown.ends_with(e));
+    if packed == Format::Plain && named_packed && head_len > 0 {
+        // The name promises compressed data, the bytes are neither format.
+        if shown.ends_with(".zst") {
+            zstd = "corrupt".into();
+        } else {
+            gzip = "corrupt".into();
+        }
+        error = format!(
+            "{shown} is neither gzip nor zstd (its first bytes are not a known magic number)"
+        );
+    }
+    if packed != Format::Plain {
         // Hash the compressed bytes while decoding them: one read of the file does both checks.
-        let tee = TeeReader {
+        let mut tee = TeeReader {
             inner: BufReader::new(f),
             hasher: &mut hasher,
         };
-        let mut dec = flate2::read::MultiGzDecoder::new(tee);
-        match io::copy(&mut dec, &mut io::sink()) {
-            Ok(_) => gzip = "ok".into(),
+        let state = if packed == Format::Gzip {
+            &mut gzip
+        } else {
+            &mut zstd
+        };
+        let decoded = codec::reader(BufReader::new(&mut tee))
+            .and_then(|(_, mut dec)| io::copy(&mut dec, &mut io::sink()));
+        match decoded {
+            Ok(_) => *state = "ok".into(),
             Err(e) => {
-                gzip = "corrupt".into();
-                error = format!("gzip stream is corrupt: {e}");
+                *state = "corrupt".into();
+                error = format!("{} stream is corrupt: {e}", packed.name());
             }
         }
         // Hash whatever the decoder did not consume (trailing bytes, or after corruption).
-        let mut rest = dec.into_inner();
-        io::copy(&mut rest, &mut io::sink())
+        io::copy(&mut tee, &mut io::sink())
             .map_err(|e| HostError::io(format!("verify_backup {shown}"), &e))?;
     } else {
         let mut r = BufReader::new(f);
@@ -137,6 +159,9 @@ pub fn verify(path: &Path) -> HostResult<VerifyReport> {
     if gzip != "not gzip" {
         checked.push("gzip".to_string());
     }
+    if zstd != "not zstd" {
+        checked.push("zstd".to_string());
+    }
     let found = format_of(&head[..head_len]);
     let mut format_bad = false;
     if let Some(want) = promised_format(&shown) {
@@ -156,13 +181,14 @@ pub fn verify(path: &Path) -> HostResult<VerifyReport> {
     }
     if checked.is_empty() && error.is_empty() {
         error =
-            "nothing could be checked: no .sha256 sidecar, not gzip, and no format mtn recognises"
+            "nothing could be checked: no .sha256 sidecar, neither gzip nor zstd, and no format mtn recognises"
                 .into();
     }
     let ok = !checked.is_empty()
         && bytes > 0
         && sidecar != "mismatch"
         && gzip != "corrupt"
+        && zstd != "corrupt"
         && !format_bad;
     Ok(VerifyReport {
         path: shown,
@@ -171,6 +197,7 @@ pub fn verify(path: &Path) -> HostResult<VerifyReport> {
         sha256,
         sidecar,
         gzip,
+        zstd,
         checked,
         error,
     })
@@ -196,7 +223,7 @@ pub fn register(r: &mut Registrar) {
         "verify_backup",
         &["path: &str"],
         "Map",
-        "Check a backup file: its `.sha256` sidecar matches and a gzip stream decodes to the end (`sha256sum -c` + `gzip -t`).\n\nReturns `#{ path, ok, bytes, sha256, sidecar, gzip, checked, error }`; `sidecar` is \"match\", \"mismatch\" or \"missing\", `gzip` is \"ok\", \"corrupt\" or \"not gzip\", `checked` lists what was verified (\"sha256\", \"gzip\", \"format\": a `.dump` must be a pg_dump archive, a `.db` an SQLite file). `ok` is false for an empty file and when nothing could be checked. A damaged file is a result (`ok: false`), not an error; a missing file is an error.\n\n```rhai\nlet d = dump_db(\"sqlite://examples/app.db\", #{ to: \"backups/\" });\nlet v = verify_backup(d.path);\nassert(v.ok, v.error);\n```",
+        "Check a backup file: its `.sha256` sidecar matches and a gzip or zstd stream decodes to the end (`sha256sum -c` + `gzip -t` / `zstd -t`; the format is told by the first bytes, not the name).\n\nReturns `#{ path, ok, bytes, sha256, sidecar, gzip, zstd, checked, error }`; `sidecar` is \"match\", \"mismatch\" or \"missing\", `gzip` is \"ok\", \"corrupt\" or \"not gzip\" (likewise `zstd`), `checked` lists what was verified (\"sha256\", \"gzip\", \"zstd\", \"format\": a `.dump` must be a pg_dump archive, a `.db` an SQLite file). `ok` is false for an empty file and when nothing could be checked. A damaged file is a result (`ok: false`), not an error; a missing file is an error.\n\n```rhai\nlet d = dump_db(\"sqlite://examples/app.db\", #{ to: \"backups/\" });\nlet v = verify_backup(d.path);\nassert(v.ok, v.error);\n```",
         move |path: &str| call(&ctx, "verify_backup", || verify(Path::new(path))),
     );
 }

@@ -21,4 +21,6 @@ mod procedures;
 mod props;
 mod rotate_conformance;
 mod run_contract;
+mod sftp;
 mod storage;
+mod zstd;

@@ -77,7 +77,7 @@ proptest! {
         let mut m = Map::new();
         m.insert(key.as_str().into(), Dynamic::from_int(value));
         let r: Result<mtn::host::compress::CompressOpts, _> = opts("compress", &m);
-        let known = ["level", "keep", "force", "threads"];
+        let known = ["compression", "level", "keep", "force", "threads"];
         if let Err(e) = r {
             if !known.contains(&key.as_str()) {
                 prop_assert!(e.message.contains(&key), "{}", e.message);

@@ -1,5 +1,5 @@
 //! The one export sink of `export_table`: rows (or bytes an engine already formatted, like
-//! PostgreSQL's COPY) into a file written atomically, gzipped when asked, with its `.sha256`
+//! PostgreSQL's COPY) into a file written atomically, compressed when asked, with its `.sha256`
 //! sidecar, and the one report.
 
 use std::io::Write;
@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use super::dump_file::{DumpWriter, Sanity};
 use super::options::{ExportFormat, ExportOptions, ExportReport};
 use crate::engine::ctx::RunCtx;
+use crate::host::codec::Codec;
 use crate::host::error::{HostError, HostResult};
 
 /// Where and how an export goes, decided (and the destination checked against the policy)
@@ -18,7 +19,7 @@ use crate::host::error::{HostError, HostResult};
 pub struct ExportPlan {
     pub dest: PathBuf,
     pub format: ExportFormat,
-    gzip: Option<u32>,
+    codec: Option<Codec>,
     started: Instant,
 }
 
@@ -27,7 +28,7 @@ impl ExportPlan {
         Ok(ExportPlan {
             started: Instant::now(),
             format: opts.format()?,
-            gzip: opts.gzip(to)?,
+            codec: opts.codec(to)?,
             dest: ctx.policy.check_write(Path::new(to))?,
         })
     }
@@ -38,7 +39,7 @@ impl ExportPlan {
     }
 
     pub fn sink(&self) -> HostResult<ExportSink> {
-        ExportSink::create(&self.dest, self.format, self.gzip, self.started)
+        ExportSink::create(&self.dest, self.format, self.codec, self.started)
     }
 }
 
@@ -67,11 +68,11 @@ impl ExportSink {
     pub fn create(
         dest: &Path,
         format: ExportFormat,
-        gzip: Option<u32>,
+        codec: Option<Codec>,
         started: Instant,
     ) -> HostResult<ExportSink> {
         Ok(ExportSink {
-            w: DumpWriter::create(dest, gzip, None)?,
+            w: DumpWriter::create(dest, codec, None)?,
             dest: dest.to_path_buf(),
             format,
             names: Vec::new(),

@@ -123,10 +123,11 @@ const DUMP_DOC: &str = r#"Back up a database to a compressed, checksummed file; 
 
 `postgres://` runs the system `pg_dump`, `mysql://`/`mariadb://` runs `mariadb-dump --single-transaction`,
 `sqlite://path` copies with SQLite's online backup API, `mongodb://` dumps natively. Output streams through
-parallel gzip into `<final>.tmp`, is fsynced and renamed, and gets a `.sha256` sidecar. The password goes to
+parallel gzip (or multi-threaded zstd, `compress: "zstd"`, named `.zst`) into `<final>.tmp`, is fsynced and renamed, and gets a `.sha256` sidecar. The password goes to
 the tools through their environment or a private defaults file, never their command line.
 Options: `to` (file or folder; default `./backups/<db>_<YYYY-mm-dd_HHMMSS>.sql.gz`), `format`
-(plain | custom | directory, PostgreSQL), `compress` ("gzip", "gzip:9", "none"), `tables`, `exclude_tables`,
+(plain | custom | directory, PostgreSQL), `compress` ("gzip", "gzip:9", "zstd", "zstd:19", "none"; MongoDB:
+"gzip" per .bson file, "zstd" for a `.tar.zst` archive, with `level`), `tables`, `exclude_tables`,
 `schema_only`, `data_only`, `jobs` (directory format), `min_size` (bytes or "10MB"), `max_shrink` (fail when
 smaller than this fraction of the previous dump in the folder), `threads`.
 Returns `#{ path, bytes, raw_bytes, sha256, duration_ms, dry_run, format }`.
@@ -138,7 +139,7 @@ log(`wrote ${r.path} (${r.bytes} bytes)`);
 
 const RESTORE_DOC: &str = r#"Restore a dump made by `dump_db` into the database named by the URL.
 
-Plain SQL dumps (gzipped or not) are streamed into `psql`/`mariadb`; custom and directory archives go through
+Plain SQL dumps (gzip, zstd or uncompressed, told by the first bytes) are streamed into `psql`/`mariadb`; custom and directory archives go through
 `pg_restore`; SQLite dumps are copied in with the backup API. Refuses a non-empty target unless `clean: true`
 (drop and recreate it); `create: true` creates a missing target. Options: `create`, `clean`, `jobs`, `no_owner`.
 Returns `#{ database, format, dump_bytes, duration_ms, dry_run }`.
@@ -315,7 +316,7 @@ pub fn register(r: &mut Registrar) {
         },
     );
 
-    let xdoc = "Export a table to CSV (with header) or JSON lines, streamed (PostgreSQL uses COPY).\n\nGzipped when `to` ends in `.gz` (or `compress` says so); written atomically with a `.sha256` sidecar. Options: `format` (\"csv\" | \"jsonl\"), `compress`, `where` (an SQL condition: only matching rows, e.g. to archive old rows before deleting them). Returns `#{ path, rows, bytes, sha256, duration_ms, dry_run }`.\n\n```rhai\nexport_table(\"sqlite://examples/app.db\", \"customers\", \"backups/customers.csv\");\n```";
+    let xdoc = "Export a table to CSV (with header) or JSON lines, streamed (PostgreSQL uses COPY).\n\nGzipped when `to` ends in `.gz`, zstd when it ends in `.zst` (or as `compress` says: \"gzip:9\", \"zstd:19\", \"none\"); written atomically with a `.sha256` sidecar. Options: `format` (\"csv\" | \"jsonl\"), `compress`, `where` (an SQL condition: only matching rows, e.g. to archive old rows before deleting them). Returns `#{ path, rows, bytes, sha256, duration_ms, dry_run }`.\n\n```rhai\nexport_table(\"sqlite://examples/app.db\", \"customers\", \"backups/customers.csv\");\n```";
     let c = r.ctx.clone();
     r.add(
         "export_table",

@@ -154,7 +154,7 @@ pub struct DeleteReport {
 pub struct ExportOptions {
     /// csv (default) or jsonl.
     pub format: Option<String>,
-    /// Default: gzip when `to` ends in .gz.
+    /// Default: gzip when `to` ends in .gz, zstd when it ends in .zst.
     pub compress: Option<CompressOpt>,
     /// Only rows matching this SQL condition (the body of a WHERE clause), e.g.
     /// "created_at < now() - interval '90 days'" — for archiving before deleting.
@@ -196,10 +196,13 @@ impl ExportOptions {
             ))),
         }
     }
-    pub fn gzip(&self, to: &str) -> HostResult<Option<u32>> {
+    pub fn codec(&self, to: &str) -> HostResult<Option<crate::host::codec::Codec>> {
+        use crate::host::codec::{Codec, GZIP_DEFAULT, ZSTD_DEFAULT};
         match &self.compress {
-            None => Ok(if to.ends_with(".gz") { Some(6) } else { None }),
-            some => super::dump_file::gzip_level(some),
+            None if to.ends_with(".gz") => Ok(Some(Codec::Gzip(GZIP_DEFAULT))),
+            None if to.ends_with(".zst") => Ok(Some(Codec::Zstd(ZSTD_DEFAULT))),
+            None => Ok(None),
+            some => super::dump_file::codec_of(some),
         }
     }
 }

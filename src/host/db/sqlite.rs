@@ -180,7 +180,7 @@ pub fn dump(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<DumpReport
     {
         return Err(HostError::invalid("dump_db: tables, exclude_tables, schema_only and data_only are PostgreSQL/MySQL options; an SQLite dump is the whole file"));
     }
-    let gzip = dump_file::gzip_level(&opts.compress)?;
+    let codec = dump_file::codec_of(&opts.compress)?;
     let stem = src
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
@@ -188,7 +188,7 @@ pub fn dump(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<DumpReport
     let dest = dump_file::destination(
         opts.to.as_deref(),
         &stem,
-        if gzip.is_some() { ".db.gz" } else { ".db" },
+        &format!(".db{}", codec.map_or("", |c| c.ext())),
     );
     let dest = ctx.policy.check_write(&dest)?;
     let sanity = opts.sanity()?;
@@ -227,7 +227,7 @@ pub fn dump(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<DumpReport
             src.display()
         )));
     }
-    let mut w = DumpWriter::create(&dest, gzip, opts.threads)?;
+    let mut w = DumpWriter::create(&dest, codec, opts.threads)?;
     let f = std::fs::File::open(&copy).map_err(|e| HostError::io("reading the backup copy", &e))?;
     w.copy_from(f)
         .map_err(|e| HostError::io(format!("writing {}", dest.display()), &e))?;

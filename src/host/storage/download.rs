@@ -1,7 +1,7 @@
 //! `download`: stream an object to `<final>.tmp`, verify it, rename it into place.
 //!
 //! The expected sha256 comes from the object's metadata (S3, written by `upload`) or from the
-//! `.sha256` sidecar (file:// targets). An object without one (uploaded by another tool) is
+//! `.sha256` sidecar (file:// and sftp:// targets). An object without one (uploaded by another tool) is
 //! checked by size only, and the report says so. Nothing partial ever has the final name.
 
 use crate::host::units::human;
@@ -79,9 +79,26 @@ pub async fn download(
             }
         }
     }
-    let path = target.path(&key)?;
     let url = target.url();
 
+    if let Some(remote) = &target.sftp {
+        let head_only = ctx.dry_run;
+        if head_only {
+            let f = super::sftp::download::download(remote, &key, None, ctx).await?;
+            return Ok(dry_report(url, &dest, f.size, f.expected, opts, started));
+        }
+        let mut out = create_out(&dest)?;
+        let f = super::sftp::download::download(remote, &key, Some(&mut out), ctx).await?;
+        let got = Got {
+            size: f.size,
+            expected: f.expected,
+            bytes: f.got,
+            sha: f.sha256,
+        };
+        return finish(out, got, &dest, url, opts, started);
+    }
+
+    let path = target.path(&key)?;
     let get = GetOptions {
         head: ctx.dry_run,
         ..Default::default()
@@ -98,28 +115,15 @@ pub async fn download(
             .get(&Attribute::Metadata(SHA256_META.into()))
             .map(|v| v.to_string()),
         Backend::File => target.local_path(&key).and_then(|p| read_sidecar(&p)),
+        Backend::Sftp => None,
     };
     if ctx.dry_run {
-        return Ok(DownloadReport {
-            url,
-            path: dest.display().to_string(),
-            bytes: size,
-            sha256: expected.clone().unwrap_or_default(),
-            verified: if expected.is_some() { "sha256" } else { "size" }.into(),
-            decrypted: opts.decrypt.is_some(),
-            duration_ms: started.elapsed().as_millis() as u64,
-            dry_run: true,
-        });
+        return Ok(dry_report(url, &dest, size, expected, opts, started));
     }
 
     // With decryption the verified ciphertext goes to a temporary file of its own that is never
     // committed (dropped, it is removed); the plaintext gets a second one.
-    let mut out = AtomicFile::create(&dest).map_err(|e| {
-        HostError::io(
-            format!("download: creating a file next to {}", dest.display()),
-            &e,
-        )
-    })?;
+    let mut out = create_out(&dest)?;
     let mut hasher = Sha256::new();
     let mut got = 0u64;
     let progress = crate::progress::Progress::start(&format!("downloading {key}"), Some(size));
@@ -137,7 +141,67 @@ pub async fn download(
             )
         })?;
     }
-    let sha = hex::encode(hasher.finalize());
+    let got = Got {
+        size,
+        expected,
+        bytes: got,
+        sha: hex::encode(hasher.finalize()),
+    };
+    finish(out, got, &dest, url, opts, started)
+}
+
+fn create_out(dest: &Path) -> HostResult<AtomicFile> {
+    AtomicFile::create(dest).map_err(|e| {
+        HostError::io(
+            format!("download: creating a file next to {}", dest.display()),
+            &e,
+        )
+    })
+}
+
+fn dry_report(
+    url: String,
+    dest: &Path,
+    size: u64,
+    expected: Option<String>,
+    opts: &DownloadOptions,
+    started: Instant,
+) -> DownloadReport {
+    DownloadReport {
+        url,
+        path: dest.display().to_string(),
+        bytes: size,
+        sha256: expected.clone().unwrap_or_default(),
+        verified: if expected.is_some() { "sha256" } else { "size" }.into(),
+        decrypted: opts.decrypt.is_some(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        dry_run: true,
+    }
+}
+
+/// What was streamed into the temporary file, and what the store said to expect.
+struct Got {
+    size: u64,
+    expected: Option<String>,
+    bytes: u64,
+    sha: String,
+}
+
+/// Check size and checksum, decrypt when asked, and commit under the final name.
+fn finish(
+    mut out: AtomicFile,
+    g: Got,
+    dest: &Path,
+    url: String,
+    opts: &DownloadOptions,
+    started: Instant,
+) -> HostResult<DownloadReport> {
+    let Got {
+        size,
+        expected,
+        bytes: got,
+        sha,
+    } = g;
     if got != size {
         return Err(HostError::verification(format!(
             "download: {url} ended after {} of {} ({got} of {size} bytes); {} was not written",
@@ -161,12 +225,7 @@ pub async fn download(
             out.flush().map_err(|e| {
                 HostError::io(format!("download: writing {}", cipher.display()), &e)
             })?;
-            let mut plain = AtomicFile::create(&dest).map_err(|e| {
-                HostError::io(
-                    format!("download: creating a file next to {}", dest.display()),
-                    &e,
-                )
-            })?;
+            let mut plain = create_out(dest)?;
             let n = encrypt::decrypt_into(&cipher, &mut plain, dec)?;
             drop(out);
             plain.commit().map_err(|e| {

@@ -1,7 +1,8 @@
 //! Off-site copies: upload, download, list_remote, delete_remote and retention.
 //!
-//! A URL picks the backend: `s3://bucket/prefix/` (AWS S3 and every S3-compatible store) or
-//! `file:///path/` (mounted disks, NFS); plain paths are local folders. The cores are plain
+//! A URL picks the backend: `s3://bucket/prefix/` (AWS S3 and every S3-compatible store),
+//! `sftp://user@host[:port]/path/` (any SSH server) or `file:///path/` (mounted disks, NFS);
+//! plain paths are local folders. The cores are plain
 //! async functions in the submodules; this file holds only the Rhai bindings.
 
 pub mod download;
@@ -10,6 +11,7 @@ pub mod newest;
 pub mod profile;
 pub mod remote;
 pub mod retention;
+pub mod sftp;
 pub mod target;
 pub mod upload;
 
@@ -74,7 +76,7 @@ fn do_download(
 fn do_list(ctx: &RunCtx, url: &str, map: &Map) -> HostResult<Vec<remote::RemoteObject>> {
     let (conn, o): (_, remote::ListOptions) = split("list_remote", map)?;
     let t = open(ctx, url, &conn)?;
-    ctx.block_on(remote::list(&t, &o))
+    ctx.block_on(remote::list(&t, &o, ctx))
 }
 
 fn do_newest(ctx: &RunCtx, url: &str, map: &Map) -> HostResult<newest::Newest> {

@@ -59,7 +59,14 @@ async fn list_all(target: &Target, prefix: &str) -> HostResult<Vec<object_store:
     Ok(out)
 }
 
-pub async fn list(target: &Target, opts: &ListOptions) -> HostResult<Vec<RemoteObject>> {
+pub async fn list(
+    target: &Target,
+    opts: &ListOptions,
+    ctx: &RunCtx,
+) -> HostResult<Vec<RemoteObject>> {
+    if let Some(remote) = &target.sftp {
+        return super::sftp::glue::list(target, remote, opts.checksums, ctx).await;
+    }
     let prefix = target.key.clone();
     let listing = list_all(target, &prefix).await?;
     let mut out = Vec::with_capacity(listing.len());
@@ -73,6 +80,7 @@ pub async fn list(target: &Target, opts: &ListOptions) -> HostResult<Vec<RemoteO
         } else {
             match target.backend {
                 Backend::File => target.local_path(&key).and_then(|p| read_sidecar(&p)),
+                Backend::Sftp => None,
                 Backend::S3 => {
                     let head = target
                         .store
@@ -123,7 +131,10 @@ pub async fn delete(targets: &[Target], ctx: &RunCtx) -> HostResult<DeleteReport
         if let Some(p) = t.local_path(&t.key) {
             ctx.policy.check_write(&p)?;
         }
-        if !ctx.dry_run {
+        if let Some(remote) = t.sftp.as_ref().filter(|_| !ctx.dry_run) {
+            let both = [t.key.clone(), format!("{}.sha256", t.key)];
+            super::sftp::ops::delete(remote, &both, ctx).await?;
+        } else if !ctx.dry_run {
             match t.store.delete(&t.path(&t.key)?).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(t.error("deleting", &t.key, e)),
@@ -198,11 +209,16 @@ pub fn list_local_folder(dir: &Path) -> HostResult<Found> {
     Ok(Found { entries, what })
 }
 
-pub async fn list_remote_prefix(target: &Target) -> HostResult<Found> {
+fn folder_prefix(target: &Target) -> String {
     let mut prefix = target.key.clone();
     if !prefix.is_empty() && !prefix.ends_with('/') {
         prefix.push('/');
     }
+    prefix
+}
+
+pub async fn list_remote_prefix(target: &Target) -> HostResult<Found> {
+    let prefix = folder_prefix(target);
     let objects: Vec<(String, NaiveDateTime)> = list_all(target, &prefix)
         .await?
         .into_iter()
@@ -213,7 +229,22 @@ pub async fn list_remote_prefix(target: &Target) -> HostResult<Found> {
             )
         })
         .collect();
-    let groups = retention::group_keys(&prefix, &objects);
+    Ok(found_of(&prefix, &objects))
+}
+
+/// An SFTP folder's backups, as [`list_remote_prefix`] gives an object store's.
+async fn list_sftp_prefix(
+    target: &Target,
+    remote: &super::sftp::Remote,
+    ctx: &RunCtx,
+) -> HostResult<Found> {
+    let prefix = folder_prefix(target);
+    let objects = super::sftp::glue::list_times(remote, &prefix, ctx).await?;
+    Ok(found_of(&prefix, &objects))
+}
+
+fn found_of(prefix: &str, objects: &[(String, NaiveDateTime)]) -> Found {
+    let groups = retention::group_keys(prefix, objects);
     let mut entries = Vec::new();
     let mut what = std::collections::BTreeMap::new();
     for (name, (keys, mtime)) in groups {
@@ -223,7 +254,7 @@ pub async fn list_remote_prefix(target: &Target) -> HostResult<Found> {
         });
         what.insert(name, keys);
     }
-    Ok(Found { entries, what })
+    Found { entries, what }
 }
 
 /// List, plan, and (unless dry-run or refused) delete.
@@ -242,7 +273,10 @@ pub async fn retention(
     let local_dir: Option<PathBuf> = target.local_path(&target.key);
     let found = match &local_dir {
         Some(dir) => list_local_folder(dir)?,
-        None => list_remote_prefix(target).await?,
+        None => match &target.sftp {
+            Some(remote) => list_sftp_prefix(target, remote, ctx).await?,
+            None => list_remote_prefix(target).await?,
+        },
     };
     let (backups, ignored) = retention::select(&found.entries, &matcher, opts.time_from);
     let now = Local::now().naive_local();
@@ -295,6 +329,10 @@ pub async fn retention(
                         &format!("{} from {}", d.name, target.url()),
                         None,
                     );
+                    continue;
+                }
+                if let Some(remote) = &target.sftp {
+                    super::sftp::ops::delete(remote, &items, ctx).await?;
                     continue;
                 }
                 for key in &items {

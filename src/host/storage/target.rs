@@ -1,4 +1,5 @@
-//! A target URL (`s3://bucket/prefix/`, `file:///path/`) turned into an object store and a key.
+//! A target URL (`s3://bucket/prefix/`, `file:///path/`, `sftp://user@host/path/`) turned into an
+//! object store (or an SFTP connection) and a key.
 //!
 //! Every function of this capability takes the same connection options, so they live here:
 //! [`ConnOptions`] is flattened by hand into each function's options (serde's `flatten` does not
@@ -36,6 +37,17 @@ pub struct ConnOptions {
     /// Timeout of one HTTP request (default "5m"; parts are at most a few MiB).
     #[serde(with = "crate::host::binding::serde_duration::option")]
     pub request_timeout: Option<Duration>,
+    /// SFTP: private key file (default: the ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa).
+    pub ssh_key: Option<String>,
+    /// SFTP: the key file's passphrase (use secret()).
+    pub ssh_key_passphrase: Option<String>,
+    /// SFTP: log in with this password instead of a key (use secret()).
+    pub password: Option<String>,
+    /// SFTP: the known_hosts file to check the server's key against (default ~/.ssh/known_hosts
+    /// and /etc/ssh/ssh_known_hosts).
+    pub known_hosts: Option<String>,
+    /// SFTP: the server's pinned host key fingerprint, "SHA256:..." (instead of known_hosts).
+    pub host_key: Option<String>,
 }
 
 /// The connection option names, so a function can split them from its own options.
@@ -49,12 +61,18 @@ pub const CONN_KEYS: &[&str] = &[
     "retries",
     "retry_timeout",
     "request_timeout",
+    "ssh_key",
+    "ssh_key_passphrase",
+    "password",
+    "known_hosts",
+    "host_key",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     S3,
     File,
+    Sftp,
 }
 
 /// A parsed target: the store, and the key (or key prefix) inside it.
@@ -70,6 +88,8 @@ pub struct Target {
     pub endpoint: String,
     /// The host network requests go to (checked against the policy's allow_hosts).
     pub host: Option<String>,
+    /// The connection of an `sftp://` target (whose `store` is then an unused placeholder).
+    pub sftp: Option<Arc<super::sftp::Remote>>,
 }
 
 impl Target {
@@ -152,6 +172,18 @@ pub fn parse(raw: &str, conn: &ConnOptions) -> HostResult<Target> {
     if let Some(rest) = raw.strip_prefix("s3://") {
         return parse_s3(raw, rest, conn);
     }
+    if raw.starts_with("sftp://") {
+        let (remote, key, base) = super::sftp::parse(raw, conn)?;
+        return Ok(Target {
+            store: Arc::new(object_store::memory::InMemory::new()),
+            backend: Backend::Sftp,
+            base,
+            endpoint: remote.shown(),
+            host: Some(remote.host.clone()),
+            key,
+            sftp: Some(Arc::new(remote)),
+        });
+    }
     if let Some(rest) = raw.strip_prefix("file://") {
         if !rest.starts_with('/') {
             return Err(HostError::invalid(format!(
@@ -162,13 +194,8 @@ pub fn parse(raw: &str, conn: &ConnOptions) -> HostResult<Target> {
     }
     if raw.contains("://") {
         let scheme = raw.split("://").next().unwrap_or_default();
-        let extra = if scheme == "sftp" {
-            " (sftp is not supported: mount the server with sshfs and use file:///mountpoint/, see docs/storage.md)"
-        } else {
-            ""
-        };
         return Err(HostError::invalid(format!(
-            "unsupported target scheme {scheme:?} in {}: use s3://bucket/prefix/ or file:///path/{extra}",
+            "unsupported target scheme {scheme:?} in {}: use s3://bucket/prefix/, sftp://user@host/path/ or file:///path/",
             crate::redact::redact(raw)
         )));
     }
@@ -193,6 +220,7 @@ fn file_target(abs: &str) -> HostResult<Target> {
         endpoint: abs.to_string(),
         host: None,
         key,
+        sftp: None,
     })
 }
 
@@ -307,6 +335,7 @@ fn parse_s3(raw: &str, rest: &str, conn: &ConnOptions) -> HostResult<Target> {
             .and_then(|u| u.host_str().map(|h| h.to_string())),
         endpoint: format!("{shown_endpoint} (bucket {bucket})"),
         key: key.to_string(),
+        sftp: None,
     })
 }
 
@@ -330,10 +359,13 @@ mod tests {
             f.local_path("srv/x/a.gz").unwrap(),
             PathBuf::from("/srv/x/a.gz")
         );
-        assert!(parse("sftp://u@h/p", &conn)
-            .unwrap_err()
-            .message
-            .contains("sshfs"));
+        let t = parse("sftp://u@h:2222/p/", &conn).unwrap();
+        assert_eq!(
+            (t.base.as_str(), t.key.as_str()),
+            ("sftp://u@h:2222/", "p/")
+        );
+        assert_eq!(t.backend, Backend::Sftp);
+        assert!(parse("ftp://u@h/p", &conn).is_err());
         assert!(parse("s3:///x", &conn).is_err());
         assert!(parse("file://rel/x", &conn).is_err());
     }

@@ -5,7 +5,8 @@
 //! one part size), hashed again on the way so a file that changes mid-upload is caught, and the
 //! object is checked afterwards with a HEAD (size and stored sha256). On `file://` targets the
 //! checksum goes into a `sha256sum` sidecar and the written file itself is re-hashed.
-//! A failed upload is aborted: no object appears under the final key.
+//! A failed upload is aborted: no object appears under the final key. SFTP targets write to a
+//! temporary name, rename, and store a `.sha256` sidecar beside the file (sftp/ops.rs).
 
 use std::fs::File;
 use std::io::Read;
@@ -183,7 +184,6 @@ async fn upload_file(
     ctx: &RunCtx,
 ) -> HostResult<FileUpload> {
     let url = target.url_of(key);
-    let path = target.path(key)?;
     if let Some(local_dest) = target.local_path(key) {
         ctx.policy.check_write(&local_dest)?;
     }
@@ -199,6 +199,11 @@ async fn upload_file(
             multipart: false,
         });
     }
+
+    if let Some(remote) = &target.sftp {
+        return upload_sftp(src, key, url, remote, opts, ctx).await;
+    }
+    let path = target.path(key)?;
 
     // The encrypted copy lives as long as this function: dropping it removes it.
     let mut _ciphertext = None;
@@ -276,6 +281,49 @@ async fn upload_file(
         bytes: size,
         sha256: Some(sha),
         multipart,
+    })
+}
+
+/// SFTP: the sha256 is computed while sending (the sidecar is written after the data, so it
+/// need not be known first); a file that changed during the upload is removed again.
+async fn upload_sftp(
+    src: &Path,
+    key: &str,
+    url: String,
+    remote: &super::sftp::Remote,
+    opts: &UploadOptions,
+    ctx: &RunCtx,
+) -> HostResult<FileUpload> {
+    let stamp = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| (m.len(), m.modified().ok()))
+            .ok()
+    };
+    let before = stamp(src);
+    let (bytes, sha) = match &opts.encrypt {
+        Some(enc) => {
+            let (s, enc) = (src.to_path_buf(), enc.clone());
+            let (tmp, _, sha) = blocking(move || encrypt::encrypt_to_temp(&s, &enc)).await?;
+            let (n, sent) = super::sftp::ops::upload(remote, key, tmp.path(), ctx).await?;
+            if sent != sha {
+                super::sftp::ops::delete(remote, &[key.to_string(), format!("{key}.sha256")], ctx)
+                    .await?;
+                return Err(changed(src));
+            }
+            (n, sent)
+        }
+        None => super::sftp::ops::upload(remote, key, src, ctx).await?,
+    };
+    if opts.encrypt.is_none() && stamp(src) != before {
+        super::sftp::ops::delete(remote, &[key.to_string(), format!("{key}.sha256")], ctx).await?;
+        return Err(changed(src));
+    }
+    Ok(FileUpload {
+        url,
+        local: src.display().to_string(),
+        bytes,
+        sha256: Some(sha),
+        multipart: false,
     })
 }
 
@@ -414,6 +462,8 @@ pub async fn verify(target: &Target, key: &str, size: u64, sha: &str) -> HostRes
                 )));
             }
         }
+        // Checked by sftp/ops.rs (size on the server, sidecar read back) before this.
+        Backend::Sftp => {}
         Backend::File => {
             let dest = target
                 .local_path(key)

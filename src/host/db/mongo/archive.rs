@@ -1,15 +1,16 @@
-//! Writing a `.tar.gz` whose entries are compressed before their size is known.
+//! Writing a `.tar.gz` (or `.tar.zst`) whose entries are compressed before their size is known.
 //!
 //! A tar entry needs its size in the header, so each collection is spooled to a temporary file
 //! first. To keep the dump from paying for compression twice (and to overlap compression with
 //! the network), the spool already holds gzip members of the entry's data: the archive is then
 //! assembled as a multi-member gzip stream — a member for the tar header, the spooled members
 //! copied byte for byte, a member for the padding — which `tar -xzf`, `gunzip` and every
-//! multi-member gzip reader see as one ordinary `.tar.gz`.
+//! multi-member gzip reader see as one ordinary `.tar.gz`. zstd frames concatenate the same way
+//! (`zstd -d`, `tar --zstd`), so a `.tar.zst` is built alike with frames instead of members.
 
 use std::io::{self, Read, Write};
 
-use crate::host::compress::compress_member;
+use crate::host::codec::Codec;
 
 /// Tar header block(s) for a regular file (a GNU long-name entry first when the path needs it).
 pub fn tar_header(path: &str, size: u64, mtime: u64) -> io::Result<Vec<u8>> {
@@ -33,17 +34,17 @@ fn padding(size: u64) -> usize {
 /// The archive being assembled: gzip members written to `out`, tracking the tar stream size.
 pub struct TarGz<W: Write> {
     out: W,
-    level: u32,
+    codec: Codec,
     /// Size of the uncompressed tar stream so far.
     pub raw_bytes: u64,
     mtime: u64,
 }
 
 impl<W: Write> TarGz<W> {
-    pub fn new(out: W, level: u32, mtime: u64) -> Self {
+    pub fn new(out: W, codec: Codec, mtime: u64) -> Self {
         TarGz {
             out,
-            level,
+            codec,
             raw_bytes: 0,
             mtime,
         }
@@ -55,10 +56,10 @@ impl<W: Write> TarGz<W> {
         block.extend_from_slice(data);
         block.resize(block.len() + padding(data.len() as u64), 0);
         self.raw_bytes += block.len() as u64;
-        self.out.write_all(&compress_member(&block, self.level)?)
+        self.out.write_all(&self.codec.member(&block)?)
     }
 
-    /// An entry whose data of `size` bytes is already gzip members in `members`.
+    /// An entry whose data of `size` bytes is already members (frames) of the codec in `members`.
     pub fn precompressed(
         &mut self,
         path: &str,
@@ -67,14 +68,13 @@ impl<W: Write> TarGz<W> {
     ) -> io::Result<()> {
         let header = tar_header(path, size, self.mtime)?;
         self.raw_bytes += header.len() as u64;
-        self.out.write_all(&compress_member(&header, self.level)?)?;
+        self.out.write_all(&self.codec.member(&header)?)?;
         io::copy(members, &mut self.out)?;
         self.raw_bytes += size;
         let pad = padding(size);
         if pad > 0 {
             self.raw_bytes += pad as u64;
-            self.out
-                .write_all(&compress_member(&vec![0u8; pad], self.level)?)?;
+            self.out.write_all(&self.codec.member(&vec![0u8; pad])?)?;
         }
         Ok(())
     }
@@ -83,8 +83,7 @@ impl<W: Write> TarGz<W> {
     pub fn finish(mut self) -> io::Result<(W, u64)> {
         let trailer = [0u8; 1024];
         self.raw_bytes += trailer.len() as u64;
-        self.out
-            .write_all(&compress_member(&trailer, self.level)?)?;
+        self.out.write_all(&self.codec.member(&trailer)?)?;
         self.out.flush()?;
         Ok((self.out, self.raw_bytes))
     }
@@ -104,7 +103,7 @@ mod tests {
         spool.write_all(&data).unwrap();
         let members = spool.finish().unwrap();
 
-        let mut t = TarGz::new(Vec::new(), 6, 1_700_000_000);
+        let mut t = TarGz::new(Vec::new(), Codec::Gzip(6), 1_700_000_000);
         t.small_file("db/a.metadata.json", b"{}").unwrap();
         t.precompressed(&long, data.len() as u64, &mut &members[..])
             .unwrap();
@@ -128,5 +127,24 @@ mod tests {
         assert_eq!(seen[0], ("db/a.metadata.json".to_string(), b"{}".to_vec()));
         assert_eq!(seen[1].0, long);
         assert_eq!(seen[1].1, data);
+    }
+
+    #[test]
+    fn zstd_archive_reads_back() {
+        let data = b"some bson".to_vec();
+        let c = Codec::Zstd(3);
+        let mut spool = c.writer(Vec::new(), 2).unwrap();
+        spool.write_all(&data).unwrap();
+        let frames = spool.finish().unwrap();
+        let mut t = TarGz::new(Vec::new(), c, 1_700_000_000);
+        t.precompressed("db/c.bson", data.len() as u64, &mut &frames[..])
+            .unwrap();
+        let (z, _) = t.finish().unwrap();
+        let (_, r) = crate::host::codec::reader(&z[..]).unwrap();
+        let mut ar = tar::Archive::new(r);
+        let mut e = ar.entries().unwrap().next().unwrap().unwrap();
+        let mut body = Vec::new();
+        e.read_to_end(&mut body).unwrap();
+        assert_eq!(body, data);
     }
 }

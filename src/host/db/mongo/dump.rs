@@ -18,6 +18,7 @@ use super::conn::{connect, map_err};
 use crate::atomic::{sync_dir, write_sha256_sidecar, AtomicFile, HashingWriter};
 use crate::engine::ctx::RunCtx;
 use crate::host::binding::serde_duration;
+use crate::host::codec::Codec;
 use crate::host::compress::{default_threads, ParallelGzWriter, DEFAULT_CHUNK};
 use crate::host::error::{HostError, HostResult};
 
@@ -196,7 +197,7 @@ pub fn dump(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<DumpReport
 async fn dump_async(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<DumpReport> {
     let started = Instant::now();
     let format = match opts.format.as_deref().unwrap_or("archive") {
-        "archive" | "tar.gz" | "tgz" => Format::Archive,
+        "archive" | "tar.gz" | "tgz" | "tar.zst" => Format::Archive,
         "directory" | "dir" => Format::Directory,
         other => {
             return Err(HostError::invalid(format!(
@@ -204,18 +205,46 @@ async fn dump_async(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<Du
             )))
         }
     };
-    let gzip_files = match opts.compress.as_deref().unwrap_or("none") {
-        "none" | "" => false,
-        "gzip" | "gz" => true,
-        other => {
-            return Err(HostError::invalid(format!(
-                "dump_db: unknown compress {other:?} (use \"none\" or \"gzip\")"
-            )))
+    // "gzip" compresses each .bson (mongodump --gzip); "zstd" compresses the whole archive
+    // as .tar.zst instead of .tar.gz (mongorestore reads no zstd, so only the archive has it).
+    let compress = opts
+        .compress
+        .as_deref()
+        .unwrap_or("none")
+        .trim()
+        .to_ascii_lowercase();
+    let (gzip_files, zstd) = match compress.as_str() {
+        "none" | "" => (false, None),
+        "gzip" | "gz" => (true, None),
+        z if z.starts_with("zstd") => {
+            let parsed = Codec::parse(z).map_err(|e| e.context("dump_db"))?;
+            let level = match (parsed, opts.level) {
+                (_, Some(l)) => l as i32,
+                (Some(Codec::Zstd(l)), None) => l,
+                _ => crate::host::codec::ZSTD_DEFAULT,
+            };
+            (
+                false,
+                Some(Codec::new("zstd", Some(level as i64)).map_err(|e| e.context("dump_db"))?),
+            )
         }
+        other => return Err(HostError::invalid(format!(
+            "dump_db: unknown compress {other:?} (use \"none\", \"gzip\", \"zstd\" or \"zstd:N\")"
+        ))),
     };
-    let level = opts.level.unwrap_or(6);
+    let level = if zstd.is_some() {
+        6
+    } else {
+        opts.level.unwrap_or(6)
+    };
     if level > 9 {
-        return Err(HostError::invalid("dump_db: level must be 0..9"));
+        return Err(HostError::invalid("dump_db: level must be 0..9 for gzip"));
+    }
+    let codec = zstd.unwrap_or(Codec::Gzip(level));
+    if zstd.is_some() && !matches!(format, Format::Archive) {
+        return Err(HostError::invalid(
+            "dump_db: compress: \"zstd\" is for the archive format (.tar.zst); mongorestore reads no zstd .bson files, use \"gzip\" for a directory",
+        ));
     }
     let threads = opts.threads.unwrap_or_else(default_threads).max(1);
 
@@ -226,7 +255,7 @@ async fn dump_async(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<Du
 
     let stamp = chrono::Local::now().format("%Y-%m-%d_%H%M%S");
     let name = opts.name.clone().unwrap_or_else(|| match format {
-        Format::Archive => format!("{db_name}_{stamp}.tar.gz"),
+        Format::Archive => format!("{db_name}_{stamp}.tar{}", codec.ext()),
         Format::Directory => format!("{db_name}_{stamp}"),
     });
     if name.is_empty() || name.contains('/') {
@@ -282,6 +311,7 @@ async fn dump_async(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<Du
         query: opts.query.clone().unwrap_or_default(),
         batch: opts.batch_size.unwrap_or(1000),
         level,
+        codec,
         threads,
         gzip_files,
         ctx,
@@ -312,6 +342,8 @@ struct Job<'a> {
     query: Document,
     batch: u32,
     level: u32,
+    /// The archive's compression.
+    codec: Codec,
     threads: usize,
     gzip_files: bool,
     ctx: &'a RunCtx,
@@ -369,7 +401,7 @@ impl Job<'_> {
         let file = AtomicFile::create(dest).map_err(io_err("creating the archive"))?;
         let hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
         let mtime = chrono::Utc::now().timestamp().max(0) as u64;
-        let mut tar = TarGz::new(hashing, self.level, mtime);
+        let mut tar = TarGz::new(hashing, self.codec, mtime);
         let spool_dir = tempfile::Builder::new()
             .prefix(".mtn-mongodump-spool")
             .tempdir_in(parent)
@@ -426,12 +458,10 @@ impl Job<'_> {
                 w.seek(SeekFrom::Start(0)).map_err(io_err("spool"))?;
                 (w, gz_len)
             } else {
-                let mut gz = ParallelGzWriter::with_options(
-                    BufWriter::with_capacity(1 << 20, spool),
-                    self.level,
-                    self.threads,
-                    DEFAULT_CHUNK,
-                );
+                let mut gz = self
+                    .codec
+                    .writer(BufWriter::with_capacity(1 << 20, spool), self.threads)
+                    .map_err(io_err("starting the compressor"))?;
                 documents += self.stream(&info.name, &mut gz).await?;
                 let raw = gz.raw_bytes();
                 let mut f = gz

@@ -1,5 +1,5 @@
 //! `restore_db` for MongoDB: reads mongodump's layout (from mtn or from mongodump itself), as a
-//! `.tar.gz`/`.tar` archive or a directory, inserts in ordered batches and recreates indexes.
+//! `.tar.gz`/`.tar.zst`/`.tar` archive or a directory, inserts in ordered batches and recreates indexes.
 //!
 //! Why ~700 lines: reading every variant of mongodump's layout (archive or folder, gzip or not,
 //! old and new metadata) is one parser; splitting it would spread that contract over files.
@@ -155,14 +155,13 @@ fn open_source(dump: &Path) -> HostResult<Source> {
     })
 }
 
-fn archive_reader(path: &Path, gz: bool) -> HostResult<tar::Archive<Box<dyn Read>>> {
+fn archive_reader(path: &Path, _gz: bool) -> HostResult<tar::Archive<Box<dyn Read>>> {
     let f = File::open(path)
         .map_err(|e| HostError::io(format!("restore_db: opening {}", path.display()), &e))?;
-    let r: Box<dyn Read> = if gz {
-        Box::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 20, f)))
-    } else {
-        Box::new(BufReader::with_capacity(1 << 20, f))
-    };
+    // gzip, zstd or a plain tar, told by the first bytes (the name may say anything).
+    let (_, r) = crate::host::codec::reader(BufReader::with_capacity(1 << 20, f))
+        .map_err(|e| HostError::io(format!("restore_db: reading {}", path.display()), &e))?;
+    let r: Box<dyn Read> = r;
     Ok(tar::Archive::new(r))
 }
 

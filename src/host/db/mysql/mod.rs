@@ -125,12 +125,12 @@ pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<
             "dump_db: MySQL/MariaDB dumps are plain SQL; drop the `format` option",
         ));
     }
-    let gzip = dump_file::gzip_level(&opts.compress)?;
+    let codec = dump_file::codec_of(&opts.compress)?;
     let sanity = opts.sanity()?;
     let dest = dump_file::destination(
         opts.to.as_deref(),
         &url.database,
-        if gzip.is_some() { ".sql.gz" } else { ".sql" },
+        &format!(".sql{}", codec.map_or("", |c| c.ext())),
     );
     let dest = ctx.policy.check_write(&dest)?;
     let prog = tools::find_tool(&["mariadb-dump", "mysqldump"], PACKAGE)?;
@@ -165,7 +165,7 @@ pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<
     let mut child = tools::spawn(&mut cmd, &prog)?;
     let stderr = tools::drain_stderr(&mut child);
     let out = tools::stdout_file(&mut child)?;
-    let writer = dump_file::write_from(out, dest.clone(), gzip, opts.threads);
+    let writer = dump_file::write_from(out, dest.clone(), codec, opts.threads);
     let finished = tools::wait_with(child, stderr, writer, "mariadb-dump", |err| {
         classify(&url, "mariadb-dump", err)
     })

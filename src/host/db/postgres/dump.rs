@@ -1,5 +1,5 @@
 //! `dump_db` for PostgreSQL: the system's pg_dump (plain, custom or directory format) streamed
-//! through the shared gzip path, with the tool checked against the server's version first.
+//! through the shared compression path, with the tool checked against the server's version first.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::conn::connect;
 use super::{checked_tool, libpq_env, server_major, tool_dsn, tool_failure, CLIENT_PACKAGE};
 use crate::engine::ctx::RunCtx;
+use crate::host::codec::Codec;
 use crate::host::db::backend::ContainerTarget;
 use crate::host::db::dump_file::{self, DumpReport};
 use crate::host::db::options::*;
@@ -26,8 +27,9 @@ pub async fn dump(
     }
     let url = ServerUrl::parse(raw_url)?;
     let format = opts.format.clone().unwrap_or_else(|| "plain".into());
-    let gzip = dump_file::gzip_level(&opts.compress)?;
-    let ext = extension(&format, gzip)?;
+    let codec = dump_file::codec_of(&opts.compress)?;
+    let ext = extension(&format, codec)?;
+    let ext = ext.as_str();
     if opts.schema_only && opts.data_only {
         return Err(HostError::invalid(
             "dump_db: schema_only and data_only exclude each other",
@@ -47,7 +49,7 @@ pub async fn dump(
 
     let mut cmd = tools::command(&pg_dump);
     libpq_env(&mut cmd, &url);
-    cmd.args(dump_args(&opts, &format, gzip, &tool_dsn(&url)));
+    cmd.args(dump_args(&opts, &format, codec, &tool_dsn(&url)));
     if format == "directory" {
         return dump_directory(cmd, &pg_dump, &url, &dest, &opts, &sanity).await;
     }
@@ -56,7 +58,7 @@ pub async fn dump(
     let stderr = tools::drain_stderr(&mut child);
     let out = tools::stdout_file(&mut child)?;
     // pg_dump's own compression already did the work for custom format.
-    let level = if format == "plain" { gzip } else { None };
+    let level = if format == "plain" { codec } else { None };
     let writer = dump_file::write_from(out, dest.clone(), level, opts.threads);
     let finished = tools::wait_with(child, stderr, writer, "pg_dump", |err| {
         tool_failure("pg_dump", &url, err)
@@ -83,7 +85,7 @@ pub async fn dump(
 pub(super) fn dump_args(
     opts: &DumpOptions,
     format: &str,
-    gzip: Option<u32>,
+    codec: Option<Codec>,
     dsn: &str,
 ) -> Vec<String> {
     let mut a = vec![
@@ -104,19 +106,24 @@ pub(super) fn dump_args(
         a.push("--data-only".into());
     }
     if format != "plain" {
-        a.push(format!("--compress={}", gzip.unwrap_or(0)));
+        // pg_dump compresses its own archives; zstd inside them needs pg_dump 16 or later
+        // (older ones refuse the argument, and their error is passed on).
+        a.push(match codec {
+            None => "--compress=0".to_string(),
+            Some(Codec::Gzip(l)) => format!("--compress={l}"),
+            Some(Codec::Zstd(l)) => format!("--compress=zstd:{l}"),
+        });
     }
     a
 }
 
 /// The extension of a dump file for a format, or the error for an unknown format.
-pub(super) fn extension(format: &str, gzip: Option<u32>) -> HostResult<&'static str> {
-    Ok(match (format, gzip) {
-        ("plain", Some(_)) => ".sql.gz",
-        ("plain", None) => ".sql",
-        ("custom", _) => ".dump",
-        ("directory", _) => ".dir",
-        (other, _) => {
+pub(super) fn extension(format: &str, codec: Option<Codec>) -> HostResult<String> {
+    Ok(match format {
+        "plain" => format!(".sql{}", codec.map_or("", |c| c.ext())),
+        "custom" => ".dump".into(),
+        "directory" => ".dir".into(),
+        other => {
             return Err(HostError::invalid(format!(
             "dump_db: format {other:?} is not valid (use \"plain\", \"custom\" or \"directory\")"
         )))

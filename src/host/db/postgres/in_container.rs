@@ -71,8 +71,9 @@ pub async fn dump(
 ) -> HostResult<DumpReport> {
     let url = ServerUrl::parse(raw_url)?;
     let format = opts.format.clone().unwrap_or_else(|| "plain".into());
-    let gzip = dump_file::gzip_level(&opts.compress)?;
-    let ext = extension(&format, gzip)?;
+    let codec = dump_file::codec_of(&opts.compress)?;
+    let ext = extension(&format, codec)?;
+    let ext = ext.as_str();
     if format == "directory" {
         return Err(HostError::invalid(format!(
             "dump_db: the directory format is not available for a database in container {} (use \"plain\" or \"custom\")",
@@ -96,11 +97,11 @@ pub async fn dump(
         return Ok(dump_file::dry_run_report(&dest, &format));
     }
     let mut cmd = vec!["pg_dump".to_string()];
-    cmd.extend(dump_args(&opts, &format, gzip, &inner_dsn(&url, c)?));
+    cmd.extend(dump_args(&opts, &format, codec, &inner_dsn(&url, c)?));
     let mut running = process::start(spec(c, &url, cmd, false)).await?;
     let (out, pump) = running.stdout_file()?;
     let pump = AbortOnDrop::new(pump);
-    let level = if format == "plain" { gzip } else { None };
+    let level = if format == "plain" { codec } else { None };
     let writer = dump_file::write_from(out, dest.clone(), level, opts.threads);
     let written = writer
         .await

@@ -337,6 +337,7 @@ fn same_plan_local_and_remote_listing() {
             key: "pre/".into(),
             endpoint: "memory".into(),
             host: None,
+            sftp: None,
         };
         let local = super::super::remote::list_local_folder(dir.path()).unwrap();
         let remote = rt

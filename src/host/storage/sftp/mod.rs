@@ -1,0 +1,200 @@
+//! `sftp://user@host[:port]/path/` targets: "another VPS", a Hetzner Storage Box, any OpenSSH server.
+//!
+//! Pure-Rust SSH (russh on ring, no openssl) and the SFTP protocol (russh-sftp's raw session, with
+//! our own pipelining: up to [`IN_FLIGHT`] reads or writes outstanding, like OpenSSH's `sftp`).
+//! One SSH connection per host-function call (retention lists and deletes over the same one).
+//!
+//! The server is authenticated before anything else: its host key must be in `known_hosts` (the
+//! user's, `/etc/ssh/ssh_known_hosts`, or the file given as `known_hosts`) or match the pinned
+//! `host_key: "SHA256:..."`. An unknown or changed key is refused with its fingerprint in the
+//! message; there is no trust-on-first-use. Then the user: `password`, or `ssh_key` (with
+//! `ssh_key_passphrase`), or else the ssh-agent at `SSH_AUTH_SOCK` and the default key files.
+//!
+//! URL paths are absolute (`sftp://u@h/srv/backups/`); `sftp://u@h/~/backups/` is relative to the
+//! login folder (what a chrooted Storage Box shows as `/` anyway).
+
+pub mod conn;
+pub mod download;
+pub mod glue;
+pub mod ops;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::target::ConnOptions;
+use crate::host::error::{HostError, HostResult};
+
+/// SFTP requests outstanding at once on one file (OpenSSH's `sftp -R` default is 64).
+pub const IN_FLIGHT: usize = 64;
+/// Bytes per read or write request. OpenSSH's server takes up to 256 KiB; 64 KiB halves the
+/// per-request overhead of OpenSSH's 32 KiB while keeping `IN_FLIGHT` × this at 4 MiB.
+pub const CHUNK: usize = 64 * 1024;
+
+/// Where and as whom: everything needed to open a connection, parsed from the URL and options.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub user: String,
+    pub host: String,
+    pub port: u16,
+    pub password: Option<String>,
+    pub key_file: Option<PathBuf>,
+    pub key_passphrase: Option<String>,
+    pub known_hosts: Option<PathBuf>,
+    pub host_key: Option<String>,
+    pub retries: usize,
+    pub retry_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Remote {
+    /// `host:port` as errors show it.
+    pub fn shown(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The server path of a key: `~/x` is relative to the login folder, anything else absolute.
+    pub fn path_of(key: &str) -> String {
+        match key.strip_prefix("~/") {
+            Some(rel) => rel.trim_end_matches('/').to_string(),
+            None if key == "~" => ".".to_string(),
+            None => format!("/{}", key.trim_end_matches('/')),
+        }
+    }
+}
+
+/// Parse `sftp://user@host[:port]/path` into the connection and the key (the path without its
+/// leading '/', ending in '/' when the URL names a folder) and the URL base the key is shown under.
+pub fn parse(raw: &str, conn: &ConnOptions) -> HostResult<(Remote, String, String)> {
+    let shown = crate::redact::redact(raw);
+    let url = url::Url::parse(raw)
+        .map_err(|e| HostError::invalid(format!("invalid sftp URL {shown}: {e}")))?;
+    if url.password().is_some() {
+        return Err(HostError::invalid(format!(
+            "invalid sftp URL {shown}: a password in the URL would end up in logs and process lists; pass password: secret(\"NAME\") instead"
+        )));
+    }
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| HostError::invalid(format!("invalid sftp URL {shown}: no host")))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let user = match url.username() {
+        "" => std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| {
+                HostError::invalid(format!(
+                    "invalid sftp URL {shown}: no user (sftp://user@host/path/)"
+                ))
+            })?,
+        u => percent_decode(u),
+    };
+    let port = url.port().unwrap_or(22);
+    let path = percent_decode(url.path());
+    if path.split('/').any(|s| s == "..") {
+        return Err(HostError::invalid(format!(
+            "invalid sftp URL {shown}: '..' is not allowed in the path"
+        )));
+    }
+    let key = path.trim_start_matches('/').to_string();
+    let host_part = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
+    let base = if port == 22 {
+        format!("sftp://{user}@{host_part}/")
+    } else {
+        format!("sftp://{user}@{host_part}:{port}/")
+    };
+    for s in [&conn.password, &conn.ssh_key_passphrase]
+        .into_iter()
+        .flatten()
+    {
+        crate::redact::register(s);
+    }
+    if let Some(pin) = &conn.host_key {
+        if !pin.trim().starts_with("SHA256:") {
+            return Err(HostError::invalid(format!(
+                "host_key {pin:?} is not a SHA256 fingerprint (\"SHA256:...\", as `ssh-keygen -lf KEY.pub` prints it)"
+            )));
+        }
+    }
+    let remote = Remote {
+        user,
+        host,
+        port,
+        password: conn.password.clone(),
+        key_file: conn.ssh_key.as_ref().map(|k| expand_home(k)),
+        key_passphrase: conn.ssh_key_passphrase.clone(),
+        known_hosts: conn.known_hosts.as_ref().map(|k| expand_home(k)),
+        host_key: conn.host_key.as_ref().map(|k| k.trim().to_string()),
+        retries: conn.retries.unwrap_or(5),
+        retry_timeout: conn.retry_timeout.unwrap_or(Duration::from_secs(120)),
+        request_timeout: conn.request_timeout.unwrap_or(Duration::from_secs(60)),
+    };
+    Ok((remote, key, base))
+}
+
+fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        let c = ConnOptions::default();
+        let (r, key, base) = parse("sftp://bob@127.0.0.1:2222/srv/backups/", &c).unwrap();
+        assert_eq!(
+            (r.user.as_str(), r.host.as_str(), r.port),
+            ("bob", "127.0.0.1", 2222)
+        );
+        assert_eq!(key, "srv/backups/");
+        assert_eq!(base, "sftp://bob@127.0.0.1:2222/");
+        assert_eq!(Remote::path_of(&key), "/srv/backups");
+        assert_eq!(Remote::path_of("~/b/x.gz"), "b/x.gz");
+        let (r, key, base) = parse("sftp://u%40x@[::1]/a%20b", &c).unwrap();
+        assert_eq!(
+            (r.user.as_str(), r.host.as_str(), r.port),
+            ("u@x", "::1", 22)
+        );
+        assert_eq!(key, "a b");
+        assert_eq!(base, "sftp://u@x@[::1]/");
+        assert!(parse("sftp://u:pw@h/x", &c).is_err());
+        let pinned = ConnOptions {
+            host_key: Some("abc".into()),
+            ..Default::default()
+        };
+        assert!(parse("sftp://u@h/x", &pinned).is_err());
+    }
+}
