@@ -119,7 +119,7 @@ for n in ["empty.bin", "small.txt", "large.bin"] {{
     let u = upload(n, "{url}", #{{ {o} }});
     print(`UP ${{n}} ${{u.bytes}} ${{u.sha256}}`);
 }}
-print("LIST " + list_remote("{url}", #{{ checksums: true, {o} }}).to_json());
+print("LIST " + #{{ l: list_remote("{url}", #{{ checksums: true, {o} }}) }}.to_json());
 for n in ["empty.bin", "small.txt", "large.bin"] {{
     let d = download("{url}" + n, "back/", #{{ {o} }});
     print(`DOWN ${{n}} ${{d.verified}}`);
@@ -129,7 +129,7 @@ for n in ["empty.bin", "small.txt", "large.bin"] {{
     let run = run_script(dir.path(), "rt.rhai", &script, &[]);
     run.expect_code(0);
     let all = run.all();
-    let list = json_after(&run, "LIST ");
+    let list = json_after(&run, "LIST ")["l"].clone();
     let names: Vec<&str> = list
         .as_array()
         .unwrap()

@@ -11,7 +11,7 @@ use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use sha2::{Digest, Sha256};
 
 use super::conn::{sftp_err, with_retry, Session};
-use super::ops::read_sidecar;
+use super::ops::{parent_and_name, read_sidecar};
 use super::{Remote, CHUNK, IN_FLIGHT};
 use crate::atomic::AtomicFile;
 use crate::engine::ctx::RunCtx;

@@ -20,7 +20,7 @@ use crate::host::error::{HostError, HostResult};
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
 const FSYNC: &str = "fsync@openssh.com";
 
-fn parent_and_name(path: &str) -> (String, String) {
+pub(super) fn parent_and_name(path: &str) -> (String, String) {
     match path.rfind('/') {
         Some(0) => ("/".into(), path[1..].to_string()),
         Some(i) => (path[..i].to_string(), path[i + 1..].to_string()),
@@ -330,12 +330,11 @@ pub async fn list_on(s: &Session, prefix: &str, ctx: &RunCtx) -> HostResult<Vec<
     let mut todo = vec![folder_key.to_string()];
     while let Some(k) = todo.pop() {
         ctx.check_cancelled()?;
-        let dir = if k.is_empty() {
-            ".".to_string()
-        } else {
-            Remote::path_of(&k)
+        // "" is the server's root (paths are absolute); "~/" maps to "" = the login folder.
+        let dir = match Remote::path_of(&k) {
+            d if d.is_empty() => ".".to_string(),
+            d => d,
         };
-        let dir = if dir.is_empty() { ".".to_string() } else { dir };
         let h = match s.sftp.opendir(&dir).await {
             Ok(h) => h.handle,
             Err(russh_sftp::client::error::Error::Status(st))
