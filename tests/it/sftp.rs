@@ -207,11 +207,11 @@ fn unknown_changed_and_mispinned_host_keys_are_refused_with_the_fingerprint() {
     let key = &s.key;
     for (opts, expect) in [
         (
-            format!(r#"known_hosts: "empty_known_hosts""#),
+            r#"known_hosts: "empty_known_hosts""#.to_string(),
             "unknown host key",
         ),
         (
-            format!(r#"known_hosts: "changed_known_hosts""#),
+            r#"known_hosts: "changed_known_hosts""#.to_string(),
             "HOST KEY CHANGED",
         ),
         (

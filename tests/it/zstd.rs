@@ -133,7 +133,7 @@ print(`KEPT ${r.kept.len()}`);
     let dump = dir.path().join(&path);
     assert!(unzstd(&dump).starts_with(b"SQLite format 3\0"));
     let side = fs::read_to_string(format!("{}.sha256", dump.display())).unwrap();
-    assert_eq!(side.len() >= 64, true);
+    assert!(side.len() >= 64, "{side}");
     let v = json_after(&run, "VERIFY ");
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["zstd"], "ok", "{v}");

@@ -228,9 +228,11 @@ async fn dump_async(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<Du
                 Some(Codec::new("zstd", Some(level as i64)).map_err(|e| e.context("dump_db"))?),
             )
         }
-        other => return Err(HostError::invalid(format!(
+        other => {
+            return Err(HostError::invalid(format!(
             "dump_db: unknown compress {other:?} (use \"none\", \"gzip\", \"zstd\" or \"zstd:N\")"
-        ))),
+        )))
+        }
     };
     let level = if zstd.is_some() {
         6

@@ -129,7 +129,7 @@ pub async fn connect(remote: &Remote) -> HostResult<Session> {
     let config = Arc::new(client::Config {
         // Big enough that downloads are not window-bound on a fast link.
         window_size: 16 * 1024 * 1024,
-        maximum_packet_size: 65536,
+        maximum_packet_size: 65535,
         inactivity_timeout: Some(remote.request_timeout.max(Duration::from_secs(30))),
         keepalive_interval: Some(Duration::from_secs(15)),
         nodelay: true,
@@ -355,16 +355,53 @@ pub fn sftp_err(what: &str, e: SftpError) -> HostError {
     .with_retryable(retry)
 }
 
-/// Run `op` on a fresh connection, again with exponential backoff (0.2 s doubling to 15 s) while
-/// it fails with a retryable error and `retries` / `retry_timeout` allow. Cancellation ends it.
+/// The retry budget of one operation: exponential backoff (0.2 s doubling to 15 s) while errors
+/// are retryable and `retries` / `retry_timeout` allow.
+pub struct Backoff<'a> {
+    remote: &'a Remote,
+    started: Instant,
+    delay: Duration,
+    attempt: usize,
+}
+
+impl<'a> Backoff<'a> {
+    pub fn new(remote: &'a Remote) -> Self {
+        Backoff {
+            remote,
+            started: Instant::now(),
+            delay: Duration::from_millis(200),
+            attempt: 0,
+        }
+    }
+
+    /// After a failure: Ok once it is worth another attempt (having slept), else the error.
+    pub async fn after(&mut self, e: HostError) -> HostResult<()> {
+        let r = self.remote;
+        if e.retryable
+            && self.attempt < r.retries
+            && self.started.elapsed() + self.delay < r.retry_timeout
+        {
+            self.attempt += 1;
+            tracing::warn!(target: "mtn::storage", attempt = self.attempt, error = %crate::redact::redact(&e.message), "sftp: retrying after a transient error");
+            tokio::time::sleep(self.delay).await;
+            self.delay = (self.delay * 2).min(Duration::from_secs(15));
+            return Ok(());
+        }
+        if e.retryable && self.attempt > 0 {
+            return Err(e.context(format!("after {} attempts", self.attempt + 1)));
+        }
+        Err(e)
+    }
+}
+
+/// Run `op` on a fresh connection, again after a retryable error while the [`Backoff`] allows.
+/// Cancellation ends it.
 pub async fn with_retry<T, F, Fut>(remote: &Remote, ctx: &RunCtx, mut op: F) -> HostResult<T>
 where
     F: FnMut(Session) -> Fut,
     Fut: Future<Output = HostResult<T>>,
 {
-    let started = Instant::now();
-    let mut delay = Duration::from_millis(200);
-    let mut attempt = 0;
+    let mut backoff = Backoff::new(remote);
     loop {
         ctx.check_cancelled()?;
         let res = match connect(remote).await {
@@ -373,20 +410,7 @@ where
         };
         match res {
             Ok(v) => return Ok(v),
-            Err(e)
-                if e.retryable
-                    && attempt < remote.retries
-                    && started.elapsed() + delay < remote.retry_timeout =>
-            {
-                attempt += 1;
-                tracing::warn!(target: "mtn::storage", attempt, error = %crate::redact::redact(&e.message), "sftp: retrying after a transient error");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(15));
-            }
-            Err(e) if e.retryable && attempt > 0 => {
-                return Err(e.context(format!("after {} attempts", attempt + 1)))
-            }
-            Err(e) => return Err(e),
+            Err(e) => backoff.after(e).await?,
         }
     }
 }

@@ -10,7 +10,7 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use sha2::{Digest, Sha256};
 
-use super::conn::{sftp_err, with_retry, Session};
+use super::conn::{connect, sftp_err, Backoff, Session};
 use super::ops::{parent_and_name, read_sidecar};
 use super::{Remote, CHUNK, IN_FLIGHT};
 use crate::atomic::AtomicFile;
@@ -25,28 +25,31 @@ pub struct Fetched {
     pub sha256: String,
 }
 
-/// Stream `key` into `out` (rewound on each retry). Only reads the sidecar when `head_only`.
+/// Stream `key` into `out` (rewound on each retry); with no `out`, only the size and sidecar.
 pub async fn download(
     remote: &Remote,
     key: &str,
-    out: Option<&mut AtomicFile>,
+    mut out: Option<&mut AtomicFile>,
     ctx: &RunCtx,
 ) -> HostResult<Fetched> {
     let path = Remote::path_of(key);
-    let out = std::sync::Mutex::new(out);
-    with_retry(remote, ctx, |s| {
-        let path = path.clone();
-        let out = &out;
-        async move {
-            let mut guard = out
-                .lock()
-                .map_err(|_| HostError::other("download: output lock poisoned"))?;
-            let r = download_once(&s, &path, guard.as_deref_mut(), ctx).await;
-            s.close().await;
-            r
+    // The retry loop of conn::with_retry, written out: each attempt borrows `out` again.
+    let mut backoff = Backoff::new(remote);
+    loop {
+        ctx.check_cancelled()?;
+        let res = match connect(remote).await {
+            Ok(s) => {
+                let r = download_once(&s, &path, out.as_deref_mut(), ctx).await;
+                s.close().await;
+                r
+            }
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(v) => return Ok(v),
+            Err(e) => backoff.after(e).await?,
         }
-    })
-    .await
+    }
 }
 
 async fn download_once(
