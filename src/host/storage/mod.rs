@@ -82,7 +82,7 @@ fn do_list(ctx: &RunCtx, url: &str, map: &Map) -> HostResult<Vec<remote::RemoteO
 fn do_newest(ctx: &RunCtx, url: &str, map: &Map) -> HostResult<newest::Newest> {
     let (conn, o): (_, newest::NewestOptions) = split("newest", map)?;
     let t = open(ctx, url, &conn)?;
-    ctx.block_on(newest::newest(&t, &o))
+    ctx.block_on(newest::newest(&t, &o, ctx))
 }
 
 /// Object URLs from a string, an array of strings, or maps with a `url` (list_remote's output).

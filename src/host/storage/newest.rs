@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::remote::{self, ListOptions, RemoteObject};
 use super::target::Target;
+use crate::engine::ctx::RunCtx;
 use crate::host::error::{HostError, HostResult};
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -34,7 +35,7 @@ pub struct Newest {
     pub path: Option<String>,
 }
 
-pub async fn newest(target: &Target, opts: &NewestOptions) -> HostResult<Newest> {
+pub async fn newest(target: &Target, opts: &NewestOptions, ctx: &RunCtx) -> HostResult<Newest> {
     let pattern = opts.pattern.clone().unwrap_or_else(|| "*".to_string());
     let glob = globset::Glob::new(&pattern)
         .map_err(|e| HostError::invalid(format!("invalid pattern {pattern:?}: {e}")))?
@@ -44,7 +45,7 @@ pub async fn newest(target: &Target, opts: &NewestOptions) -> HostResult<Newest>
     if !folder.key.is_empty() && !folder.key.ends_with('/') {
         folder.key.push('/');
     }
-    let objects = remote::list(&folder, &ListOptions::default()).await?;
+    let objects = remote::list(&folder, &ListOptions::default(), ctx).await?;
     let best = objects
         .into_iter()
         .filter(|o| {
