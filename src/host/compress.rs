@@ -305,7 +305,7 @@ Mode and mtime are kept, like gzip. Honours the policy and dry-run. Options: `co
 multi-threaded like `zstd -T0`), `level` (gzip 1-9, default 6; zstd 1-22, default 3), `keep` (false: \
 remove the input), `force` (false: refuse to replace an existing output), `threads` (every core). \
 Returns `#{ input, output, bytes_in, bytes_out, ratio, dry_run }`.\n\n\
-```rhai\nlet r = compress(\"./dump.sql\", #{ level: 6 });\nlog(`${r.output}: ${r.ratio}`);\ncompress(\"./app.log\", #{ compression: \"zstd\", level: 19 });\n```";
+```rhai\nlet r = compress(\"./dump.sql\", #{ level: 6 });\nlog(`${r.output}: ${r.ratio}`);\ncompress(\"./logs/app.log\", #{ compression: \"zstd\", level: 19 });\n```";
     let ctx = r.ctx.clone();
     r.add(
         "compress",

@@ -465,6 +465,9 @@ const NEEDS_PEER: &[&str] = &[
     "retention(\"s3",
     "mongo",
     "exec(",
+    // The Docker engine and Redis examples name containers and servers of the reader's own.
+    "container",
+    "redis",
     "postgres://",
     "mysql://",
     "s3://",
