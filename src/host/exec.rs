@@ -57,6 +57,22 @@ pub struct ExecReport {
     pub dry_run: bool,
 }
 
+impl ExecReport {
+    /// What a program that was not run reports in a dry run (`exec` and `container_exec`).
+    pub fn dry_run() -> Self {
+        ExecReport {
+            code: Some(0),
+            signal: None,
+            ok: true,
+            stdout: String::new(),
+            stderr: String::new(),
+            duration_ms: 0.0,
+            truncated: false,
+            dry_run: true,
+        }
+    }
+}
+
 /// Kills the child's process group unless disarmed: covers timeout, cancellation and panics.
 struct GroupGuard {
     pgid: Option<i32>,
@@ -127,16 +143,7 @@ pub async fn exec(
     let shown = crate::redact::redact(&format!("{program} {}", args.join(" ")));
     if ctx.dry_run && !o.readonly {
         tracing::info!(target: "mtn::host", "dry run: would run {shown}");
-        return Ok(ExecReport {
-            code: Some(0),
-            signal: None,
-            ok: true,
-            stdout: String::new(),
-            stderr: String::new(),
-            duration_ms: 0.0,
-            truncated: false,
-            dry_run: true,
-        });
+        return Ok(ExecReport::dry_run());
     }
     // The resolved file, not the name: a PATH in `env` must not choose a different program.
     let mut cmd = tokio::process::Command::new(&resolved);

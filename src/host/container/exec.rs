@@ -53,16 +53,7 @@ pub async fn container_exec(
     let shown = crate::redact::redact(&format!("{program} {}", args.join(" ")));
     if ctx.dry_run && !o.readonly {
         tracing::info!(target: "mtn::host", "dry run: would run {shown} in container {container}");
-        return Ok(ExecReport {
-            code: Some(0),
-            signal: None,
-            ok: true,
-            stdout: String::new(),
-            stderr: String::new(),
-            duration_ms: 0.0,
-            truncated: false,
-            dry_run: true,
-        });
+        return Ok(ExecReport::dry_run());
     }
     let mut cmd = vec![program.to_string()];
     cmd.extend(args);
