@@ -186,6 +186,20 @@ pub fn allowed_keys(function: &str, param: &str) -> Option<Vec<&'static str>> {
             NO_EXTRA,
         ),
         ("delete_remote", "opts") => (&[fields::<storage::target::ConnOptions>], NO_EXTRA),
+        ("snapshot_dir", "opts") => (
+            &[
+                fields::<storage::restic::snapshot::SnapshotOptions>,
+                fields::<storage::restic::run::RepoOptions>,
+            ],
+            &["policy"],
+        ),
+        ("restore_snapshot", "opts") => (
+            &[
+                fields::<storage::restic::restore::RestoreOptions>,
+                fields::<storage::restic::run::RepoOptions>,
+            ],
+            NO_EXTRA,
+        ),
         ("retention", "policy") => (&[fields::<storage::retention::Policy>], NO_EXTRA),
         ("retention", "opts") => (
             &[

@@ -19,6 +19,7 @@ mod mongo_legacy;
 mod newest;
 mod procedures;
 mod props;
+mod restic;
 mod rotate_conformance;
 mod run_contract;
 mod sftp;

@@ -463,6 +463,9 @@ const NEEDS_PEER: &[&str] = &[
     "list_remote(",
     "delete_remote(",
     "retention(\"s3",
+    // restic's examples need restic and a repository password.
+    "snapshot_dir(",
+    "restore_snapshot(",
     "mongo",
     "exec(",
     // The Docker engine and Redis examples name containers and servers of the reader's own.

@@ -95,15 +95,6 @@ fn big_file(path: &Path, mib: u64) {
     }
 }
 
-fn json_after(run: &Run, tag: &str) -> serde_json::Value {
-    let all = run.all();
-    let line = all
-        .lines()
-        .find_map(|l| l.split_once(tag).map(|(_, j)| j.to_string()))
-        .unwrap_or_else(|| panic!("no {tag} in output:\n{all}"));
-    serde_json::from_str(&line).expect("json")
-}
-
 #[test]
 fn round_trips_empty_small_and_large_files_read_back_by_openssh() {
     let s = server();

@@ -53,12 +53,7 @@ fn run_env(dir: &Path, text: &str, args: &[&str], env: &[(&'static str, String)]
 
 /// The JSON a script printed after `JSON:`.
 fn json_out(run: &Run) -> serde_json::Value {
-    let all = run.all();
-    let line = all
-        .lines()
-        .find_map(|l| l.split_once("JSON:").map(|(_, j)| j.to_string()))
-        .unwrap_or_else(|| panic!("no JSON in output:\n{all}"));
-    serde_json::from_str(&line).expect("json")
+    json_after(run, "JSON:")
 }
 
 fn sha256_of(path: &Path) -> String {

@@ -73,6 +73,16 @@ pub fn run_script_env(
     Run::from(c.output().expect("run mtn"))
 }
 
+/// The JSON a script printed after `tag` (e.g. `print("JSON:" + r.to_json())`).
+pub fn json_after(run: &Run, tag: &str) -> serde_json::Value {
+    let all = run.all();
+    let line = all
+        .lines()
+        .find_map(|l| l.split_once(tag).map(|(_, j)| j.to_string()))
+        .unwrap_or_else(|| panic!("no {tag} in output:\n{all}"));
+    serde_json::from_str(&line).expect("json")
+}
+
 /// A variable exported by tests/run.sh. Missing means the suite was not started through it:
 /// that is a failure, never a skip.
 pub fn env_var(name: &str) -> String {

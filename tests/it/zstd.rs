@@ -27,15 +27,6 @@ fn unzstd(path: &Path) -> Vec<u8> {
     out.stdout
 }
 
-fn json_after(run: &Run, tag: &str) -> serde_json::Value {
-    let all = run.all();
-    let line = all
-        .lines()
-        .find_map(|l| l.split_once(tag).map(|(_, j)| j.to_string()))
-        .unwrap_or_else(|| panic!("no {tag} in output:\n{all}"));
-    serde_json::from_str(&line).expect("json")
-}
-
 #[test]
 fn compress_zstd_is_read_by_the_cli_and_decompress_goes_by_content() {
     let dir = tempdir();

@@ -10,6 +10,7 @@ pub mod encrypt;
 pub mod newest;
 pub mod profile;
 pub mod remote;
+pub mod restic;
 pub mod retention;
 pub mod sftp;
 pub mod target;
@@ -204,6 +205,7 @@ log(`kept ${r.kept.len()}, deleted ${r.deleted.len()}`);
 ```"#;
 
 pub fn register(r: &mut Registrar) {
+    restic::register(r);
     r.category("storage");
 
     let ctx = r.ctx.clone();

@@ -106,26 +106,42 @@ enum Limit {
     Within(CalendarDuration, Option<NaiveDateTime>),
 }
 
+impl Policy {
+    /// The count rules by key, in [`BUCKETS`] order (keep_last, keep_hourly, ..., keep_yearly).
+    pub fn counts(&self) -> [(&'static str, Option<i64>); 6] {
+        [
+            ("keep_last", self.keep_last),
+            ("keep_hourly", self.keep_hourly),
+            ("keep_daily", self.keep_daily),
+            ("keep_weekly", self.keep_weekly),
+            ("keep_monthly", self.keep_monthly),
+            ("keep_yearly", self.keep_yearly),
+        ]
+    }
+
+    /// The window rules by key: keep_within, then keep_within_hourly ... _yearly ([`BUCKETS`]
+    /// order, keep_within standing where "last" stands).
+    pub fn windows(&self) -> [(&'static str, Option<CalendarDuration>); 6] {
+        [
+            ("keep_within", self.keep_within),
+            ("keep_within_hourly", self.keep_within_hourly),
+            ("keep_within_daily", self.keep_within_daily),
+            ("keep_within_weekly", self.keep_within_weekly),
+            ("keep_within_monthly", self.keep_within_monthly),
+            ("keep_within_yearly", self.keep_within_yearly),
+        ]
+    }
+}
+
 fn rules(p: &Policy, latest: Option<NaiveDateTime>) -> Vec<Rule> {
-    let counts = [
-        p.keep_last,
-        p.keep_hourly,
-        p.keep_daily,
-        p.keep_weekly,
-        p.keep_monthly,
-        p.keep_yearly,
-    ];
-    let windows = [
-        None,
-        p.keep_within_hourly,
-        p.keep_within_daily,
-        p.keep_within_weekly,
-        p.keep_within_monthly,
-        p.keep_within_yearly,
-    ];
+    let counts = p.counts();
+    // keep_within is not a bucket rule (it is applied on its own in `plan`).
+    let windows = p
+        .windows()
+        .map(|(k, w)| (k, w.filter(|_| k != "keep_within")));
     let mut out = Vec::new();
     for (i, (name, bucket)) in BUCKETS.into_iter().enumerate() {
-        if let Some(c) = counts[i].filter(|c| *c != 0) {
+        if let Some(c) = counts[i].1.filter(|c| *c != 0) {
             out.push(Rule {
                 key: format!("keep_{name}"),
                 bucket,
@@ -136,7 +152,7 @@ fn rules(p: &Policy, latest: Option<NaiveDateTime>) -> Vec<Rule> {
         }
     }
     for (i, (name, bucket)) in BUCKETS.into_iter().enumerate() {
-        if let Some(d) = windows[i].filter(|d| !d.is_zero()) {
+        if let Some(d) = windows[i].1.filter(|d| !d.is_zero()) {
             out.push(Rule {
                 key: format!("keep_within_{name}"),
                 bucket,
@@ -164,14 +180,7 @@ fn inside(t: &NaiveDateTime, cut: Option<NaiveDateTime>) -> bool {
 
 /// Check a policy before listing anything.
 pub fn validate(p: &Policy) -> HostResult<()> {
-    let counts = [
-        ("keep_last", p.keep_last),
-        ("keep_hourly", p.keep_hourly),
-        ("keep_daily", p.keep_daily),
-        ("keep_weekly", p.keep_weekly),
-        ("keep_monthly", p.keep_monthly),
-        ("keep_yearly", p.keep_yearly),
-    ];
+    let counts = p.counts();
     for (name, c) in counts {
         if let Some(c) = c {
             if c < -1 {
@@ -181,16 +190,10 @@ pub fn validate(p: &Policy) -> HostResult<()> {
             }
         }
     }
-    let windows = [
-        p.keep_within,
-        p.keep_within_hourly,
-        p.keep_within_daily,
-        p.keep_within_weekly,
-        p.keep_within_monthly,
-        p.keep_within_yearly,
-    ];
     if counts.iter().all(|(_, c)| c.unwrap_or(0) == 0)
-        && windows.iter().all(|w| w.is_none_or(|w| w.is_zero()))
+        && p.windows()
+            .iter()
+            .all(|(_, w)| w.is_none_or(|w| w.is_zero()))
     {
         return Err(HostError::invalid(
             "retention: the policy has no keep rule (keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within, keep_within_hourly/daily/weekly/monthly/yearly); refusing to plan a deletion of everything",

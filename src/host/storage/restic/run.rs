@@ -1,0 +1,210 @@
+//! Running restic: the binary, the repository, the password (in the child's environment only,
+//! never on its command line or in a log line), and restic's failures turned into errors that say
+//! what went wrong where.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde::Deserialize;
+
+use crate::engine::ctx::RunCtx;
+use crate::host::db::tools;
+use crate::host::error::{ErrorKind, HostError, HostResult};
+
+/// Options every restic function takes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepoOptions {
+    /// The repository password (use secret()); without it restic's own RESTIC_PASSWORD,
+    /// RESTIC_PASSWORD_FILE or RESTIC_PASSWORD_COMMAND from mtn's environment.
+    pub password: Option<String>,
+    /// Only snapshots of this host (restic's `--host`; backups are recorded under it).
+    pub host: Option<String>,
+}
+
+pub const REPO_KEYS: &[&str] = &["password", "host"];
+
+/// Backends restic spells as `NAME:...`; anything else is a local path.
+const REMOTE_SCHEMES: &[&str] = &[
+    "sftp:", "s3:", "rest:", "b2:", "azure:", "gs:", "swift:", "rclone:",
+];
+
+pub struct Restic {
+    bin: PathBuf,
+    /// As restic is given it (a local path resolved inside the allowed roots).
+    pub repo: String,
+    password: Option<String>,
+    /// When the repository is a local folder.
+    pub local: Option<PathBuf>,
+}
+
+impl Restic {
+    /// Find restic, check the repository location against the policy, register the password.
+    pub fn open(ctx: &RunCtx, repo: &str, o: &RepoOptions) -> HostResult<Restic> {
+        let bin = tools::find_tool(&["restic"], "restic")?;
+        if repo.trim().is_empty() {
+            return Err(HostError::invalid("empty restic repository"));
+        }
+        let (repo, local) = if REMOTE_SCHEMES.iter().any(|s| repo.starts_with(s)) {
+            crate::redact::register_url(repo.split_once(':').map_or(repo, |(_, r)| r));
+            if let Some(h) = remote_host(repo) {
+                ctx.policy.check_host(&h)?;
+            }
+            (repo.to_string(), None)
+        } else {
+            // restic creates and deletes files in it: a write target like any other.
+            let p = ctx.policy.check_write(Path::new(repo))?;
+            (p.display().to_string(), Some(p))
+        };
+        let password = o.password.clone().filter(|p| !p.is_empty());
+        if let Some(p) = &password {
+            crate::redact::register(p);
+        } else if [
+            "RESTIC_PASSWORD",
+            "RESTIC_PASSWORD_FILE",
+            "RESTIC_PASSWORD_COMMAND",
+        ]
+        .iter()
+        .all(|v| std::env::var_os(v).is_none())
+        {
+            return Err(HostError::invalid(format!(
+                "no password for the restic repository {repo}: pass `password: secret(\"RESTIC_PASSWORD\")` (or set RESTIC_PASSWORD_FILE for restic)"
+            )));
+        }
+        if let Ok(p) = std::env::var("RESTIC_PASSWORD") {
+            crate::redact::register(&p);
+        }
+        Ok(Restic {
+            bin,
+            repo,
+            password,
+            local,
+        })
+    }
+
+    /// Run `restic ARGS` to completion; stdout on success, a classified error otherwise.
+    /// `ok_codes` are exit codes that still mean success (backup's 3: some files unreadable).
+    pub async fn run(&self, args: &[String], ok_codes: &[i32]) -> HostResult<Output> {
+        let mut cmd = tools::command(&self.bin);
+        cmd.args(args)
+            .stdout(Stdio::piped())
+            // The repository goes by environment too: a rest: URL may carry a password.
+            .env("RESTIC_REPOSITORY", &self.repo)
+            .env_remove("RESTIC_REPOSITORY_FILE")
+            .env("RESTIC_PROGRESS_FPS", "0.016");
+        if let Some(p) = &self.password {
+            cmd.env("RESTIC_PASSWORD", p)
+                .env_remove("RESTIC_PASSWORD_FILE")
+                .env_remove("RESTIC_PASSWORD_COMMAND");
+        }
+        let out = cmd
+            .output()
+            .await
+            .map_err(|e| HostError::io(format!("starting {}", self.bin.display()), &e))?;
+        let stderr = crate::redact::redact(String::from_utf8_lossy(&out.stderr).trim());
+        let code = out.status.code().unwrap_or(-1);
+        if out.status.success() || ok_codes.contains(&code) {
+            return Ok(Output {
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr,
+                code,
+            });
+        }
+        let what = args.first().map(String::as_str).unwrap_or("");
+        Err(self.classify(what, code, &stderr))
+    }
+
+    fn classify(&self, what: &str, code: i32, stderr: &str) -> HostError {
+        let tail: String = {
+            let lines: Vec<&str> = stderr.lines().rev().take(8).collect();
+            lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+        };
+        let repo = crate::redact::redact(&self.repo);
+        let (kind, hint) = if stderr.contains("wrong password") {
+            (
+                ErrorKind::PermissionDenied,
+                " (the password is wrong for this repository)",
+            )
+        } else if stderr.contains("Is there a repository at the following location?")
+            || stderr.contains("unable to open config file")
+        {
+            (
+                ErrorKind::NotFound,
+                " (no restic repository there: create it with `restic init`, or pass init: true)",
+            )
+        } else if stderr.contains("repository is already locked") {
+            (
+                ErrorKind::Refused,
+                " (another restic process holds the lock; a stale lock is removed with `restic unlock`)",
+            )
+        } else if stderr.contains("connection refused")
+            || stderr.contains("no route to host")
+            || stderr.contains("timeout")
+        {
+            (ErrorKind::Network, "")
+        } else {
+            (ErrorKind::Other, "")
+        };
+        HostError::new(
+            kind,
+            format!("restic {what} on {repo} failed (exit {code}){hint}: {tail}"),
+        )
+    }
+}
+
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: i32,
+}
+
+/// The host a remote repository talks to, for the policy's allow_hosts:
+/// `sftp:user@host:/path`, `sftp://user@host:port//path`, `s3:https://host/bucket`, `rest:http://...`.
+fn remote_host(repo: &str) -> Option<String> {
+    let (scheme, rest) = repo.split_once(':')?;
+    let with_url = |r: &str| {
+        url::Url::parse(r)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()))
+    };
+    match scheme {
+        "sftp" if rest.starts_with("//") => with_url(&format!("sftp:{rest}")),
+        "sftp" => {
+            let hostpart = rest.split(':').next()?;
+            Some(hostpart.rsplit('@').next()?.to_string())
+        }
+        "s3" | "rest" | "swift" if rest.starts_with("http") => with_url(rest),
+        "s3" => Some(rest.split('/').next()?.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_hosts() {
+        assert_eq!(
+            remote_host("sftp:backup@box.example:/srv/restic").as_deref(),
+            Some("box.example")
+        );
+        assert_eq!(
+            remote_host("sftp://u@127.0.0.1:2222//srv/r").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            remote_host("s3:https://s3.amazonaws.com/bucket/r").as_deref(),
+            Some("s3.amazonaws.com")
+        );
+        assert_eq!(
+            remote_host("s3:s3.eu-central-1.amazonaws.com/b").as_deref(),
+            Some("s3.eu-central-1.amazonaws.com")
+        );
+        assert_eq!(
+            remote_host("rest:https://u:p@h.example:8000/").as_deref(),
+            Some("h.example")
+        );
+        assert_eq!(remote_host("b2:bucket:path"), None);
+    }
+}
