@@ -58,8 +58,14 @@ impl<'de> de::Deserializer<'de> for Probe {
 }
 
 /// The message for an unknown option key, the same at check time and at run time:
-/// "dump_db: unknown option `kep` (did you mean `keep`?); allowed options: a, b".
+/// "backup::run: unknown option `kep` (did you mean `keep`?); allowed options: a, b".
 pub fn unknown_option(function: &str, bad: &str, allowed: &[&str]) -> String {
+    format!("{function}: {}", unknown_option_text(bad, allowed))
+}
+
+/// The same without the function name, for a host function's own options: the binding wrapper
+/// names the function (src/host/binding.rs).
+pub fn unknown_option_text(bad: &str, allowed: &[&str]) -> String {
     let hint = closest(bad, allowed)
         .map(|a| format!(" (did you mean `{a}`?)"))
         .unwrap_or_default();
@@ -68,7 +74,7 @@ pub fn unknown_option(function: &str, bad: &str, allowed: &[&str]) -> String {
     } else {
         allowed.join(", ")
     };
-    format!("{function}: unknown option `{bad}`{hint}; allowed options: {allowed}")
+    format!("unknown option `{bad}`{hint}; allowed options: {allowed}")
 }
 
 /// The allowed key most like `bad`, if one is close enough to be a likely typo.

@@ -1,9 +1,10 @@
 //! Registering host functions with their documentation in one step.
 //!
-//! Every host function is registered through [`Registrar::add`], which stores its parameter
-//! names, return type, doc text and capability in Rhai's own function metadata. `mtn fns`,
-//! `mtn docs` and `mtn defs` all read that metadata back from the engine, so the reference
-//! cannot drift from the code.
+//! Every host function is defined with [`host_fn!`](crate::host_fn) (see src/host/binding.rs),
+//! which derives its parameter names and types from the definition and registers it through
+//! [`Registrar::add`]; that stores the parameters, return type, doc text and capability in
+//! Rhai's own function metadata. `mtn fns`, `mtn docs` and `mtn defs` all read that metadata
+//! back from the engine, so the reference cannot drift from the code.
 
 use rhai::{Engine, FuncRegistration, RhaiNativeFunc, Variant};
 
@@ -32,15 +33,16 @@ impl<'a> Registrar<'a> {
         self.category = category;
     }
 
-    /// Register a host function.
+    /// Register a host function; called by [`host_fn!`](crate::host_fn), not by hand.
     ///
-    /// `params` are `"name: type"` strings, `ret` the return type, `doc` Markdown whose first
-    /// line is the one-line summary; an example belongs in a fenced ```rhai block.
+    /// `params` are `(name, type)` pairs (a type of `""` is Rhai's calling context, not shown),
+    /// `ret` the return type, `doc` Markdown whose first line is the one-line summary; an
+    /// example belongs in a fenced ```rhai block.
     /// Host functions are volatile: the optimizer must never evaluate them at compile time.
     pub fn add<A: 'static, const N: usize, const X: bool, R, const F: bool, FUNC>(
         &mut self,
         name: &str,
-        params: &[&str],
+        params: &[(&str, &str)],
         ret: &str,
         doc: &str,
         func: FUNC,
@@ -48,8 +50,12 @@ impl<'a> Registrar<'a> {
         R: Variant + Clone,
         FUNC: RhaiNativeFunc<A, N, X, R, F> + Send + Sync + 'static,
     {
-        let mut info: Vec<&str> = params.to_vec();
-        info.push(ret);
+        let mut info: Vec<String> = params
+            .iter()
+            .filter(|(_, ty)| !ty.is_empty())
+            .map(|(name, ty)| format!("{name}: {ty}"))
+            .collect();
+        info.push(ret.to_string());
         let doc_comment = doc
             .trim_matches('\n')
             .lines()
@@ -131,4 +137,74 @@ pub fn host_functions(engine: &Engine) -> Vec<FnInfo> {
             ))
     });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Functions whose options map is required, so they have no arity without it.
+    const REQUIRED_OPTS: &[&str] = &["monitor"];
+
+    /// A parameter name that tells the reader nothing (`_x`, `arg1`, `p`, `x`). `f` is the
+    /// usual name of a closure parameter and stays allowed for `FnPtr`.
+    fn placeholder(name: &str, ty: &str) -> bool {
+        let stem = name.trim_end_matches(|c: char| c.is_ascii_digit());
+        name.is_empty()
+            || name.starts_with('_')
+            || matches!(stem, "arg" | "param" | "value" | "val" | "unnamed")
+            || (name.chars().count() == 1 && !(name == "f" && ty == "FnPtr"))
+    }
+
+    #[test]
+    fn every_host_function_has_an_example_real_names_and_its_arity_without_options() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let engine = crate::engine::metadata_engine(rt.handle().clone());
+        let fns = host_functions(&engine);
+        assert!(fns.len() > 100, "only {} host functions found", fns.len());
+        let mut problems = Vec::new();
+        for f in &fns {
+            if !f.doc.contains("```rhai") {
+                problems.push(format!("{}: no ```rhai example in its doc", f.signature));
+            }
+            for p in &f.params {
+                let (name, ty) = p.split_once(": ").unwrap_or((p.as_str(), ""));
+                if placeholder(name, ty) {
+                    problems.push(format!(
+                        "{}: placeholder parameter name `{name}`",
+                        f.signature
+                    ));
+                }
+            }
+            let options_last = f
+                .params
+                .last()
+                .is_some_and(|p| p == "opts: Map" || p == "options: Map");
+            if options_last && !REQUIRED_OPTS.contains(&f.name.as_str()) {
+                let without = &f.params[..f.params.len() - 1];
+                if !fns.iter().any(|g| g.name == f.name && g.params == without) {
+                    problems.push(format!("{}: no arity without the options map", f.signature));
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn placeholders_are_recognised() {
+        for (name, ty) in [
+            ("_x", "?"),
+            ("arg1", "?"),
+            ("p", "&str"),
+            ("f", "&str"),
+            ("", "?"),
+        ] {
+            assert!(placeholder(name, ty), "{name}: {ty}");
+        }
+        for (name, ty) in [("url", "&str"), ("f", "FnPtr"), ("path_or_glob", "&str")] {
+            assert!(!placeholder(name, ty), "{name}: {ty}");
+        }
+    }
 }

@@ -9,8 +9,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::registry::Registrar;
-use crate::host::binding::{call, opts};
 use crate::host::error::{HostError, HostResult};
+use crate::host_fn;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -75,7 +75,7 @@ fn rules() -> HostResult<Vec<(&'static str, Regex)>> {
         .map(|(n, r)| {
             Regex::new(r)
                 .map(|re| (*n, re))
-                .map_err(|e| HostError::other(format!("scan_secrets: bad rule {n}: {e}")))
+                .map_err(|e| HostError::other(format!("bad rule {n}: {e}")))
         })
         .collect()
 }
@@ -145,29 +145,7 @@ pub fn scan(dir: &Path, o: &ScanOptions) -> HostResult<Vec<Finding>> {
 pub fn register(r: &mut Registrar) {
     r.category("files");
     let doc = "Look for likely hard-coded secrets in a source tree: private keys, AWS keys, tokens, URLs with passwords, `password = \"...\"`.\n\nReturns an array of `#{ path, line, rule }` — the secret itself is never shown. Symlinks are not followed; binary files, files over `max_file_size` (1 MiB) and folders in `skip_dirs` (node_modules, .git, target, vendor, venv, ...) are skipped.\n\n```rhai\nfor f in scan_secrets(\".\", #{ skip_dirs: [\"target\", \".git\", \"tests\"] }) { warn(`${f.path}:${f.line}: ${f.rule}`); }\n```";
-    let ctx = r.ctx.clone();
-    r.add(
-        "scan_secrets",
-        &["dir: &str"],
-        "Array",
-        doc,
-        move |dir: &str| {
-            call(&ctx, "scan_secrets", || {
-                scan(Path::new(dir), &ScanOptions::default())
-            })
-        },
-    );
-    let ctx = r.ctx.clone();
-    r.add(
-        "scan_secrets",
-        &["dir: &str", "opts: Map"],
-        "Array",
-        doc,
-        move |dir: &str, o: rhai::Map| {
-            call(&ctx, "scan_secrets", || {
-                let o: ScanOptions = opts("scan_secrets", &o)?;
-                scan(Path::new(dir), &o)
-            })
-        },
-    );
+    host_fn!(r, "scan_secrets", doc, |ctx, dir: &str; opts: ScanOptions| -> "Array" {
+        scan(Path::new(dir), &opts)
+    });
 }

@@ -1,7 +1,16 @@
-//! The Rhai half of a host function: decoding options, running the core, reporting the call.
+//! The Rhai half of a host function: one definition, one wrapper.
 //!
-//! A binding is a thin closure: decode arguments with [`opts`], call the core inside [`call`]
-//! (which times, counts, logs and converts errors), and return the report as a Rhai value.
+//! Every host function is defined once with [`host_fn!`](crate::host_fn): its name, doc text,
+//! return type and a closure-like parameter list. From that one definition the macro derives
+//! the registration of both arities when the list ends in `; opts` (without the map, the core
+//! sees an empty one), the parameter names (the closure's identifiers) and types (the Rust
+//! types, named by [`RhaiType`]) that `mtn fns`, `mtn docs` and `mtn defs` show, and the
+//! wrapper: every call runs inside [`call`] / [`call_dyn`] (or [`call_rhai`] for functions
+//! that run script closures), which checks cancellation, times and counts the call, emits the
+//! redacted `host_call` event and turns a [`HostError`] into a Rhai error carrying the function
+//! name. Cores therefore never prefix their messages with their own name. Arities that differ by
+//! more than a trailing options map (`log(message)` / `log(level, message)`) are separate
+//! `host_fn!` definitions under the same name.
 
 use std::time::Instant;
 
@@ -16,10 +25,11 @@ pub type RhaiResult = Result<Dynamic, Box<EvalAltResult>>;
 
 /// Decode an options map into `T` (which should be `#[serde(deny_unknown_fields, default)]`).
 /// A typo gives "unknown option `compres` (did you mean `compress`?); allowed: ...".
-pub fn opts<T: DeserializeOwned>(function: &str, map: &Map) -> HostResult<T> {
+/// The message does not name the function: the wrapper does.
+pub fn opts<T: DeserializeOwned>(map: &Map) -> HostResult<T> {
     let value = map_to_json(map)?;
     serde_json::from_value::<T>(value)
-        .map_err(|e| HostError::invalid(describe_serde_error(function, &e.to_string())))
+        .map_err(|e| HostError::invalid(describe_serde_error(&e.to_string())))
 }
 
 /// A Rhai map as JSON, for decoding and for documents sent to servers.
@@ -33,26 +43,24 @@ pub fn dynamic_to_json(value: &Dynamic) -> HostResult<serde_json::Value> {
         .map_err(|e| HostError::invalid(format!("value cannot be used: {e}")))
 }
 
-fn describe_serde_error(function: &str, msg: &str) -> String {
+fn describe_serde_error(msg: &str) -> String {
     // serde: "unknown field `compres`, expected one of `to`, `format`"
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         if let Some((bad, tail)) = rest.split_once('`') {
             let allowed: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
-            return crate::engine::options::unknown_option(function, bad, &allowed);
+            return crate::engine::options::unknown_option_text(bad, &allowed);
         }
     }
-    format!("{function}: invalid options: {msg}")
+    format!("invalid options: {msg}")
 }
 
 /// Remove a closure option (closures cannot go through serde) from an options map.
-pub fn take_fn(function: &str, map: &mut Map, key: &str) -> HostResult<Option<FnPtr>> {
+pub fn take_fn(map: &mut Map, key: &str) -> HostResult<Option<FnPtr>> {
     match map.remove(key) {
         None => Ok(None),
         Some(v) if v.is_unit() => Ok(None),
         Some(v) => v.try_cast::<FnPtr>().map(Some).ok_or_else(|| {
-            HostError::invalid(format!(
-                "{function}: option `{key}` must be a function (|x| ...)"
-            ))
+            HostError::invalid(format!("option `{key}` must be a function (|x| ...)"))
         }),
     }
 }
@@ -80,19 +88,191 @@ pub fn call_dyn(
 ) -> RhaiResult {
     let started = Instant::now();
     let result = ctx.check_cancelled().and_then(|_| f());
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    ctx.count_call(result.is_ok());
     match result {
         Ok(v) => {
-            tracing::debug!(target: "mtn::host_call", event = "host_call", function, duration_ms = ms, outcome = "ok", dry_run = ctx.dry_run);
+            finish(ctx, function, started, None);
             Ok(v)
         }
         Err(e) => {
-            let msg = crate::redact::redact(&e.message);
-            tracing::debug!(target: "mtn::host_call", event = "host_call", function, duration_ms = ms, outcome = "error", kind = e.kind.as_str(), error = %msg);
+            finish(ctx, function, started, Some((e.kind.as_str(), &e.message)));
             Err(e.into_rhai(function))
         }
     }
+}
+
+/// Like [`call_dyn`] for functions that run a script closure (`retry`): the closure's own error
+/// passes through unchanged, since its function and kind are the closure's, not ours.
+pub fn call_rhai(ctx: &RunCtx, function: &str, f: impl FnOnce() -> RhaiResult) -> RhaiResult {
+    let started = Instant::now();
+    if let Err(e) = ctx.check_cancelled() {
+        finish(ctx, function, started, Some((e.kind.as_str(), &e.message)));
+        return Err(e.into_rhai(function));
+    }
+    let result = f();
+    match &result {
+        Ok(_) => finish(ctx, function, started, None),
+        Err(e) => finish(ctx, function, started, Some(("script", &e.to_string()))),
+    }
+    result
+}
+
+/// Count the call and emit its `host_call` event (error text redacted).
+fn finish(ctx: &RunCtx, function: &str, started: Instant, error: Option<(&str, &str)>) {
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    ctx.count_call(error.is_none());
+    match error {
+        None => {
+            tracing::debug!(target: "mtn::host_call", event = "host_call", function, duration_ms = ms, outcome = "ok", dry_run = ctx.dry_run);
+        }
+        Some((kind, message)) => {
+            let msg = crate::redact::redact(message);
+            tracing::debug!(target: "mtn::host_call", event = "host_call", function, duration_ms = ms, outcome = "error", kind, error = %msg);
+        }
+    }
+}
+
+/// The name a Rust parameter type has in `mtn fns`, `mtn docs` and `mtn defs`. A type without
+/// an impl cannot be a host function parameter, so the shown type cannot drift from the code.
+pub trait RhaiType {
+    const NAME: &'static str;
+}
+
+macro_rules! rhai_type {
+    ($($t:ty => $n:literal),* $(,)?) => {
+        $(impl RhaiType for $t {
+            const NAME: &'static str = $n;
+        })*
+    };
+}
+
+rhai_type! {
+    &str => "&str",
+    Map => "Map",
+    rhai::Array => "Array",
+    Dynamic => "?",
+    i64 => "i64",
+    f64 => "f64",
+    bool => "bool",
+    FnPtr => "FnPtr",
+    crate::host::core::Time => "Time",
+}
+
+/// The calling context Rhai passes first to functions that call script closures: not a
+/// parameter a script writes, so it has no name in the reference (see [`Registrar::add`]).
+///
+/// [`Registrar::add`]: crate::engine::registry::Registrar::add
+impl RhaiType for rhai::NativeCallContext<'_> {
+    const NAME: &'static str = "";
+}
+
+/// The doc text of a function with an options arity: one text for both, or a pair
+/// (without options, with options) when the options arity documents its options separately.
+pub trait ArityDoc {
+    fn without_opts(&self) -> &str;
+    fn with_opts(&self) -> &str;
+}
+
+impl ArityDoc for str {
+    fn without_opts(&self) -> &str {
+        self
+    }
+    fn with_opts(&self) -> &str {
+        self
+    }
+}
+
+impl ArityDoc for String {
+    fn without_opts(&self) -> &str {
+        self
+    }
+    fn with_opts(&self) -> &str {
+        self
+    }
+}
+
+impl<T: ArityDoc + ?Sized> ArityDoc for &T {
+    fn without_opts(&self) -> &str {
+        (**self).without_opts()
+    }
+    fn with_opts(&self) -> &str {
+        (**self).with_opts()
+    }
+}
+
+impl<A: AsRef<str>, B: AsRef<str>> ArityDoc for (A, B) {
+    fn without_opts(&self) -> &str {
+        self.0.as_ref()
+    }
+    fn with_opts(&self) -> &str {
+        self.1.as_ref()
+    }
+}
+
+/// Define a host function: `host_fn!(r, "name", DOC, |ctx, a: &str, b: i64; opts| -> "Map" body)`.
+///
+/// - `ctx` names the run context (`Ctx`) inside `body`; the parameters follow, each with its
+///   Rust type (shown through [`RhaiType`]). A leading `nctx: NativeCallContext` parameter is
+///   passed by Rhai and not shown.
+/// - `; opts` registers two arities, without and with a trailing `opts: Map`; without it `opts`
+///   is an empty map. `; opts: T` decodes the map into `T` with [`opts()`] first (unknown keys
+///   are an error the wrapper names with the function). Any identifier works; it is the name shown.
+/// - `-> "Map" body`: `body` is a `HostResult<T: Serialize>` run inside [`call`];
+///   `-> dyn "Time" body` a `HostResult<Dynamic>` inside [`call_dyn`]; `-> rhai "?" body` a
+///   [`RhaiResult`] inside [`call_rhai`]. The string is the return type shown.
+/// - `DOC` is the doc text (Markdown, first line the summary, a ```rhai example); with `; opts`
+///   it may be a pair `(without, with)` (see [`ArityDoc`]).
+#[macro_export]
+macro_rules! host_fn {
+    ($r:ident, $name:literal, $doc:expr,
+     |$ctx:ident $(, $p:ident : $t:ty)* $(; $opts:ident $(: $ot:ty)?)?| -> $($rest:tt)+) => {
+        $crate::host_fn!(@mode $r, $name, $doc, $ctx, [$($p : $t),*], [$($opts $(: $ot)?)?], $($rest)+)
+    };
+    (@mode $r:ident, $name:literal, $doc:expr, $ctx:ident, $ps:tt, $o:tt, dyn $ret:literal $body:expr) => {
+        $crate::host_fn!(@opts $r, $name, $doc, $ctx, $ps, $o, call_dyn, $ret, $body)
+    };
+    (@mode $r:ident, $name:literal, $doc:expr, $ctx:ident, $ps:tt, $o:tt, rhai $ret:literal $body:expr) => {
+        $crate::host_fn!(@opts $r, $name, $doc, $ctx, $ps, $o, call_rhai, $ret, $body)
+    };
+    (@mode $r:ident, $name:literal, $doc:expr, $ctx:ident, $ps:tt, $o:tt, $ret:literal $body:expr) => {
+        $crate::host_fn!(@opts $r, $name, $doc, $ctx, $ps, $o, call, $ret, $body)
+    };
+    // One arity.
+    (@opts $r:ident, $name:literal, $doc:expr, $ctx:ident, [$($p:ident : $t:ty),*], [],
+     $wrap:ident, $ret:literal, $body:expr) => {
+        $crate::host_fn!(@add $r, $name, $crate::host::binding::ArityDoc::without_opts(&$doc), $ctx,
+            $ret, [$($p : $t,)*], $crate::host::binding::$wrap(&$ctx, $name, || $body))
+    };
+    // Two arities: without the options map (the body sees an empty one) and with it; a typed
+    // `opts: T` is decoded before the body runs.
+    (@opts $r:ident, $name:literal, $doc:expr, $ctx:ident, [$($p:ident : $t:ty),*], [$opts:ident $(: $ot:ty)?],
+     $wrap:ident, $ret:literal, $body:expr) => {{
+        let doc = $doc;
+        $crate::host_fn!(@add $r, $name, $crate::host::binding::ArityDoc::without_opts(&doc), $ctx,
+            $ret, [$($p : $t,)*], {
+                let $opts = ::rhai::Map::new();
+                $crate::host::binding::$wrap(&$ctx, $name, || {
+                    $(let $opts: $ot = $crate::host::binding::opts(&$opts)?;)?
+                    $body
+                })
+            });
+        $crate::host_fn!(@add $r, $name, $crate::host::binding::ArityDoc::with_opts(&doc), $ctx,
+            $ret, [$($p : $t,)* $opts : ::rhai::Map,],
+            $crate::host::binding::$wrap(&$ctx, $name, || {
+                $(let $opts: $ot = $crate::host::binding::opts(&$opts)?;)?
+                $body
+            }));
+    }};
+    // Register one closure: parameter names from the identifiers, types through `RhaiType`.
+    (@add $r:ident, $name:literal, $doc:expr, $ctx:ident, $ret:literal, [$($p:ident : $t:ty,)*], $call:expr) => {{
+        let $ctx = $r.ctx.clone();
+        $r.add(
+            $name,
+            &[$((stringify!($p), <$t as $crate::host::binding::RhaiType>::NAME)),*],
+            $ret,
+            $doc,
+            move |$($p: $t),*| -> $crate::host::binding::RhaiResult { $call },
+        );
+    }};
 }
 
 /// Parse "30d", "12h", "90m", "1h30m", "500ms", "2 weeks" into a Duration.
@@ -185,10 +365,10 @@ mod tests {
     fn unknown_option_is_named_with_hint() {
         let mut m = Map::new();
         m.insert("compres".into(), "gzip".into());
-        let err = opts::<O>("dump_db", &m).unwrap_err();
+        let err = opts::<O>(&m).unwrap_err();
         assert_eq!(
             err.message,
-            "dump_db: unknown option `compres` (did you mean `compress`?); allowed options: compress, to"
+            "unknown option `compres` (did you mean `compress`?); allowed options: compress, to"
         );
     }
 

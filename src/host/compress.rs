@@ -5,16 +5,15 @@ use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use rhai::Map;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::AtomicFile;
 use crate::engine::ctx::RunCtx;
 use crate::engine::registry::Registrar;
-use crate::host::binding::{call, opts, RhaiResult};
 use crate::host::codec::{self, Codec, Format};
 use crate::host::error::{HostError, HostResult};
 pub use crate::host::pgzip::{compress_member, default_threads, ParallelGzWriter, DEFAULT_CHUNK};
+use crate::host_fn;
 
 /// Compress `src` into `dest` through `<dest>.tmp` (fsynced, then renamed), keeping the source's
 /// mode, mtime and (as root) owner, like gzip. The source is left alone: the caller removes it
@@ -174,8 +173,8 @@ fn check_input(path: &Path) -> HostResult<std::fs::Metadata> {
 }
 
 pub fn compress(ctx: &RunCtx, path: &str, opts: &CompressOpts) -> HostResult<CompressReport> {
-    let codec = Codec::new(&opts.compression, opts.level)
-        .map_err(|e| HostError::invalid(format!("compress: {}", e.message)))?;
+    let codec =
+        Codec::new(&opts.compression, opts.level).map_err(|e| HostError::invalid(e.message))?;
     let src = Path::new(path);
     if let Some(ext) = COMPRESSED_EXTS.iter().find(|e| path.ends_with(*e)) {
         return Err(HostError::invalid(format!(
@@ -306,59 +305,17 @@ multi-threaded like `zstd -T0`), `level` (gzip 1-9, default 6; zstd 1-22, defaul
 remove the input), `force` (false: refuse to replace an existing output), `threads` (every core). \
 Returns `#{ input, output, bytes_in, bytes_out, ratio, dry_run }`.\n\n\
 ```rhai\nlet r = compress(\"./dump.sql\", #{ level: 6 });\nlog(`${r.output}: ${r.ratio}`);\ncompress(\"./logs/app.log\", #{ compression: \"zstd\", level: 19 });\n```";
-    let ctx = r.ctx.clone();
-    r.add(
-        "compress",
-        &["path: &str"],
-        "Map",
-        C,
-        move |p: &str| -> RhaiResult {
-            call(&ctx, "compress", || {
-                compress(&ctx, p, &CompressOpts::default())
-            })
-        },
-    );
-    let ctx = r.ctx.clone();
-    r.add(
-        "compress",
-        &["path: &str", "opts: Map"],
-        "Map",
-        C,
-        move |p: &str, o: Map| -> RhaiResult {
-            call(&ctx, "compress", || {
-                compress(&ctx, p, &opts("compress", &o)?)
-            })
-        },
-    );
+    host_fn!(r, "compress", C, |ctx, path: &str; opts: CompressOpts| -> "Map" {
+        compress(&ctx, path, &opts)
+    });
     const D: &str = "Decompress `path` (ending in .gz or .zst) into the name without it, then remove `path`.\n\n\
 The format is told by the file's first bytes, not its name: gzip (single or multi-member) or zstd (any number of frames). \
 Written through a temporary file and renamed. Honours the policy and dry-run. Options: `keep` (false), `force` (false). \
 Returns `#{ input, output, bytes_in, bytes_out, ratio, dry_run }`.\n\n\
 ```rhai\ndecompress(\"./dump.sql.gz\", #{ keep: true });\n```";
-    let ctx = r.ctx.clone();
-    r.add(
-        "decompress",
-        &["path: &str"],
-        "Map",
-        D,
-        move |p: &str| -> RhaiResult {
-            call(&ctx, "decompress", || {
-                decompress(&ctx, p, &DecompressOpts::default())
-            })
-        },
-    );
-    let ctx = r.ctx.clone();
-    r.add(
-        "decompress",
-        &["path: &str", "opts: Map"],
-        "Map",
-        D,
-        move |p: &str, o: Map| -> RhaiResult {
-            call(&ctx, "decompress", || {
-                decompress(&ctx, p, &opts("decompress", &o)?)
-            })
-        },
-    );
+    host_fn!(r, "decompress", D, |ctx, path: &str; opts: DecompressOpts| -> "Map" {
+        decompress(&ctx, path, &opts)
+    });
 }
 
 #[cfg(test)]

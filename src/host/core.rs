@@ -3,13 +3,14 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Local, TimeZone, Utc};
-use rhai::{Dynamic, EvalAltResult, FnPtr, Map, NativeCallContext};
+use rhai::{Array, Dynamic, EvalAltResult, FnPtr, Map, NativeCallContext};
 use serde::Deserialize;
 
 use crate::engine::ctx::RunCtx;
 use crate::engine::registry::Registrar;
-use crate::host::binding::{call, parse_duration, RhaiResult};
+use crate::host::binding::parse_duration;
 use crate::host::error::{ErrorKind, HostError};
+use crate::host_fn;
 
 /// A point in time (local time zone), as returned by `now()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,7 +26,7 @@ pub fn format_time(t: &DateTime<Local>, fmt: &str) -> Result<String, HostError> 
     use std::fmt::Write;
     let mut out = String::new();
     write!(out, "{}", t.format(fmt))
-        .map_err(|_| HostError::invalid(format!("format_time: invalid format string {fmt:?}")))?;
+        .map_err(|_| HostError::invalid(format!("invalid format string {fmt:?}")))?;
     Ok(out)
 }
 
@@ -43,7 +44,7 @@ fn log_at(ctx: &RunCtx, level: &str, msg: &str) -> Result<(), HostError> {
         "trace" => tracing::trace!(target: "mtn::script", "{msg}"),
         other => {
             return Err(HostError::invalid(format!(
-                "log: unknown level {other:?} (use error, warn, info, debug, trace)"
+                "unknown level {other:?} (use error, warn, info, debug, trace)"
             )))
         }
     }
@@ -87,9 +88,9 @@ fn convert_setting(name: &str, v: Dynamic, default: &Dynamic) -> Result<Dynamic,
     Ok(v)
 }
 
-fn do_sleep(ctx: &crate::engine::ctx::RunCtx, secs: f64) -> RhaiResult {
+fn do_sleep(ctx: &RunCtx, secs: f64) -> Result<(), HostError> {
     let secs = if secs.is_finite() { secs.max(0.0) } else { 0.0 };
-    call(ctx, "sleep", || ctx.sleep(Duration::from_secs_f64(secs)))
+    ctx.sleep(Duration::from_secs_f64(secs))
 }
 
 /// `time ± seconds`, refusing results outside the dates chrono represents (±262,000 years)
@@ -143,321 +144,169 @@ pub fn register(r: &mut Registrar) {
         .register_fn("==", |a: Time, b: Time| a == b)
         .register_fn("!=", |a: Time, b: Time| a != b);
 
-    let ctx = r.ctx.clone();
-    r.add(
-        "log",
-        &["message: ?"],
-        "()",
-        "Log a message at info level (secrets are masked).\n\n```rhai\nlog(\"backup starting\");\n```",
-        move |msg: Dynamic| log_at(&ctx, "info", &msg.to_string()).map_err(|e| e.into_rhai("log")),
-    );
-    let ctx = r.ctx.clone();
-    r.add(
-        "log",
-        &["level: &str", "message: ?"],
-        "()",
-        "Log a message at a level: error, warn, info, debug or trace.\n\n```rhai\nlog(\"debug\", \"checked 3 files\");\n```",
-        move |level: &str, msg: Dynamic| log_at(&ctx, level, &msg.to_string()).map_err(|e| e.into_rhai("log")),
-    );
+    host_fn!(r, "log", "Log a message at info level (secrets are masked).\n\n```rhai\nlog(\"backup starting\");\n```", |ctx, message: Dynamic| -> "()" {
+        log_at(&ctx, "info", &message.to_string())
+    });
+    host_fn!(r, "log", "Log a message at a level: error, warn, info, debug or trace.\n\n```rhai\nlog(\"debug\", \"checked 3 files\");\n```", |ctx, level: &str, message: Dynamic| -> "()" {
+        log_at(&ctx, level, &message.to_string())
+    });
     // Rhai's built-in `log(FLOAT)` and `log(FLOAT, FLOAT)` are logarithms, and an exact-type
     // built-in beats a `Dynamic` parameter: `log(1.5)` or `log(duration("1h"))` would compute a
     // number and print nothing. These exact overloads make mtn's `log` win for every type
     // (the logarithm stays available as `ln(x)`; base 10 is `ln(x) / ln(10.0)`).
-    let ctx = r.ctx.clone();
-    r.add(
-        "log",
-        &["message: f64"],
-        "()",
-        "Log a number at info level (not a logarithm: use `ln(x)` for that).\n\n```rhai\nlog(duration(\"1h\"));\n```",
-        move |x: f64| log_at(&ctx, "info", &Dynamic::from(x).to_string()).map_err(|e| e.into_rhai("log")),
-    );
-    let ctx = r.ctx.clone();
-    r.add(
-        "log",
-        &["level: f64", "message: f64"],
-        "()",
-        "`log(level, message)` with a number as the level is an error naming the levels (Rhai's `log(x, base)` logarithm is not available under this name).\n\n```rhai\nlog(\"info\", 2.5);\n```",
-        move |level: f64, msg: f64| {
-            log_at(&ctx, &Dynamic::from(level).to_string(), &Dynamic::from(msg).to_string())
-                .map_err(|e| e.into_rhai("log"))
-        },
-    );
-    let ctx = r.ctx.clone();
-    r.add(
-        "warn",
-        &["message: ?"],
-        "()",
-        "Log a warning; the run still succeeds but ends with status `warning` (exit 3 with `--fail-on-warning`).\n\n```rhai\nif 1 > 0 { warn(\"disk is 85% full\"); }\n```",
-        move |msg: Dynamic| {
-            ctx.set_warned();
-            log_at(&ctx, "warn", &msg.to_string()).map_err(|e| e.into_rhai("warn"))
-        },
-    );
-    r.add(
-        "env",
-        &["name: &str"],
-        "String or ()",
-        "The value of an environment variable, or `()` when it is not set.\n\n```rhai\nlet home = env(\"HOME\");\n```",
-        |name: &str| -> Dynamic {
-            std::env::var(name).map(Dynamic::from).unwrap_or(Dynamic::UNIT)
-        },
-    );
-    r.add(
-        "env",
-        &["name: &str", "default: ?"],
-        "?",
-        "The value of an environment variable, or `default` when it is not set or empty.\n\n```rhai\nlet dir = env(\"BACKUP_DIR\", \"./backups\");\n```",
-        |name: &str, default: Dynamic| -> Dynamic {
-            match std::env::var(name) {
-                Ok(v) if !v.is_empty() => Dynamic::from(v),
-                _ => default,
-            }
-        },
-    );
-    let ctx = r.ctx.clone();
-    r.add(
-        "secret",
-        &["name: &str"],
-        "String",
-        "A secret from the environment variable NAME, or from the file named by NAME_FILE (trailing newline removed). Its value is masked in every log line, error and report from then on.\n\n```rhai\nlet token = secret(\"SLACK_TOKEN\");\n```",
-        move |name: &str| -> RhaiResult {
-            call(&ctx, "secret", || {
-                let value = match std::env::var(name) {
-                    Ok(v) if !v.is_empty() => v,
+    host_fn!(r, "log", "Log a number at info level (not a logarithm: use `ln(x)` for that).\n\n```rhai\nlog(duration(\"1h\"));\n```", |ctx, message: f64| -> "()" {
+        log_at(&ctx, "info", &Dynamic::from(message).to_string())
+    });
+    host_fn!(r, "log", "`log(level, message)` with a number as the level is an error naming the levels (Rhai's `log(x, base)` logarithm is not available under this name).\n\n```rhai\nlog(\"info\", 2.5);\n```", |ctx, level: f64, message: f64| -> "()" {
+        log_at(&ctx, &Dynamic::from(level).to_string(), &Dynamic::from(message).to_string())
+    });
+    host_fn!(r, "warn", "Log a warning; the run still succeeds but ends with status `warning` (exit 3 with `--fail-on-warning`).\n\n```rhai\nif 1 > 0 { warn(\"disk is 85% full\"); }\n```", |ctx, message: Dynamic| -> "()" {
+        ctx.set_warned();
+        log_at(&ctx, "warn", &message.to_string())
+    });
+    host_fn!(r, "env", "The value of an environment variable, or `()` when it is not set.\n\n```rhai\nlet home = env(\"HOME\");\n```", |ctx, name: &str| -> dyn "String or ()" {
+        Ok(std::env::var(name).map(Dynamic::from).unwrap_or(Dynamic::UNIT))
+    });
+    host_fn!(r, "env", "The value of an environment variable, or `default` when it is not set or empty.\n\n```rhai\nlet dir = env(\"BACKUP_DIR\", \"./backups\");\n```", |ctx, name: &str, default: Dynamic| -> dyn "?" {
+        Ok(match std::env::var(name) {
+            Ok(v) if !v.is_empty() => Dynamic::from(v),
+            _ => default,
+        })
+    });
+    host_fn!(r, "secret", "A secret from the environment variable NAME, or from the file named by NAME_FILE (trailing newline removed). Its value is masked in every log line, error and report from then on.\n\n```rhai\nlet token = secret(\"SLACK_TOKEN\");\n```", |ctx, name: &str| -> "String" {
+        let value = match std::env::var(name) {
+            Ok(v) if !v.is_empty() => v,
+            _ => {
+                let file_var = format!("{name}_FILE");
+                match std::env::var(&file_var) {
+                    Ok(path) if !path.is_empty() => std::fs::read_to_string(&path)
+                        .map_err(|e| HostError::io(format!("reading secret file {path} (from {file_var})"), &e))?
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string(),
                     _ => {
-                        let file_var = format!("{name}_FILE");
-                        match std::env::var(&file_var) {
-                            Ok(path) if !path.is_empty() => std::fs::read_to_string(&path)
-                                .map_err(|e| HostError::io(format!("reading secret file {path} (from {file_var})"), &e))?
-                                .trim_end_matches(['\n', '\r'])
-                                .to_string(),
-                            _ => {
-                                return Err(HostError::not_found(format!(
-                                    "secret {name} is not set: set the environment variable {name} or point {file_var} at a file"
-                                )))
-                            }
-                        }
+                        return Err(HostError::not_found(format!(
+                            "secret {name} is not set: set the environment variable {name} or point {file_var} at a file"
+                        )))
                     }
-                };
-                crate::redact::register(&value);
-                Ok(value)
-            })
-        },
-    );
-    r.add(
-        "now",
-        &[],
-        "Time",
-        "The current time (local time zone). `t.unix`, `t.iso`, `t.format(\"%Y\")`, `t - other` (seconds), `t - 3600` (a Time).\n\n```rhai\nlet t = now();\nlog(t.iso);\n```",
-        || Time(Local::now()),
-    );
-    r.add(
-        "today",
-        &[],
-        "String",
-        "Today's date as `YYYY-mm-dd` (local time zone), ready for file names.\n\n```rhai\nlet name = `backup_${today()}.sql.gz`;\n```",
-        || Local::now().format("%Y-%m-%d").to_string(),
-    );
-    r.add(
-        "time_from_unix",
-        &["seconds: i64"],
-        "Time",
-        "A Time from Unix seconds.\n\n```rhai\nlet t = time_from_unix(0);\n```",
-        |secs: i64| -> RhaiResult {
-            Utc.timestamp_opt(secs, 0)
-                .single()
-                .map(|t| Dynamic::from(Time(t.with_timezone(&Local))))
-                .ok_or_else(|| {
-                    failure(
-                        ErrorKind::InvalidInput,
-                        "time_from_unix",
-                        "timestamp out of range",
-                    )
-                })
-        },
-    );
-    r.add(
-        "format_time",
-        &["time: Time", "format: &str"],
-        "String",
-        "Format a time with strftime codes (`%Y-%m-%d_%H%M%S`), like `date +FORMAT`.\n\n```rhai\nlet stamp = format_time(now(), \"%Y%m%d_%H%M%S\");\n```",
-        |t: Time, f: &str| format_time(&t.0, f).map_err(|e| e.into_rhai("format_time")),
-    );
-    r.add(
-        "duration",
-        &["text: &str"],
-        "f64",
-        "Seconds in a duration string: \"30s\", \"5m\", \"12h\", \"30d\", \"1h30m\", \"500ms\".\n\n```rhai\nlet week = duration(\"7d\"); // 604800.0\n```",
-        |s: &str| -> RhaiResult {
-            parse_duration(s)
-                .map(|d| Dynamic::from(d.as_secs_f64()))
-                .map_err(|e| e.into_rhai("duration"))
-        },
-    );
+                }
+            }
+        };
+        crate::redact::register(&value);
+        Ok(value)
+    });
+    host_fn!(r, "now", "The current time (local time zone). `t.unix`, `t.iso`, `t.format(\"%Y\")`, `t - other` (seconds), `t - 3600` (a Time).\n\n```rhai\nlet t = now();\nlog(t.iso);\n```", |ctx| -> dyn "Time" {
+        Ok(Dynamic::from(Time(Local::now())))
+    });
+    host_fn!(r, "today", "Today's date as `YYYY-mm-dd` (local time zone), ready for file names.\n\n```rhai\nlet name = `backup_${today()}.sql.gz`;\n```", |ctx| -> "String" {
+        Ok(Local::now().format("%Y-%m-%d").to_string())
+    });
+    host_fn!(r, "time_from_unix", "A Time from Unix seconds.\n\n```rhai\nlet t = time_from_unix(0);\n```", |ctx, seconds: i64| -> dyn "Time" {
+        Utc.timestamp_opt(seconds, 0)
+            .single()
+            .map(|t| Dynamic::from(Time(t.with_timezone(&Local))))
+            .ok_or_else(|| HostError::invalid("timestamp out of range"))
+    });
+    host_fn!(r, "format_time", "Format a time with strftime codes (`%Y-%m-%d_%H%M%S`), like `date +FORMAT`.\n\n```rhai\nlet stamp = format_time(now(), \"%Y%m%d_%H%M%S\");\n```", |ctx, time: Time, format: &str| -> "String" {
+        format_time(&time.0, format)
+    });
+    host_fn!(r, "duration", "Seconds in a duration string: \"30s\", \"5m\", \"12h\", \"30d\", \"1h30m\", \"500ms\".\n\n```rhai\nlet week = duration(\"7d\"); // 604800.0\n```", |ctx, text: &str| -> "f64" {
+        parse_duration(text).map(|d| d.as_secs_f64())
+    });
     // Rhai's own `sleep(INT)`/`sleep(FLOAT)` block the thread uncancellably; these exact-type
     // overloads take precedence over them (a `Dynamic` parameter would not).
     let doc = "Pause for a number of seconds or a duration string; ends at once when the run is cancelled or times out.\n\n```rhai\nsleep(\"1s\");\nsleep(0.5);\n```";
-    let ctx = r.ctx.clone();
-    r.add("sleep", &["seconds: i64"], "()", doc, move |s: i64| {
-        do_sleep(&ctx, s.max(0) as f64)
+    host_fn!(r, "sleep", doc, |ctx, seconds: i64| -> "()" {
+        do_sleep(&ctx, seconds.max(0) as f64)
     });
-    let ctx = r.ctx.clone();
-    r.add("sleep", &["seconds: f64"], "()", doc, move |s: f64| {
-        do_sleep(&ctx, s)
+    host_fn!(r, "sleep", doc, |ctx, seconds: f64| -> "()" {
+        do_sleep(&ctx, seconds)
     });
-    let ctx = r.ctx.clone();
-    r.add(
-        "sleep",
-        &["duration: &str"],
-        "()",
-        doc,
-        move |s: &str| -> RhaiResult {
-            let secs = parse_duration(s).map_err(|e| e.into_rhai("sleep"))?;
-            do_sleep(&ctx, secs.as_secs_f64())
-        },
-    );
-    r.add(
-        "assert",
-        &["condition: bool", "message: ?"],
-        "()",
-        "Fail the run with `message` unless `condition` is true.\n\n```rhai\nassert(1 + 1 == 2, \"arithmetic is broken\");\n```",
-        |cond: bool, msg: Dynamic| -> Result<(), Box<EvalAltResult>> {
-            if cond {
-                Ok(())
-            } else {
-                Err(failure(ErrorKind::Failed, "assert", &format!("assertion failed: {msg}")))
-            }
-        },
-    );
-    r.add(
-        "fail",
-        &["message: ?"],
-        "()",
-        "Fail the run with a message (catchable with try/catch, kind `failed`).\n\n```rhai\ntry { fail(\"no backups found\"); } catch (e) { log(e.message); }\n```",
-        |msg: Dynamic| -> Result<(), Box<EvalAltResult>> {
-            Err(failure(ErrorKind::Failed, "fail", &msg.to_string()))
-        },
-    );
-    r.add(
-        "check_options",
-        &["function: &str", "opts: Map", "allowed: Array"],
-        "()",
-        "Fail when `opts` has a key not in `allowed`, naming the allowed keys and the closest one: how a stdlib module function checks its options map. With a literal array, `mtn check` and `mtn run` also check literal maps passed to that function before anything runs.\n\n```rhai\nfn run(o) {\n    check_options(\"backup::run\", o, [\"url\", \"dir\", \"keep\"]);\n}\nrun(#{ url: \"sqlite://examples/app.db\" });\n```",
-        |function: &str, o: Map, allowed: rhai::Array| -> Result<(), Box<EvalAltResult>> {
+    host_fn!(r, "sleep", doc, |ctx, duration: &str| -> "()" {
+        do_sleep(&ctx, parse_duration(duration)?.as_secs_f64())
+    });
+    host_fn!(r, "assert", "Fail the run with `message` unless `condition` is true.\n\n```rhai\nassert(1 + 1 == 2, \"arithmetic is broken\");\n```", |ctx, condition: bool, message: Dynamic| -> "()" {
+        if condition {
+            Ok(())
+        } else {
+            Err(HostError::new(ErrorKind::Failed, format!("assertion failed: {message}")))
+        }
+    });
+    host_fn!(r, "fail", "Fail the run with a message (catchable with try/catch, kind `failed`).\n\n```rhai\ntry { fail(\"no backups found\"); } catch (e) { log(e.message); }\n```", |ctx, message: Dynamic| -> "()" {
+        Err::<(), _>(HostError::new(ErrorKind::Failed, message.to_string()))
+    });
+    // The error names the script's function (`backup::run`), not check_options: Rhai errors.
+    host_fn!(r, "check_options", "Fail when `opts` has a key not in `allowed`, naming the allowed keys and the closest one: how a stdlib module function checks its options map. With a literal array, `mtn check` and `mtn run` also check literal maps passed to that function before anything runs.\n\n```rhai\nfn run(o) {\n    check_options(\"backup::run\", o, [\"url\", \"dir\", \"keep\"]);\n}\nrun(#{ url: \"sqlite://examples/app.db\" });\n```",
+        |ctx, function: &str, opts: Map, allowed: Array| -> rhai "()" {
             let allowed: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
             let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
-            for key in o.keys() {
+            for key in opts.keys() {
                 if !allowed.contains(&key.as_str()) {
                     let msg = crate::engine::options::unknown_option(function, key, &allowed);
-                    return Err(failure(ErrorKind::InvalidInput, function, &msg));
+                    return Err(HostError::invalid(msg).into_rhai(function));
                 }
             }
-            Ok(())
-        },
+            Ok(Dynamic::UNIT)
+        }
     );
-    let ctx = r.ctx.clone();
-    r.add(
-        "retry",
-        &["f: FnPtr", "options: Map"],
-        "?",
-        "Call `f` until it succeeds. Options: `attempts` (3), `delay` (\"1s\"), `backoff` (2.0). Returns what `f` returns; after the last attempt the last error is raised. Timeouts and cancellation are never retried.\n\n```rhai\nlet n = retry(|| 40 + 2, #{ attempts: 5, delay: \"2s\" });\n```",
-        move |nctx: NativeCallContext, f: FnPtr, options: Map| {
-            let o = crate::host::binding::opts::<RetryOptions>("retry", &options)
-                .map_err(|e| e.into_rhai("retry"))?;
-            retry(&nctx, &ctx, &f, o)
-        },
-    );
-    let ctx = r.ctx.clone();
-    r.add(
-        "retry",
-        &["f: FnPtr"],
-        "?",
-        "Call `f` up to 3 times with 1 s, then 2 s between attempts.\n\n```rhai\nlet n = retry(|| 40 + 2);\n```",
-        move |nctx: NativeCallContext, f: FnPtr| retry(&nctx, &ctx, &f, RetryOptions::default()),
-    );
-    let ctx = r.ctx.clone();
-    r.add(
-        "setting",
-        &["name: &str", "default: ?"],
-        "?",
-        "A setting from `--set name=...` (or a daemon job's `vars`), else the environment variable NAME (upper case), else `default`; converted to the default's type (int, float, bool).\n\nOne line replaces the usual \"vars, else env, else default\" dance, and a value that does not fit the type is an error naming the setting.\n\n```rhai\nlet keep = setting(\"keep\", 14);          // --set keep=30, or KEEP=30, else 14\nlet dir = setting(\"backup_dir\", \"./backups\");\n```",
-        move |name: &str, default: Dynamic| -> RhaiResult {
-            let found = ctx
-                .vars
-                .get(name)
-                .or_else(|| ctx.vars.get(name.to_lowercase().as_str()))
-                .cloned()
-                .or_else(|| match std::env::var(name.to_uppercase()) {
-                    Ok(v) if !v.is_empty() => Some(Dynamic::from(v)),
-                    _ => None,
-                });
-            match found {
-                None => Ok(default),
-                Some(v) => convert_setting(name, v, &default).map_err(|e| e.into_rhai("setting")),
-            }
-        },
-    );
-    r.add(
-        "with_password",
-        &["url: &str", "password: &str"],
-        "String",
-        "The URL with its password set (percent-encoded), unless it already has one. The password is registered as a secret, so it is masked in every log line.\n\n```rhai\nlet url = with_password(\"postgres://app@127.0.0.1/app\", \"p@ss\");\n```",
-        |raw: &str, password: &str| -> RhaiResult {
-            crate::redact::register(password);
-            let mut u = url::Url::parse(raw).map_err(|e| {
-                HostError::invalid(format!("with_password: invalid URL {}: {e}", crate::redact::redact(raw)))
-                    .into_rhai("with_password")
-            })?;
-            if u.password().is_none() && !u.username().is_empty() {
-                // Encode every byte outside RFC 3986's unreserved set ourselves: the url crate
-                // keeps an existing `%41` as is, which would turn the password `a%41` into `aA`.
-                let encoded: String = password
-                    .bytes()
-                    .map(|b| {
-                        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                            (b as char).to_string()
-                        } else {
-                            format!("%{b:02X}")
-                        }
-                    })
-                    .collect();
-                u.set_password(Some(&encoded))
-                    .map_err(|_| HostError::invalid("with_password: this URL cannot carry a password").into_rhai("with_password"))?;
-            }
-            let s = u.to_string();
-            crate::redact::register_url(&s);
-            Ok(Dynamic::from(s))
-        },
-    );
-    r.add(
-        "hostname",
-        &[],
-        "String",
-        "This machine's host name.\n\n```rhai\nlog(`running on ${hostname()}`);\n```",
-        hostname,
-    );
-    r.add(
-        "dry_run",
-        &[],
-        "bool",
-        "True when the run was started with `--dry-run`.\n\n```rhai\nif dry_run() { log(\"nothing will be changed\"); }\n```",
-        {
-            let ctx = r.ctx.clone();
-            move || ctx.dry_run
-        },
-    );
-    r.add(
-        "var_or",
-        &["name: &str", "default: ?"],
-        "?",
-        "A `--set NAME=VALUE` value (also a daemon job's `vars`), or `default`. `vars` holds them all as a map.\n\n```rhai\nlet keep = var_or(\"keep\", 14);\n```",
-        {
-            let ctx = r.ctx.clone();
-            move |name: &str, default: Dynamic| -> Dynamic {
-                ctx.vars.get(name).cloned().unwrap_or(default)
-            }
-        },
-    );
+    // `f`'s own error passes through unchanged: Rhai errors. The two arities have their own docs.
+    host_fn!(r, "retry", "Call `f` until it succeeds. Options: `attempts` (3), `delay` (\"1s\"), `backoff` (2.0). Returns what `f` returns; after the last attempt the last error is raised. Timeouts and cancellation are never retried.\n\n```rhai\nlet n = retry(|| 40 + 2, #{ attempts: 5, delay: \"2s\" });\n```", |ctx, nctx: NativeCallContext, f: FnPtr, options: Map| -> rhai "?" {
+        let o = crate::host::binding::opts::<RetryOptions>(&options)
+            .map_err(|e| e.into_rhai("retry"))?;
+        retry(&nctx, &ctx, &f, o)
+    });
+    host_fn!(r, "retry", "Call `f` up to 3 times with 1 s, then 2 s between attempts.\n\n```rhai\nlet n = retry(|| 40 + 2);\n```", |ctx, nctx: NativeCallContext, f: FnPtr| -> rhai "?" {
+        retry(&nctx, &ctx, &f, RetryOptions::default())
+    });
+    host_fn!(r, "setting", "A setting from `--set name=...` (or a daemon job's `vars`), else the environment variable NAME (upper case), else `default`; converted to the default's type (int, float, bool).\n\nOne line replaces the usual \"vars, else env, else default\" dance, and a value that does not fit the type is an error naming the setting.\n\n```rhai\nlet keep = setting(\"keep\", 14);          // --set keep=30, or KEEP=30, else 14\nlet dir = setting(\"backup_dir\", \"./backups\");\n```", |ctx, name: &str, default: Dynamic| -> dyn "?" {
+        let found = ctx
+            .vars
+            .get(name)
+            .or_else(|| ctx.vars.get(name.to_lowercase().as_str()))
+            .cloned()
+            .or_else(|| match std::env::var(name.to_uppercase()) {
+                Ok(v) if !v.is_empty() => Some(Dynamic::from(v)),
+                _ => None,
+            });
+        match found {
+            None => Ok(default),
+            Some(v) => convert_setting(name, v, &default),
+        }
+    });
+    host_fn!(r, "with_password", "The URL with its password set (percent-encoded), unless it already has one. The password is registered as a secret, so it is masked in every log line.\n\n```rhai\nlet url = with_password(\"postgres://app@127.0.0.1/app\", \"p@ss\");\n```", |ctx, url: &str, password: &str| -> "String" {
+        with_password(url, password)
+    });
+    host_fn!(r, "hostname", "This machine's host name.\n\n```rhai\nlog(`running on ${hostname()}`);\n```", |ctx| -> "String" { Ok(hostname()) });
+    host_fn!(r, "dry_run", "True when the run was started with `--dry-run`.\n\n```rhai\nif dry_run() { log(\"nothing will be changed\"); }\n```", |ctx| -> "bool" { Ok(ctx.dry_run) });
+    host_fn!(r, "var_or", "A `--set NAME=VALUE` value (also a daemon job's `vars`), or `default`. `vars` holds them all as a map.\n\n```rhai\nlet keep = var_or(\"keep\", 14);\n```", |ctx, name: &str, default: Dynamic| -> dyn "?" {
+        Ok(ctx.vars.get(name).cloned().unwrap_or(default))
+    });
+}
+
+/// `with_password(url, password)`: the URL with its password set, unless it has one.
+fn with_password(raw: &str, password: &str) -> Result<String, HostError> {
+    crate::redact::register(password);
+    let mut u = url::Url::parse(raw).map_err(|e| {
+        HostError::invalid(format!("invalid URL {}: {e}", crate::redact::redact(raw)))
+    })?;
+    if u.password().is_none() && !u.username().is_empty() {
+        // Encode every byte outside RFC 3986's unreserved set ourselves: the url crate
+        // keeps an existing `%41` as is, which would turn the password `a%41` into `aA`.
+        let encoded: String = password
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        u.set_password(Some(&encoded))
+            .map_err(|_| HostError::invalid("this URL cannot carry a password"))?;
+    }
+    let s = u.to_string();
+    crate::redact::register_url(&s);
+    Ok(s)
 }
 
 #[derive(Debug, Deserialize)]

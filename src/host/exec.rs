@@ -9,14 +9,15 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use rhai::{Array, Dynamic, ImmutableString, Map};
+use rhai::{Array, Dynamic, ImmutableString};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::engine::ctx::RunCtx;
 use crate::engine::registry::Registrar;
-use crate::host::binding::{call, opts, serde_duration, RhaiResult};
+use crate::host::binding::serde_duration;
 use crate::host::error::{ErrorKind, HostError, HostResult};
+use crate::host_fn;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 const DEFAULT_MAX_OUTPUT: usize = 1024 * 1024;
@@ -251,32 +252,17 @@ pub async fn exec(
 
 pub fn register(r: &mut Registrar) {
     r.category("exec");
-    let ctx = r.ctx.clone();
-    let run = move |program: &str, args: Array, o: Map| -> RhaiResult {
-        call(&ctx, "exec", || {
-            let o: ExecOptions = opts("exec", &o)?;
-            let args = args
-                .iter()
-                .enumerate()
-                .map(|(i, a)| arg_string(i, a))
-                .collect::<HostResult<Vec<_>>>()?;
-            let c2 = ctx.clone();
-            ctx.block_on(async move { exec(&c2, program, args, o).await })
-        })
-    };
-    let f = run.clone();
-    r.add(
-        "exec",
-        &["program: &str", "args: Array"],
-        "Map",
+    let doc = (
         "Run an allow-listed program (no shell): `#{ code, ok, stdout, stderr, duration_ms }`. A non-zero exit is a result; the program must be in the exec allow-list (`--allow-exec NAME` or `[policy] allow_exec`). A dry run skips it unless `readonly: true`.\n\n```rhai\nlet r = exec(\"systemctl\", [\"reload\", \"nginx\"]);\nif !r.ok { warn(r.stderr); }\n```",
-        move |p: &str, a: Array| f(p, a, Map::new()),
-    );
-    r.add(
-        "exec",
-        &["program: &str", "args: Array", "opts: Map"],
-        "Map",
         "Run an allow-listed program with options: `timeout` (default \"10m\"; the program and its children are killed), `env` (map), `clear_env`, `cwd`, `stdin` (text), `check` (non-zero exit is an error), `max_output` (bytes kept per stream, default 1 MiB), `readonly` (also run in a dry run).\n\n```rhai\nlet r = exec(\"pg_isready\", [\"-h\", \"127.0.0.1\"], #{ timeout: \"10s\", readonly: true });\n```",
-        run,
     );
+    host_fn!(r, "exec", doc, |ctx, program: &str, args: Array; opts: ExecOptions| -> "Map" {
+        let args = args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| arg_string(i, a))
+            .collect::<HostResult<Vec<_>>>()?;
+        let c2 = ctx.clone();
+        ctx.block_on(async move { exec(&c2, program, args, opts).await })
+    });
 }

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::registry::Registrar;
-use crate::host::binding::{call, opts, RhaiResult};
 use crate::host::error::{HostError, HostResult};
+use crate::host_fn;
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -159,7 +159,7 @@ pub fn track(
     validate_key(key)?;
     if o.after < 1 || o.repeat < 0 {
         return Err(HostError::invalid(
-            "track: `after` must be at least 1 and `repeat` at least 0",
+            "`after` must be at least 1 and `repeat` at least 0",
         ));
     }
     let prev = load(state_dir, key)?;
@@ -182,54 +182,21 @@ pub fn track(
 
 pub fn register(r: &mut Registrar) {
     r.category("state");
-    let ctx = r.ctx.clone();
-    let track_fn = move |key: &str, ok: bool, o: rhai::Map| -> RhaiResult {
-        call(&ctx, "track", || {
-            let o: TrackOptions = opts("track", &o)?;
-            track(&ctx.state_dir, key, ok, &o, ctx.dry_run)
-        })
-    };
-    let f = track_fn.clone();
-    r.add(
-        "track",
-        &["key: &str", "ok: bool"],
-        "Map",
+    let doc = (
         "Record a check outcome under `key` (persisted in the state directory): `#{ failures, alert, down, recovered, since }`.\n\n`alert` is true once, on the 3rd failure in a row; `recovered` is true once, on the first success after an alert. A dry run reads the state but does not save it.\n\n```rhai\nlet r = http_check(\"https://example.com/health\");\nlet t = track(\"example-health\", r.ok);\nif t.alert { log(\"error\", `down since ${t.since}: ${r.error}`); }\nif t.recovered { log(\"back up\"); }\n```",
-        move |k: &str, ok: bool| f(k, ok, rhai::Map::new()),
-    );
-    r.add(
-        "track",
-        &["key: &str", "ok: bool", "opts: Map"],
-        "Map",
         "Record a check outcome with options: `after` (failures in a row before alerting, default 3), `repeat` (alert again every N further failures, default 0 = once).\n\n```rhai\nlet t = track(\"db-port\", tcp_check(\"127.0.0.1\", 5432).ok, #{ after: 2, repeat: 12 });\n```",
-        track_fn,
     );
-    let ctx = r.ctx.clone();
-    r.add(
-        "consecutive_failures",
-        &["key: &str", "ok: bool"],
-        "i64",
-        "Record an outcome under `key` and return the number of failures in a row (0 after a success). Shares its state with `track`.\n\n```rhai\nif consecutive_failures(\"backup-upload\", true) >= 3 { warn(\"3 failures in a row\"); }\n```",
-        move |key: &str, ok: bool| -> RhaiResult {
-            call(&ctx, "consecutive_failures", || {
-                track(&ctx.state_dir, key, ok, &TrackOptions::default(), ctx.dry_run)
-                    .map(|r| r.failures)
-            })
-        },
-    );
-    let ctx = r.ctx.clone();
-    r.add(
-        "consecutive_failures",
-        &["key: &str"],
-        "i64",
-        "The current number of failures in a row recorded under `key`, without recording anything.\n\n```rhai\nlet n = consecutive_failures(\"backup-upload\");\n```",
-        move |key: &str| -> RhaiResult {
-            call(&ctx, "consecutive_failures", || {
-                validate_key(key)?;
-                load(&ctx.state_dir, key).map(|s| s.failures)
-            })
-        },
-    );
+    host_fn!(r, "track", doc, |ctx, key: &str, ok: bool; opts: TrackOptions| -> "Map" {
+        track(&ctx.state_dir, key, ok, &opts, ctx.dry_run)
+    });
+    // Recording and reading are different calls under one name: two definitions.
+    host_fn!(r, "consecutive_failures", "Record an outcome under `key` and return the number of failures in a row (0 after a success). Shares its state with `track`.\n\n```rhai\nif consecutive_failures(\"backup-upload\", true) >= 3 { warn(\"3 failures in a row\"); }\n```", |ctx, key: &str, ok: bool| -> "i64" {
+        track(&ctx.state_dir, key, ok, &TrackOptions::default(), ctx.dry_run).map(|r| r.failures)
+    });
+    host_fn!(r, "consecutive_failures", "The current number of failures in a row recorded under `key`, without recording anything.\n\n```rhai\nlet n = consecutive_failures(\"backup-upload\");\n```", |ctx, key: &str| -> "i64" {
+        validate_key(key)?;
+        load(&ctx.state_dir, key).map(|s| s.failures)
+    });
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 use serde::Serialize;
 
 use crate::engine::registry::Registrar;
-use crate::host::binding::{call, RhaiResult};
 use crate::host::error::{HostError, HostResult};
+use crate::host_fn;
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Memory {
@@ -109,29 +109,9 @@ pub fn load_avg() -> HostResult<LoadAvg> {
 
 pub fn register(r: &mut Registrar) {
     r.category("system");
-    let ctx = r.ctx.clone();
-    r.add(
-        "memory",
-        &[],
-        "Map",
-        "Memory use in bytes: `#{ total, available, used, used_percent, swap_total, swap_used, swap_used_percent }` (`used` = total - MemAvailable, as `free` shows it).\n\n```rhai\nlet m = memory();\nif m.used_percent > 90.0 { warn(`memory ${m.used_percent}% used`); }\n```",
-        move || -> RhaiResult { call(&ctx, "memory", memory) },
-    );
-    let ctx = r.ctx.clone();
-    r.add(
-        "load_avg",
-        &[],
-        "Map",
-        "Load averages: `#{ one, five, fifteen, per_cpu, cpus }`; `per_cpu` is the 1-minute load divided by the CPU count.\n\n```rhai\nlet l = load_avg();\nif l.per_cpu > 2.0 { warn(`load ${l.one} on ${l.cpus} CPUs`); }\n```",
-        move || -> RhaiResult { call(&ctx, "load_avg", load_avg) },
-    );
-    r.add(
-        "cpu_count",
-        &[],
-        "i64",
-        "Number of CPUs this process may use (affinity and cgroup limits included).\n\n```rhai\nlet jobs = cpu_count();\n```",
-        cpu_count,
-    );
+    host_fn!(r, "memory", "Memory use in bytes: `#{ total, available, used, used_percent, swap_total, swap_used, swap_used_percent }` (`used` = total - MemAvailable, as `free` shows it).\n\n```rhai\nlet m = memory();\nif m.used_percent > 90.0 { warn(`memory ${m.used_percent}% used`); }\n```", |ctx| -> "Map" { memory() });
+    host_fn!(r, "load_avg", "Load averages: `#{ one, five, fifteen, per_cpu, cpus }`; `per_cpu` is the 1-minute load divided by the CPU count.\n\n```rhai\nlet l = load_avg();\nif l.per_cpu > 2.0 { warn(`load ${l.one} on ${l.cpus} CPUs`); }\n```", |ctx| -> "Map" { load_avg() });
+    host_fn!(r, "cpu_count", "Number of CPUs this process may use (affinity and cgroup limits included).\n\n```rhai\nlet jobs = cpu_count();\n```", |ctx| -> "i64" { Ok(cpu_count()) });
 }
 
 #[cfg(test)]

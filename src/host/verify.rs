@@ -10,9 +10,9 @@ use serde::Serialize;
 
 use crate::atomic::HashingWriter;
 use crate::engine::registry::Registrar;
-use crate::host::binding::call;
 use crate::host::codec::{self, Format};
 use crate::host::error::{HostError, HostResult};
+use crate::host_fn;
 
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
@@ -66,9 +66,7 @@ pub fn verify(path: &Path) -> HostResult<VerifyReport> {
     let meta =
         std::fs::metadata(path).map_err(|e| HostError::io(format!("verify_backup {shown}"), &e))?;
     if !meta.is_file() {
-        return Err(HostError::invalid(format!(
-            "verify_backup: {shown} is not a file"
-        )));
+        return Err(HostError::invalid(format!("{shown} is not a file")));
     }
     let mut hasher = HashingWriter::new(io::sink());
     let mut gzip = "not gzip".to_string();
@@ -218,12 +216,7 @@ impl<R: Read> Read for TeeReader<'_, R> {
 
 pub fn register(r: &mut Registrar) {
     r.category("files");
-    let ctx = r.ctx.clone();
-    r.add(
-        "verify_backup",
-        &["path: &str"],
-        "Map",
-        "Check a backup file: its `.sha256` sidecar matches and a gzip or zstd stream decodes to the end (`sha256sum -c` + `gzip -t` / `zstd -t`; the format is told by the first bytes, not the name).\n\nReturns `#{ path, ok, bytes, sha256, sidecar, gzip, zstd, checked, error }`; `sidecar` is \"match\", \"mismatch\" or \"missing\", `gzip` is \"ok\", \"corrupt\" or \"not gzip\" (likewise `zstd`), `checked` lists what was verified (\"sha256\", \"gzip\", \"zstd\", \"format\": a `.dump` must be a pg_dump archive, a `.db` an SQLite file). `ok` is false for an empty file and when nothing could be checked. A damaged file is a result (`ok: false`), not an error; a missing file is an error.\n\n```rhai\nlet d = dump_db(\"sqlite://examples/app.db\", #{ to: \"backups/\" });\nlet v = verify_backup(d.path);\nassert(v.ok, v.error);\n```",
-        move |path: &str| call(&ctx, "verify_backup", || verify(Path::new(path))),
-    );
+    host_fn!(r, "verify_backup", "Check a backup file: its `.sha256` sidecar matches and a gzip or zstd stream decodes to the end (`sha256sum -c` + `gzip -t` / `zstd -t`; the format is told by the first bytes, not the name).\n\nReturns `#{ path, ok, bytes, sha256, sidecar, gzip, zstd, checked, error }`; `sidecar` is \"match\", \"mismatch\" or \"missing\", `gzip` is \"ok\", \"corrupt\" or \"not gzip\" (likewise `zstd`), `checked` lists what was verified (\"sha256\", \"gzip\", \"zstd\", \"format\": a `.dump` must be a pg_dump archive, a `.db` an SQLite file). `ok` is false for an empty file and when nothing could be checked. A damaged file is a result (`ok: false`), not an error; a missing file is an error.\n\n```rhai\nlet d = dump_db(\"sqlite://examples/app.db\", #{ to: \"backups/\" });\nlet v = verify_backup(d.path);\nassert(v.ok, v.error);\n```", |ctx, path: &str| -> "Map" {
+        verify(Path::new(path))
+    });
 }

@@ -76,7 +76,7 @@ proptest! {
     fn option_decoding_names_an_unknown_key_and_never_panics(key in "[a-z_]{1,12}", value in any::<i64>()) {
         let mut m = Map::new();
         m.insert(key.as_str().into(), Dynamic::from_int(value));
-        let r: Result<mtn::host::compress::CompressOpts, _> = opts("compress", &m);
+        let r: Result<mtn::host::compress::CompressOpts, _> = opts(&m);
         let known = ["compression", "level", "keep", "force", "threads"];
         if let Err(e) = r {
             if !known.contains(&key.as_str()) {

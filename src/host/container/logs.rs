@@ -72,7 +72,7 @@ impl Matcher {
         match re {
             Some(r) => regex::Regex::new(&r)
                 .map(Matcher::Regex)
-                .map_err(|e| HostError::invalid(format!("container_logs: match {p}: {e}"))),
+                .map_err(|e| HostError::invalid(format!("match {p}: {e}"))),
             None => Ok(Matcher::Text(p.to_string())),
         }
     }
@@ -93,7 +93,7 @@ fn since_epoch(v: &serde_json::Value, now: i64) -> HostResult<i64> {
             .as_f64()
             .filter(|f| f.is_finite() && *f >= 0.0)
             .map(|f| f as i64)
-            .ok_or_else(|| HostError::invalid(format!("container_logs: since {n} is not a time"))),
+            .ok_or_else(|| HostError::invalid(format!("since {n} is not a time"))),
         serde_json::Value::String(s) => {
             if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
                 return Ok(t.timestamp());
@@ -102,7 +102,7 @@ fn since_epoch(v: &serde_json::Value, now: i64) -> HostResult<i64> {
             Ok(now - d.as_secs() as i64)
         }
         other => Err(HostError::invalid(format!(
-            "container_logs: since must be a duration, epoch seconds or an RFC 3339 time, got {other}"
+            "since must be a duration, epoch seconds or an RFC 3339 time, got {other}"
         ))),
     }
 }

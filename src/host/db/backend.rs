@@ -176,7 +176,7 @@ impl Db {
         if self.engine == Engine::Mongo {
             return mongo::dump_db(ctx, &self.url, map);
         }
-        let o: DumpOptions = opts("dump_db", map)?;
+        let o: DumpOptions = opts(map)?;
         let inside = self.container.as_ref();
         if inside.is_some() && self.engine != Engine::Postgres {
             return Err(self.no_container_tools("dump_db"));
@@ -192,12 +192,10 @@ impl Db {
         if self.engine == Engine::Mongo {
             return mongo::restore_db(ctx, dump, &self.url, map);
         }
-        let o: RestoreOptions = opts("restore_db", map)?;
+        let o: RestoreOptions = opts(map)?;
         let path = Path::new(dump);
         if !path.exists() {
-            return Err(HostError::not_found(format!(
-                "restore_db: dump {dump} does not exist"
-            )));
+            return Err(HostError::not_found(format!("dump {dump} does not exist")));
         }
         let inside = self.container.as_ref();
         if inside.is_some() && self.engine != Engine::Postgres {

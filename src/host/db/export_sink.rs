@@ -112,7 +112,7 @@ impl ExportSink {
             ExportFormat::Jsonl => {
                 let obj: Map<String, Value> = self.names.iter().cloned().zip(values).collect();
                 serde_json::to_writer(&mut self.w, &obj)
-                    .map_err(|e| HostError::other(format!("export_table: {e}")))?;
+                    .map_err(|e| HostError::other(format!("{e}")))?;
                 self.w.write_all(b"\n").map_err(|e| self.io(e))?;
             }
         }

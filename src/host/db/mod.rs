@@ -22,100 +22,42 @@ pub use self::backend::{query, Db};
 use self::options::*;
 use crate::engine::ctx::Ctx;
 use crate::engine::registry::Registrar;
-use crate::host::binding::{call_dyn, dynamic_to_json, opts, to_dynamic, RhaiResult};
+use crate::host::binding::{self, dynamic_to_json, to_dynamic};
 use crate::host::error::HostResult;
+use crate::host_fn;
 
 /// Every database function goes through here: the backend is chosen once from the URL (secret
 /// registered, password resolved, `password_file` taken out of the options), and an
 /// authentication failure says where the password was looked for.
 fn with_db(
     ctx: &Ctx,
-    function: &str,
     url: &str,
     map: &Map,
     f: impl FnOnce(&Db, &Map) -> HostResult<Dynamic>,
-) -> RhaiResult {
-    call_dyn(ctx, function, || {
-        let (map, password_file) = backend::take_password_file(map)?;
-        // `postgres://user@container:NAME/db`: the container's address, and the container.
-        let (url, container) = crate::host::container::db::resolve(ctx, url)?;
-        let mut db = Db::open(&url, password_file.as_deref())?;
-        db.container = container;
-        f(&db, &map).map_err(|e| db.explain(e))
-    })
+) -> HostResult<Dynamic> {
+    let (map, password_file) = backend::take_password_file(map)?;
+    // `postgres://user@container:NAME/db`: the container's address, and the container.
+    let (url, container) = crate::host::container::db::resolve(ctx, url)?;
+    let mut db = Db::open(&url, password_file.as_deref())?;
+    db.container = container;
+    f(&db, &map).map_err(|e| db.explain(e))
 }
 
 fn params_json(params: &Array) -> HostResult<Vec<Value>> {
     params.iter().map(dynamic_to_json).collect()
 }
 
-fn dump_db(ctx: &Ctx, url: &str, map: &Map) -> RhaiResult {
-    with_db(ctx, "dump_db", url, map, |db, o| db.dump(ctx, o))
-}
-
-fn restore_db(ctx: &Ctx, dump: &str, url: &str, map: &Map) -> RhaiResult {
-    with_db(ctx, "restore_db", url, map, |db, o| {
-        db.restore(ctx, dump, o)
-    })
-}
-
-fn restore_test_fn(
-    nctx: &NativeCallContext,
-    ctx: &Ctx,
-    dump: &str,
-    url: &str,
-    checks: Dynamic,
-    map: &Map,
-) -> RhaiResult {
-    with_db(ctx, "restore_test", url, map, |db, o| {
-        let o: restore_test::RestoreTestOptions = opts("restore_test", o)?;
-        to_dynamic(&restore_test::run(nctx, ctx, dump, db, checks, o)?)
-    })
-}
-
-fn db_query(ctx: &Ctx, url: &str, sql: &str, params: &Array) -> RhaiResult {
-    with_db(ctx, "db_query", url, &Map::new(), |db, _| {
+fn db_query(ctx: &Ctx, url: &str, sql: &str, params: &Array) -> HostResult<Dynamic> {
+    with_db(ctx, url, &Map::new(), |db, _| {
         to_dynamic(&db.query(ctx, sql, &params_json(params)?)?)
     })
 }
 
-fn db_exec(ctx: &Ctx, url: &str, sql: &str, params: &Array) -> RhaiResult {
-    with_db(ctx, "db_exec", url, &Map::new(), |db, _| {
+fn db_exec(ctx: &Ctx, url: &str, sql: &str, params: &Array) -> HostResult<Dynamic> {
+    with_db(ctx, url, &Map::new(), |db, _| {
         Ok(Dynamic::from_int(
             db.exec(ctx, sql, &params_json(params)?)? as i64
         ))
-    })
-}
-
-fn vacuum(ctx: &Ctx, url: &str, map: &Map) -> RhaiResult {
-    with_db(ctx, "vacuum", url, map, |db, o| {
-        to_dynamic(&db.vacuum(ctx, opts("vacuum", o)?)?)
-    })
-}
-
-fn db_stats(ctx: &Ctx, url: &str, map: &Map) -> RhaiResult {
-    with_db(ctx, "db_stats", url, map, |db, o| {
-        to_dynamic(&db.stats(ctx, opts("db_stats", o)?)?)
-    })
-}
-
-fn delete_rows(
-    ctx: &Ctx,
-    url: &str,
-    table: &str,
-    column: &str,
-    age: &Dynamic,
-    map: &Map,
-) -> RhaiResult {
-    with_db(ctx, "delete_rows_older_than", url, map, |db, o| {
-        let o: DeleteOptions = opts("delete_rows_older_than", o)?;
-        to_dynamic(&db.delete_older(ctx, table, column, crate::host::binding::age_arg(age)?, o)?)
-    })
-}
-
-fn export_table(ctx: &Ctx, url: &str, table: &str, to: &str, map: &Map) -> RhaiResult {
-    with_db(ctx, "export_table", url, map, |db, o| {
-        to_dynamic(&db.export(ctx, table, to, opts("export_table", o)?)?)
     })
 }
 
@@ -169,170 +111,62 @@ if !t.ok { fail(`restore test failed: ${t.checks}`); }
 
 pub fn register(r: &mut Registrar) {
     r.category("db");
-    let c = r.ctx.clone();
-    r.add(
-        "dump_db",
-        &["url: &str"],
-        "Map",
-        DUMP_DOC,
-        move |url: &str| dump_db(&c, url, &Map::new()),
-    );
-    let c = r.ctx.clone();
-    r.add(
-        "dump_db",
-        &["url: &str", "opts: Map"],
-        "Map",
-        DUMP_DOC,
-        move |url: &str, o: Map| dump_db(&c, url, &o),
+    host_fn!(r, "dump_db", DUMP_DOC, |ctx, url: &str; opts| -> dyn "Map" {
+        with_db(&ctx, url, &opts, |db, o| db.dump(&ctx, o))
+    });
+    host_fn!(r, "restore_db", RESTORE_DOC, |ctx, dump: &str, url: &str; opts| -> dyn "Map" {
+        with_db(&ctx, url, &opts, |db, o| db.restore(&ctx, dump, o))
+    });
+    host_fn!(r, "restore_test", RESTORE_TEST_DOC,
+        |ctx, nctx: NativeCallContext, dump: &str, url: &str, checks: Dynamic; opts| -> dyn "Map" {
+            with_db(&ctx, url, &opts, |db, o| {
+                let o: restore_test::RestoreTestOptions = binding::opts(o)?;
+                to_dynamic(&restore_test::run(&nctx, &ctx, dump, db, checks, o)?)
+            })
+        }
     );
 
-    let c = r.ctx.clone();
-    r.add(
-        "restore_db",
-        &["dump: &str", "url: &str"],
-        "Map",
-        RESTORE_DOC,
-        move |d: &str, url: &str| restore_db(&c, d, url, &Map::new()),
-    );
-    let c = r.ctx.clone();
-    r.add(
-        "restore_db",
-        &["dump: &str", "url: &str", "opts: Map"],
-        "Map",
-        RESTORE_DOC,
-        move |d: &str, url: &str, o: Map| restore_db(&c, d, url, &o),
-    );
-
-    let c = r.ctx.clone();
-    r.add(
-        "restore_test",
-        &["dump: &str", "url: &str", "checks: ?"],
-        "Map",
-        RESTORE_TEST_DOC,
-        move |nctx: NativeCallContext, d: &str, url: &str, checks: Dynamic| {
-            restore_test_fn(&nctx, &c, d, url, checks, &Map::new())
-        },
-    );
-    let c = r.ctx.clone();
-    r.add(
-        "restore_test",
-        &["dump: &str", "url: &str", "checks: ?", "opts: Map"],
-        "Map",
-        RESTORE_TEST_DOC,
-        move |nctx: NativeCallContext, d: &str, url: &str, checks: Dynamic, o: Map| {
-            restore_test_fn(&nctx, &c, d, url, checks, &o)
-        },
-    );
-
+    // `params` is positional, not an options map: two definitions each.
     let qdoc = "Run a query and return its rows as an array of maps with typed values.\n\nNumbers, strings, bools, `()` for NULL, timestamps as ISO strings, json as maps. Parameters are `$1, $2` (PostgreSQL) or `?` (MySQL, SQLite).\n\n```rhai\nlet rows = db_query(\"sqlite://examples/app.db\", \"SELECT count(*) AS n FROM orders WHERE status = ?\", [\"paid\"]);\nlog(rows[0].n);\n```";
-    let c = r.ctx.clone();
-    r.add(
-        "db_query",
-        &["url: &str", "sql: &str"],
-        "Array",
-        qdoc,
-        move |url: &str, sql: &str| db_query(&c, url, sql, &Array::new()),
-    );
-    let c = r.ctx.clone();
-    r.add(
-        "db_query",
-        &["url: &str", "sql: &str", "params: Array"],
-        "Array",
-        qdoc,
-        move |url: &str, sql: &str, p: Array| db_query(&c, url, sql, &p),
-    );
-
+    host_fn!(r, "db_query", qdoc, |ctx, url: &str, sql: &str| -> dyn "Array" {
+        db_query(&ctx, url, sql, &Array::new())
+    });
+    host_fn!(r, "db_query", qdoc, |ctx, url: &str, sql: &str, params: Array| -> dyn "Array" {
+        db_query(&ctx, url, sql, &params)
+    });
     let edoc = "Run a statement (or several, without parameters) and return the number of rows affected.\n\nIn dry-run the statement is only prepared (checked), not run.\n\n```rhai\nlet n = db_exec(\"sqlite://examples/app.db\", \"UPDATE customers SET email = lower(email)\");\n```";
-    let c = r.ctx.clone();
-    r.add(
-        "db_exec",
-        &["url: &str", "sql: &str"],
-        "i64",
-        edoc,
-        move |url: &str, sql: &str| db_exec(&c, url, sql, &Array::new()),
-    );
-    let c = r.ctx.clone();
-    r.add(
-        "db_exec",
-        &["url: &str", "sql: &str", "params: Array"],
-        "i64",
-        edoc,
-        move |url: &str, sql: &str, p: Array| db_exec(&c, url, sql, &p),
-    );
+    host_fn!(r, "db_exec", edoc, |ctx, url: &str, sql: &str| -> dyn "i64" {
+        db_exec(&ctx, url, sql, &Array::new())
+    });
+    host_fn!(r, "db_exec", edoc, |ctx, url: &str, sql: &str, params: Array| -> dyn "i64" {
+        db_exec(&ctx, url, sql, &params)
+    });
 
     let vdoc = "Reclaim space and refresh planner statistics: PostgreSQL VACUUM (ANALYZE), MySQL ANALYZE/OPTIMIZE TABLE, SQLite VACUUM + ANALYZE + integrity_check.\n\nOptions: `full` (VACUUM FULL / OPTIMIZE TABLE), `analyze` (default true), `tables` (default all). Returns `#{ database, size_before, size_after, tables, integrity, duration_ms, dry_run }`.\n\n```rhai\nlet v = vacuum(\"sqlite://examples/app.db\");\nlog(`${v.size_before} -> ${v.size_after} bytes`);\n```";
-    let c = r.ctx.clone();
-    r.add("vacuum", &["url: &str"], "Map", vdoc, move |url: &str| {
-        vacuum(&c, url, &Map::new())
+    host_fn!(r, "vacuum", vdoc, |ctx, url: &str; opts| -> dyn "Map" {
+        with_db(&ctx, url, &opts, |db, o| to_dynamic(&db.vacuum(&ctx, binding::opts(o)?)?))
     });
-    let c = r.ctx.clone();
-    r.add(
-        "vacuum",
-        &["url: &str", "opts: Map"],
-        "Map",
-        vdoc,
-        move |url: &str, o: Map| vacuum(&c, url, &o),
-    );
 
     let sdoc = "Database health: size, connections, long-running queries, largest tables, dead tuples.\n\nOptions: `long_running` (threshold, default \"5m\"), `top` (tables listed, default 10). Returns `#{ engine, database, server_version, size_bytes, connections, max_connections, long_running, largest_tables, dead_tuples }`.\n\n```rhai\nlet s = db_stats(\"sqlite://examples/app.db\");\nlog(`${s.size_bytes} bytes`);\n```";
-    let c = r.ctx.clone();
-    r.add("db_stats", &["url: &str"], "Map", sdoc, move |url: &str| {
-        db_stats(&c, url, &Map::new())
+    host_fn!(r, "db_stats", sdoc, |ctx, url: &str; opts| -> dyn "Map" {
+        with_db(&ctx, url, &opts, |db, o| to_dynamic(&db.stats(&ctx, binding::opts(o)?)?))
     });
-    let c = r.ctx.clone();
-    r.add(
-        "db_stats",
-        &["url: &str", "opts: Map"],
-        "Map",
-        sdoc,
-        move |url: &str, o: Map| db_stats(&c, url, &o),
-    );
 
     let ddoc = "Delete rows whose timestamp column is older than `age`, in batches so no long lock is held.\n\nEach batch (default 10,000 rows) is its own short statement, with a pause (default 100ms) between batches. Options: `batch`, `pause`, `max_batches`. In dry-run the matching rows are only counted. Returns `#{ table, deleted, batches, matching, duration_ms, dry_run }`.\n\n```rhai\nlet r = delete_rows_older_than(\"sqlite://examples/app.db\", \"audit_log\", \"created_at\", \"90d\");\nlog(`deleted ${r.deleted} rows in ${r.batches} batches`);\n```";
-    let c = r.ctx.clone();
-    r.add(
-        "delete_rows_older_than",
-        &["url: &str", "table: &str", "column: &str", "age: ?"],
-        "Map",
-        ddoc,
-        move |url: &str, t: &str, col: &str, age: Dynamic| {
-            delete_rows(&c, url, t, col, &age, &Map::new())
-        },
-    );
-    let c = r.ctx.clone();
-    r.add(
-        "delete_rows_older_than",
-        &[
-            "url: &str",
-            "table: &str",
-            "column: &str",
-            "age: ?",
-            "opts: Map",
-        ],
-        "Map",
-        ddoc,
-        move |url: &str, t: &str, col: &str, age: Dynamic, o: Map| {
-            delete_rows(&c, url, t, col, &age, &o)
-        },
+    host_fn!(r, "delete_rows_older_than", ddoc,
+        |ctx, url: &str, table: &str, column: &str, age: Dynamic; opts| -> dyn "Map" {
+            with_db(&ctx, url, &opts, |db, o| {
+                let o: DeleteOptions = binding::opts(o)?;
+                let age = crate::host::binding::age_arg(&age)?;
+                to_dynamic(&db.delete_older(&ctx, table, column, age, o)?)
+            })
+        }
     );
 
     let xdoc = "Export a table to CSV (with header) or JSON lines, streamed (PostgreSQL uses COPY).\n\nGzipped when `to` ends in `.gz`, zstd when it ends in `.zst` (or as `compress` says: \"gzip:9\", \"zstd:19\", \"none\"); written atomically with a `.sha256` sidecar. Options: `format` (\"csv\" | \"jsonl\"), `compress`, `where` (an SQL condition: only matching rows, e.g. to archive old rows before deleting them). Returns `#{ path, rows, bytes, sha256, duration_ms, dry_run }`.\n\n```rhai\nexport_table(\"sqlite://examples/app.db\", \"customers\", \"backups/customers.csv\");\n```";
-    let c = r.ctx.clone();
-    r.add(
-        "export_table",
-        &["url: &str", "table: &str", "to: &str"],
-        "Map",
-        xdoc,
-        move |url: &str, t: &str, to: &str| export_table(&c, url, t, to, &Map::new()),
-    );
-    let c = r.ctx.clone();
-    r.add(
-        "export_table",
-        &["url: &str", "table: &str", "to: &str", "opts: Map"],
-        "Map",
-        xdoc,
-        move |url: &str, t: &str, to: &str, o: Map| export_table(&c, url, t, to, &o),
-    );
+    host_fn!(r, "export_table", xdoc, |ctx, url: &str, table: &str, to: &str; opts| -> dyn "Map" {
+        with_db(&ctx, url, &opts, |db, o| to_dynamic(&db.export(&ctx, table, to, binding::opts(o)?)?))
+    });
 
     mongo::register(r);
 }

@@ -192,7 +192,7 @@ impl ExportOptions {
             "csv" => Ok(ExportFormat::Csv),
             "jsonl" | "ndjson" => Ok(ExportFormat::Jsonl),
             other => Err(crate::host::error::HostError::invalid(format!(
-                "export_table: format {other:?} is not supported (use \"csv\" or \"jsonl\")"
+                "format {other:?} is not supported (use \"csv\" or \"jsonl\")"
             ))),
         }
     }

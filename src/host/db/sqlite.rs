@@ -170,7 +170,7 @@ pub fn dump(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<DumpReport
         .is_some_and(|f| f != "plain" && f != "sqlite")
     {
         return Err(HostError::invalid(
-            "dump_db: SQLite dumps have one format (a database file); drop the `format` option",
+            "SQLite dumps have one format (a database file); drop the `format` option",
         ));
     }
     if !opts.tables.is_empty()
@@ -178,7 +178,7 @@ pub fn dump(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<DumpReport
         || opts.schema_only
         || opts.data_only
     {
-        return Err(HostError::invalid("dump_db: tables, exclude_tables, schema_only and data_only are PostgreSQL/MySQL options; an SQLite dump is the whole file"));
+        return Err(HostError::invalid("tables, exclude_tables, schema_only and data_only are PostgreSQL/MySQL options; an SQLite dump is the whole file"));
     }
     let codec = dump_file::codec_of(&opts.compress)?;
     let stem = src
@@ -265,13 +265,13 @@ pub fn restore(
             .map_err(sql_err("inspecting the target"))?;
         if n > 0 && !opts.clean {
             return Err(HostError::refused(format!(
-                "restore_db: {} is not empty ({n} tables/indexes); pass clean: true to replace it",
+                "{} is not empty ({n} tables/indexes); pass clean: true to replace it",
                 resolved.display()
             )));
         }
     } else if !opts.create {
         return Err(HostError::not_found(format!(
-            "restore_db: {} does not exist (pass create: true to create it)",
+            "{} does not exist (pass create: true to create it)",
             resolved.display()
         )));
     }

@@ -160,7 +160,7 @@ pub fn list(ctx: &RunCtx, dir: &str, opts: &ListOpts) -> HostResult<Vec<FileInfo
         "size" => out.sort_by(|a, b| a.size.cmp(&b.size).then(a.path.cmp(&b.path))),
         other => {
             return Err(HostError::invalid(format!(
-                "list: unknown sort {other:?} (use \"name\", \"mtime\" or \"size\")"
+                "unknown sort {other:?} (use \"name\", \"mtime\" or \"size\")"
             )))
         }
     }
@@ -228,8 +228,8 @@ fn ceil_percent(used: u64, avail: u64) -> i64 {
 // statvfs field widths differ between platforms (u32 on 32-bit); the casts keep it portable.
 #[allow(clippy::unnecessary_cast)]
 pub fn disk_usage(path: &str) -> HostResult<DiskUsage> {
-    let c = std::ffi::CString::new(path)
-        .map_err(|_| HostError::invalid("disk_usage: path contains a NUL byte"))?;
+    let c =
+        std::ffi::CString::new(path).map_err(|_| HostError::invalid("path contains a NUL byte"))?;
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
     // SAFETY: c is a valid C string and st is written on success.
     if unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) } != 0 {

@@ -299,7 +299,7 @@ pub fn sync_dir(ctx: &RunCtx, src: &str, dst: &str, opts: &SyncOpts) -> HostResu
     let src_real = src_p.canonicalize().unwrap_or(src_abs);
     if dst_p.starts_with(&src_real) || src_real.starts_with(&dst_p) {
         return Err(HostError::invalid(format!(
-            "sync_dir: {} and {} overlap; the destination must be outside the source and vice versa",
+            "{} and {} overlap; the destination must be outside the source and vice versa",
             src_real.display(),
             dst_p.display()
         )));

@@ -12,11 +12,13 @@ use std::time::Duration;
 use rhai::{Dynamic, Map};
 use serde::{Deserialize, Serialize};
 
+use crate::engine::ctx::Ctx;
 use crate::engine::ctx::RunCtx;
 use crate::engine::registry::Registrar;
-use crate::host::binding::{call, opts, serde_duration, RhaiResult};
+use crate::host::binding::serde_duration;
 use crate::host::check::http::{clients_for, HttpClients};
 use crate::host::error::{HostError, HostResult};
+use crate::host_fn;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 pub mod email;
@@ -136,8 +138,11 @@ fn refuse_foreign(channel: &str, keys: &[(&str, bool)]) -> HostResult<()> {
         ("options", "do")
     };
     Err(HostError::invalid(format!(
-        "notify: {noun} {} {verb} not apply to {channel}; remove it or send to the other kind of target",
-        set.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+        "{noun} {} {verb} not apply to {channel}; remove it or send to the other kind of target",
+        set.iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     )))
 }
 
@@ -228,82 +233,49 @@ pub async fn notify(
 
 pub fn register(r: &mut Registrar) {
     r.category("notify");
-    let ctx = r.ctx.clone();
-    let send = move |target: &str, message: Dynamic, o: Map| -> RhaiResult {
-        call(&ctx, "notify", || {
-            let o: NotifyOptions = opts("notify", &o)?;
-            let clients = clients_for(&ctx);
-            let c2 = ctx.clone();
-            let message = message.to_string();
-            ctx.block_on(async move { notify(&c2, &clients, target, &message, o).await })
-        })
-    };
-    let f = send.clone();
-    r.add(
-        "notify",
-        &["target: &str", "message: ?"],
-        "Map",
+    let doc = (
         "Send a notification to a webhook URL (Slack, Discord, Mattermost, ntfy or generic JSON, guessed from the URL) or by email (`smtp://user:pass@host:587?to=ops@example.com`). Secrets in the URL are masked in logs; a failure is an error (kind `network` or `server`). A dry run sends nothing.\n\n```rhai\nnotify(env(\"SLACK_WEBHOOK\", \"https://hooks.slack.com/services/T0/B0/XXXX\"), \"backup finished\");\n```",
-        move |t: &str, m: Dynamic| f(t, m, Map::new()),
-    );
-    r.add(
-        "notify",
-        &["target: &str", "message: ?", "opts: Map"],
-        "Map",
         "Send a notification with options: `title`, `level` (info, success, warning, error), `format` (json, slack, discord, mattermost, ntfy), `headers`; email: `to` (string or array), `from`, `subject`, `tls` (starttls (default), opportunistic, none; smtps:// is TLS from the start); `ca_file`, `timeout`; ntfy: `tags`, `priority`.\n\n```rhai\nnotify(\"smtp://alerts:pw@mail.example.com:587\", \"disk 91% full on db1\", #{ to: \"ops@example.com\", subject: \"[db1] disk\", level: \"error\" });\n```",
-        send,
     );
+    host_fn!(r, "notify", doc, |ctx, target: &str, message: Dynamic; opts: NotifyOptions| -> "Map" {
+        let clients = clients_for(&ctx);
+        let c2 = ctx.clone();
+        let message = message.to_string();
+        ctx.block_on(async move { notify(&c2, &clients, target, &message, opts).await })
+    });
 
-    let ctx = r.ctx.clone();
-    r.add(
-        "monitor",
-        &["opts: Map"],
-        "()",
-        "Monitor this run: `ping` (a healthchecks.io-style check URL) gets `/start` now and, when the run ends, success for exit 0 or `/fail` with the error and the last log lines for any other exit (error, `--timeout`, SIGTERM); `notify` (webhook or smtp:// URL) is told once when the run fails. The final signal is sent by mtn after the script's last statement, so a later step that fails can never be reported as success. Same as `mtn run --ping URL --notify TARGET` and a daemon job's `ping`/`notify` keys; an empty string keeps what is set.\n\n```rhai\nmonitor(#{ ping: env(\"HC_URL\", \"\"), notify: env(\"SLACK_WEBHOOK\", \"\") });\n```",
-        move |o: Map| -> RhaiResult {
-            call(&ctx, "monitor", || {
-                let o: crate::engine::monitor::MonitorOptions = opts("monitor", &o)?;
-                ctx.monitor.set(o).map_err(HostError::invalid)?;
-                let c2 = ctx.clone();
-                ctx.block_on(async move {
-                    crate::engine::monitor::start(&c2).await;
-                    Ok(())
-                })
-            })
-        },
-    );
-
-    let ctx = r.ctx.clone();
-    let do_ping = move |url: &str, status: Dynamic, body: Option<String>| -> RhaiResult {
-        call(&ctx, "ping", || {
-            let clients = clients_for(&ctx);
-            let c2 = ctx.clone();
-            ctx.block_on(async move { ping(&c2, &clients, url, status, body).await })
+    // Its options are required: one arity.
+    host_fn!(r, "monitor", "Monitor this run: `ping` (a healthchecks.io-style check URL) gets `/start` now and, when the run ends, success for exit 0 or `/fail` with the error and the last log lines for any other exit (error, `--timeout`, SIGTERM); `notify` (webhook or smtp:// URL) is told once when the run fails. The final signal is sent by mtn after the script's last statement, so a later step that fails can never be reported as success. Same as `mtn run --ping URL --notify TARGET` and a daemon job's `ping`/`notify` keys; an empty string keeps what is set.\n\n```rhai\nmonitor(#{ ping: env(\"HC_URL\", \"\"), notify: env(\"SLACK_WEBHOOK\", \"\") });\n```", |ctx, opts: Map| -> "()" {
+        let o: crate::engine::monitor::MonitorOptions = crate::host::binding::opts(&opts)?;
+        ctx.monitor.set(o).map_err(HostError::invalid)?;
+        let c2 = ctx.clone();
+        ctx.block_on(async move {
+            crate::engine::monitor::start(&c2).await;
+            Ok(())
         })
-    };
-    let f = do_ping.clone();
-    r.add(
-        "ping",
-        &["url: &str"],
-        "Map",
-        "Ping a dead-man's switch (healthchecks.io style) to say the job succeeded; retried up to 3 times.\n\n```rhai\nping(env(\"HC_URL\", \"https://hc-ping.com/your-uuid\"));\n```",
-        move |u: &str| f(u, Dynamic::UNIT, None),
-    );
-    let f = do_ping.clone();
-    r.add(
-        "ping",
-        &["url: &str", "status: ?"],
-        "Map",
-        "Ping with a status: \"start\" (`/start`), \"success\", \"fail\" (`/fail`), \"log\", true/false, or an exit code (`/<code>`).\n\n```rhai\nlet hc = env(\"HC_URL\", \"https://hc-ping.com/your-uuid\");\nping(hc, \"start\");\n// ... the job ...\nping(hc, \"success\");\n```",
-        move |u: &str, s: Dynamic| f(u, s, None),
-    );
-    r.add(
-        "ping",
-        &["url: &str", "status: ?", "body: &str"],
-        "Map",
-        "Ping with a status and a body (e.g. the tail of a log; masked, at most 100 kB).\n\n```rhai\nping(env(\"HC_URL\", \"https://hc-ping.com/your-uuid\"), \"fail\", \"upload failed: timeout\");\n```",
-        move |u: &str, s: Dynamic, b: &str| do_ping(u, s, Some(b.to_string())),
-    );
+    });
+
+    // A status and a body are positional, not options: three definitions.
+    host_fn!(r, "ping", "Ping a dead-man's switch (healthchecks.io style) to say the job succeeded; retried up to 3 times.\n\n```rhai\nping(env(\"HC_URL\", \"https://hc-ping.com/your-uuid\"));\n```", |ctx, url: &str| -> "Map" {
+        do_ping(&ctx, url, Dynamic::UNIT, None)
+    });
+    host_fn!(r, "ping", "Ping with a status: \"start\" (`/start`), \"success\", \"fail\" (`/fail`), \"log\", true/false, or an exit code (`/<code>`).\n\n```rhai\nlet hc = env(\"HC_URL\", \"https://hc-ping.com/your-uuid\");\nping(hc, \"start\");\n// ... the job ...\nping(hc, \"success\");\n```", |ctx, url: &str, status: Dynamic| -> "Map" {
+        do_ping(&ctx, url, status.clone(), None)
+    });
+    host_fn!(r, "ping", "Ping with a status and a body (e.g. the tail of a log; masked, at most 100 kB).\n\n```rhai\nping(env(\"HC_URL\", \"https://hc-ping.com/your-uuid\"), \"fail\", \"upload failed: timeout\");\n```", |ctx, url: &str, status: Dynamic, body: &str| -> "Map" {
+        do_ping(&ctx, url, status.clone(), Some(body.to_string()))
+    });
+}
+
+fn do_ping(
+    ctx: &Ctx,
+    url: &str,
+    status: Dynamic,
+    body: Option<String>,
+) -> HostResult<ping::PingReport> {
+    let clients = clients_for(ctx);
+    let c2 = ctx.clone();
+    ctx.block_on(async move { ping(&c2, &clients, url, status, body).await })
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ pub fn ping_url(base: &str, status: &Dynamic) -> HostResult<String> {
     if let Ok(code) = status.as_int() {
         if !(0..=255).contains(&code) {
             return Err(HostError::invalid(format!(
-                "ping: exit status {code} out of range 0-255"
+                "exit status {code} out of range 0-255"
             )));
         }
         return Ok(format!("{base}/{code}"));
@@ -38,7 +38,7 @@ pub fn ping_url(base: &str, status: &Dynamic) -> HostResult<String> {
         "fail" | "failure" | "error" => Ok(format!("{base}/fail")),
         "log" => Ok(format!("{base}/log")),
         other => Err(HostError::invalid(format!(
-            "ping: unknown status {other:?}: use \"start\", \"success\", \"fail\", \"log\", true/false or an exit code"
+            "unknown status {other:?}: use \"start\", \"success\", \"fail\", \"log\", true/false or an exit code"
         ))),
     }
 }
@@ -62,12 +62,12 @@ pub async fn ping(
     let full = ping_url(base, &status)?;
     let url = url::Url::parse(&full).map_err(|e| {
         HostError::invalid(format!(
-            "ping: invalid URL {:?}: {e}",
+            "invalid URL {:?}: {e}",
             crate::redact::register_url(base)
         ))
     })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(HostError::invalid("ping: use an http:// or https:// URL"));
+        return Err(HostError::invalid("use an http:// or https:// URL"));
     }
     let shown = register_webhook(&url);
     ctx.policy

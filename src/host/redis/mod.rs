@@ -6,12 +6,12 @@ pub mod info;
 
 use std::time::{Duration, Instant};
 
-use rhai::Map;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::registry::Registrar;
-use crate::host::binding::{call, opts, serde_duration, RhaiResult};
+use crate::host::binding::serde_duration;
 use crate::host::error::{ErrorKind, HostError, HostResult};
+use crate::host_fn;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -104,43 +104,12 @@ pub async fn redis_info(url: &str, o: RedisOptions) -> HostResult<info::RedisInf
 
 pub fn register(r: &mut Registrar) {
     r.category("redis");
-    let ctx = r.ctx.clone();
-    let ping_fn = move |url: &str, o: Map| -> RhaiResult {
-        call(&ctx, "redis_ping", || {
-            let o: RedisOptions = opts("redis_ping", &o)?;
-            ctx.block_on(ping(url, o))
-        })
-    };
-    let f = ping_fn.clone();
     let pdoc = "PING a Redis server: `#{ ok, latency_ms }`; an unreachable server or a wrong password is an error (kinds `network`, `auth`, `timeout`). Options: `timeout` (default \"10s\"). The URL's password is masked everywhere.\n\n```rhai\nlet p = redis_ping(\"redis://127.0.0.1:6379\");\nlog(`redis answers in ${p.latency_ms} ms`);\n```";
-    r.add("redis_ping", &["url: &str"], "Map", pdoc, move |u: &str| {
-        f(u, Map::new())
+    host_fn!(r, "redis_ping", pdoc, |ctx, url: &str; opts: RedisOptions| -> "Map" {
+        ctx.block_on(ping(url, opts))
     });
-    r.add(
-        "redis_ping",
-        &["url: &str", "opts: Map"],
-        "Map",
-        pdoc,
-        ping_fn,
-    );
-
-    let ctx = r.ctx.clone();
-    let info_fn = move |url: &str, o: Map| -> RhaiResult {
-        call(&ctx, "redis_info", || {
-            let o: RedisOptions = opts("redis_info", &o)?;
-            ctx.block_on(redis_info(url, o))
-        })
-    };
-    let f = info_fn.clone();
     let idoc = "Redis INFO as typed maps: `#{ version, uptime_secs, memory: #{ used_bytes, rss_bytes, peak_bytes, max_bytes, used_percent, policy, fragmentation_ratio }, clients: #{ connected, blocked, max }, stats: #{ hits, misses, hit_rate, evicted_keys, expired_keys, ops_per_sec, commands, connections, rejected_connections }, persistence: #{ loading, rdb_changes_since_last_save, rdb_last_save_time, last_save_age_secs, rdb_last_bgsave_ok, aof_enabled, aof_last_write_ok, ok }, keyspace: #{ db0: #{ keys, expires } }, sections }`. `hit_rate` is hits/(hits+misses) in percent (`()` before any lookup); `used_percent` is of maxmemory (`()` when unlimited); `sections` holds every INFO field, numbers as numbers. Options: `timeout`.\n\n```rhai\nlet i = redis_info(\"redis://127.0.0.1:6379\");\nif i.stats.evicted_keys > 0 { warn(`redis evicted ${i.stats.evicted_keys} keys`); }\n```";
-    r.add("redis_info", &["url: &str"], "Map", idoc, move |u: &str| {
-        f(u, Map::new())
+    host_fn!(r, "redis_info", idoc, |ctx, url: &str; opts: RedisOptions| -> "Map" {
+        ctx.block_on(redis_info(url, opts))
     });
-    r.add(
-        "redis_info",
-        &["url: &str", "opts: Map"],
-        "Map",
-        idoc,
-        info_fn,
-    );
 }

@@ -22,10 +22,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::ctx::RunCtx;
 use crate::engine::registry::Registrar;
-use crate::host::binding::{call, opts, take_fn, RhaiResult};
+use crate::host::binding::{opts, take_fn};
 use crate::host::compress::{default_threads, gzip_file};
 use crate::host::error::{ErrorKind, HostError, HostResult};
 use crate::host::fs::dir::par_for_each;
+use crate::host_fn;
 
 mod attrs;
 mod names;
@@ -161,13 +162,13 @@ fn parse_age(a: &AgeOpt) -> HostResult<MaxAge> {
 fn conditions(o: &RotateOpts) -> HostResult<Conditions> {
     if !(1..=9).contains(&o.compress_level) {
         return Err(HostError::invalid(format!(
-            "rotate: compress_level must be 1 to 9, got {}",
+            "compress_level must be 1 to 9, got {}",
             o.compress_level
         )));
     }
     if o.keep < -1 {
         return Err(HostError::invalid(format!(
-            "rotate: keep must be -1 (never remove old logs), 0 or more, got {}",
+            "keep must be -1 (never remove old logs), 0 or more, got {}",
             o.keep
         )));
     }
@@ -184,14 +185,14 @@ fn conditions(o: &RotateOpts) -> HostResult<Conditions> {
     if intervals.len() > 1 {
         let names: Vec<&str> = intervals.iter().map(|i| i.name()).collect();
         return Err(HostError::invalid(format!(
-            "rotate: {} are exclusive; give one",
+            "{} are exclusive; give one",
             names.join(" and ")
         )));
     }
     let interval = intervals.first().copied();
     if let (Some(i), Some(_)) = (interval, &o.size) {
         return Err(HostError::invalid(format!(
-            "rotate: size and {} are two separate criteria (in logrotate the later one silently wins); \
+            "size and {} are two separate criteria (in logrotate the later one silently wins); \
 use min_size to rotate {} only when at least that big, or max_size to rotate early when bigger",
             i.name(),
             i.name()
@@ -274,7 +275,7 @@ pub fn rotate(
     let logs = names::expand(ctx, pattern, &date)?;
     if logs.is_empty() && !opts.missingok {
         return Err(HostError::not_found(format!(
-            "rotate: nothing matches {pattern} (missingok: true allows that)"
+            "nothing matches {pattern} (missingok: true allows that)"
         )));
     }
     let state = match cond.interval {
@@ -361,34 +362,37 @@ Returns `#{ rotated, renamed, compressed, deleted, created, skipped, errors, pos
 a temporary file and renames it, so a crash never loses a line.\n\n\
 ```rhai\nrotate(\"./logs/*.log\", #{ daily: true, keep: 7, compress: true, delaycompress: true, missingok: true, notifempty: true,\n    create: \"0640\", postrotate: |rotated| log(`rotated ${rotated.len()} logs`) });\n```";
 
-fn run_binding(ctx: &RunCtx, nctx: &NativeCallContext, pattern: &str, mut map: Map) -> RhaiResult {
-    call(ctx, "rotate", || {
-        let post: Option<FnPtr> = take_fn("rotate", &mut map, "postrotate")?;
-        let o: RotateOpts = opts("rotate", &map)?;
-        let mut hook = |rotated: Vec<String>| -> HostResult<()> {
-            let Some(f) = &post else { return Ok(()) };
-            let arr: Array = rotated.into_iter().map(Dynamic::from).collect();
-            match f.call_within_context::<Dynamic>(nctx, (arr,)) {
-                Ok(_) => Ok(()),
-                // A closure written without a parameter (`|| ...`): call it without one.
-                Err(e) if matches!(*e, rhai::EvalAltResult::ErrorFunctionNotFound(..)) => f
-                    .call_within_context::<Dynamic>(nctx, ())
-                    .map(|_| ())
-                    .map_err(|e| postrotate_error(*e)),
-                Err(e) => Err(postrotate_error(*e)),
-            }
-        };
-        rotate(
-            ctx,
-            pattern,
-            &o,
-            if post.is_some() {
-                Some(&mut hook)
-            } else {
-                None
-            },
-        )
-    })
+fn run_binding(
+    ctx: &RunCtx,
+    nctx: &NativeCallContext,
+    pattern: &str,
+    mut map: Map,
+) -> HostResult<RotateReport> {
+    let post: Option<FnPtr> = take_fn(&mut map, "postrotate")?;
+    let o: RotateOpts = opts(&map)?;
+    let mut hook = |rotated: Vec<String>| -> HostResult<()> {
+        let Some(f) = &post else { return Ok(()) };
+        let arr: Array = rotated.into_iter().map(Dynamic::from).collect();
+        match f.call_within_context::<Dynamic>(nctx, (arr,)) {
+            Ok(_) => Ok(()),
+            // A closure written without a parameter (`|| ...`): call it without one.
+            Err(e) if matches!(*e, rhai::EvalAltResult::ErrorFunctionNotFound(..)) => f
+                .call_within_context::<Dynamic>(nctx, ())
+                .map(|_| ())
+                .map_err(|e| postrotate_error(*e)),
+            Err(e) => Err(postrotate_error(*e)),
+        }
+    };
+    rotate(
+        ctx,
+        pattern,
+        &o,
+        if post.is_some() {
+            Some(&mut hook)
+        } else {
+            None
+        },
+    )
 }
 
 fn postrotate_error(e: rhai::EvalAltResult) -> HostError {
@@ -400,24 +404,7 @@ fn postrotate_error(e: rhai::EvalAltResult) -> HostError {
 
 pub fn register(r: &mut Registrar) {
     r.category("files");
-    let ctx = r.ctx.clone();
-    r.add(
-        "rotate",
-        &["path_or_glob: &str"],
-        "Map",
-        DOC,
-        move |nctx: NativeCallContext, p: &str| -> RhaiResult {
-            run_binding(&ctx, &nctx, p, Map::new())
-        },
-    );
-    let ctx = r.ctx.clone();
-    r.add(
-        "rotate",
-        &["path_or_glob: &str", "opts: Map"],
-        "Map",
-        DOC,
-        move |nctx: NativeCallContext, p: &str, o: Map| -> RhaiResult {
-            run_binding(&ctx, &nctx, p, o)
-        },
-    );
+    host_fn!(r, "rotate", DOC, |ctx, nctx: NativeCallContext, path_or_glob: &str; opts| -> "Map" {
+        run_binding(&ctx, &nctx, path_or_glob, opts.clone())
+    });
 }

@@ -171,14 +171,14 @@ pub fn expand(ctx: &RunCtx, pattern: &str, date: &DateFmt) -> HostResult<Vec<Pat
     let name = p
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
-        .ok_or_else(|| HostError::invalid(format!("rotate: {pattern:?} names no file")))?;
+        .ok_or_else(|| HostError::invalid(format!("{pattern:?} names no file")))?;
     let parent = p
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     if has_glob(&parent.to_string_lossy()) {
         return Err(HostError::invalid(format!(
-            "rotate: wildcards are allowed in the file name only, not in {}",
+            "wildcards are allowed in the file name only, not in {}",
             parent.display()
         )));
     }

@@ -214,7 +214,7 @@ impl<'a> Rotator<'a> {
         let target = self.ctx.policy.check_write(&target)?;
         if target.parent() != Some(dir) {
             return Err(HostError::refused(format!(
-                "rotate: the rotated name {} is not in the log's folder {}",
+                "the rotated name {} is not in the log's folder {}",
                 target.display(),
                 dir.display()
             )));

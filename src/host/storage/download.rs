@@ -52,7 +52,7 @@ pub async fn download(
     let started = Instant::now();
     if target.is_prefix() {
         return Err(HostError::invalid(format!(
-            "download: {} names a folder; give the URL of one object (list_remote() shows them)",
+            "{} names a folder; give the URL of one object (list_remote() shows them)",
             target.url()
         )));
     }
@@ -73,9 +73,8 @@ pub async fn download(
         if !parent.is_dir() {
             ctx.policy.check_write(parent)?;
             if !ctx.dry_run {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    HostError::io(format!("download: creating {}", parent.display()), &e)
-                })?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| HostError::io(format!("creating {}", parent.display()), &e))?;
             }
         }
     }
@@ -134,12 +133,8 @@ pub async fn download(
         hasher.update(&chunk);
         got += chunk.len() as u64;
         progress.inc(chunk.len() as u64);
-        out.write_all(&chunk).map_err(|e| {
-            HostError::io(
-                format!("download: writing {}", out.tmp_path().display()),
-                &e,
-            )
-        })?;
+        out.write_all(&chunk)
+            .map_err(|e| HostError::io(format!("writing {}", out.tmp_path().display()), &e))?;
     }
     let got = Got {
         size,
@@ -151,12 +146,8 @@ pub async fn download(
 }
 
 fn create_out(dest: &Path) -> HostResult<AtomicFile> {
-    AtomicFile::create(dest).map_err(|e| {
-        HostError::io(
-            format!("download: creating a file next to {}", dest.display()),
-            &e,
-        )
-    })
+    AtomicFile::create(dest)
+        .map_err(|e| HostError::io(format!("creating a file next to {}", dest.display()), &e))
 }
 
 fn dry_report(
@@ -204,7 +195,7 @@ fn finish(
     } = g;
     if got != size {
         return Err(HostError::verification(format!(
-            "download: {url} ended after {} of {} ({got} of {size} bytes); {} was not written",
+            "{url} ended after {} of {} ({got} of {size} bytes); {} was not written",
             human(got),
             human(size),
             dest.display()
@@ -213,7 +204,7 @@ fn finish(
     if let Some(exp) = &expected {
         if exp != &sha {
             return Err(HostError::verification(format!(
-                "download: {url} has sha256 {sha} but its stored checksum is {exp}; {} was not written",
+                "{url} has sha256 {sha} but its stored checksum is {exp}; {} was not written",
                 dest.display()
             )));
         }
@@ -222,21 +213,19 @@ fn finish(
     let (bytes, decrypted) = match &opts.decrypt {
         Some(dec) => {
             let cipher = out.tmp_path().to_path_buf();
-            out.flush().map_err(|e| {
-                HostError::io(format!("download: writing {}", cipher.display()), &e)
-            })?;
+            out.flush()
+                .map_err(|e| HostError::io(format!("writing {}", cipher.display()), &e))?;
             let mut plain = create_out(dest)?;
             let n = encrypt::decrypt_into(&cipher, &mut plain, dec)?;
             drop(out);
-            plain.commit().map_err(|e| {
-                HostError::io(format!("download: renaming into {}", dest.display()), &e)
-            })?;
+            plain
+                .commit()
+                .map_err(|e| HostError::io(format!("renaming into {}", dest.display()), &e))?;
             (n, true)
         }
         None => {
-            out.commit().map_err(|e| {
-                HostError::io(format!("download: renaming into {}", dest.display()), &e)
-            })?;
+            out.commit()
+                .map_err(|e| HostError::io(format!("renaming into {}", dest.display()), &e))?;
             (got, false)
         }
     };

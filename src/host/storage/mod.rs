@@ -23,12 +23,13 @@ use serde::de::DeserializeOwned;
 
 use crate::engine::ctx::RunCtx;
 use crate::engine::registry::Registrar;
-use crate::host::binding::{call, opts, RhaiResult};
+use crate::host::binding::opts;
 use crate::host::error::{HostError, HostResult};
+use crate::host_fn;
 use target::{ConnOptions, Target, CONN_KEYS};
 
 /// Split the connection options from a function's own options and decode both.
-fn split<T: DeserializeOwned>(function: &str, map: &Map) -> HostResult<(ConnOptions, T)> {
+fn split<T: DeserializeOwned>(map: &Map) -> HostResult<(ConnOptions, T)> {
     let mut own = map.clone();
     let mut conn = Map::new();
     for k in CONN_KEYS {
@@ -36,8 +37,8 @@ fn split<T: DeserializeOwned>(function: &str, map: &Map) -> HostResult<(ConnOpti
             conn.insert((*k).into(), v);
         }
     }
-    let c: ConnOptions = opts(function, &conn)?;
-    let t: T = opts(function, &own).map_err(|mut e| {
+    let c: ConnOptions = opts(&conn)?;
+    let t: T = opts(&own).map_err(|mut e| {
         if e.message.contains("allowed options:") {
             e.message = e
                 .message
@@ -58,7 +59,7 @@ fn open(ctx: &RunCtx, url: &str, conn: &ConnOptions) -> HostResult<Target> {
 }
 
 fn do_upload(ctx: &RunCtx, local: &str, url: &str, map: &Map) -> HostResult<upload::UploadReport> {
-    let (conn, o): (_, upload::UploadOptions) = split("upload", map)?;
+    let (conn, o): (_, upload::UploadOptions) = split(map)?;
     let t = open(ctx, url, &conn)?;
     ctx.block_on(upload::upload(Path::new(local), &t, &o, ctx))
 }
@@ -69,19 +70,19 @@ fn do_download(
     local: &str,
     map: &Map,
 ) -> HostResult<download::DownloadReport> {
-    let (conn, o): (_, download::DownloadOptions) = split("download", map)?;
+    let (conn, o): (_, download::DownloadOptions) = split(map)?;
     let t = open(ctx, url, &conn)?;
     ctx.block_on(download::download(&t, Path::new(local), &o, ctx))
 }
 
 fn do_list(ctx: &RunCtx, url: &str, map: &Map) -> HostResult<Vec<remote::RemoteObject>> {
-    let (conn, o): (_, remote::ListOptions) = split("list_remote", map)?;
+    let (conn, o): (_, remote::ListOptions) = split(map)?;
     let t = open(ctx, url, &conn)?;
     ctx.block_on(remote::list(&t, &o, ctx))
 }
 
 fn do_newest(ctx: &RunCtx, url: &str, map: &Map) -> HostResult<newest::Newest> {
-    let (conn, o): (_, newest::NewestOptions) = split("newest", map)?;
+    let (conn, o): (_, newest::NewestOptions) = split(map)?;
     let t = open(ctx, url, &conn)?;
     ctx.block_on(newest::newest(&t, &o, ctx))
 }
@@ -101,7 +102,7 @@ fn urls_of(v: &Dynamic) -> HostResult<Vec<String>> {
             }
         }
         Err(HostError::invalid(format!(
-            "delete_remote: expected an object URL (string) or a map with `url`, got {}",
+            "expected an object URL (string) or a map with `url`, got {}",
             d.type_name()
         )))
     };
@@ -112,7 +113,7 @@ fn urls_of(v: &Dynamic) -> HostResult<Vec<String>> {
 }
 
 fn do_delete(ctx: &RunCtx, what: &Dynamic, map: &Map) -> HostResult<remote::DeleteReport> {
-    let (conn, ()): (_, ()) = (opts::<ConnOptions>("delete_remote", map)?, ());
+    let (conn, ()): (_, ()) = (opts::<ConnOptions>(map)?, ());
     let targets = urls_of(what)?
         .iter()
         .map(|u| open(ctx, u, &conn))
@@ -126,9 +127,8 @@ fn do_retention(
     policy: &Map,
     map: &Map,
 ) -> HostResult<remote::RetentionReport> {
-    let pol: retention::Policy =
-        opts("retention", policy).map_err(|e| e.context("in the policy map"))?;
-    let (conn, o): (_, remote::RetentionOptions) = split("retention", map)?;
+    let pol: retention::Policy = opts(policy).map_err(|e| e.context("in the policy map"))?;
+    let (conn, o): (_, remote::RetentionOptions) = split(map)?;
     let t = open(ctx, url, &conn)?;
     ctx.block_on(remote::retention(&t, &pol, &o, ctx))
 }
@@ -208,49 +208,12 @@ pub fn register(r: &mut Registrar) {
     restic::register(r);
     r.category("storage");
 
-    let ctx = r.ctx.clone();
-    r.add(
-        "upload",
-        &["local: &str", "target: &str"],
-        "Map",
-        UPLOAD_DOC,
-        move |local: &str, url: &str| -> RhaiResult {
-            call(&ctx, "upload", || do_upload(&ctx, local, url, &Map::new()))
-        },
-    );
-    let ctx = r.ctx.clone();
-    r.add(
-        "upload",
-        &["local: &str", "target: &str", "opts: Map"],
-        "Map",
-        UPLOAD_DOC,
-        move |local: &str, url: &str, m: Map| -> RhaiResult {
-            call(&ctx, "upload", || do_upload(&ctx, local, url, &m))
-        },
-    );
-
-    let ctx = r.ctx.clone();
-    r.add(
-        "download",
-        &["target: &str", "local: &str"],
-        "Map",
-        DOWNLOAD_DOC,
-        move |url: &str, local: &str| -> RhaiResult {
-            call(&ctx, "download", || {
-                do_download(&ctx, url, local, &Map::new())
-            })
-        },
-    );
-    let ctx = r.ctx.clone();
-    r.add(
-        "download",
-        &["target: &str", "local: &str", "opts: Map"],
-        "Map",
-        DOWNLOAD_DOC,
-        move |url: &str, local: &str, m: Map| -> RhaiResult {
-            call(&ctx, "download", || do_download(&ctx, url, local, &m))
-        },
-    );
+    host_fn!(r, "upload", UPLOAD_DOC, |ctx, local: &str, target: &str; opts| -> "Map" {
+        do_upload(&ctx, local, target, &opts)
+    });
+    host_fn!(r, "download", DOWNLOAD_DOC, |ctx, target: &str, local: &str; opts| -> "Map" {
+        do_download(&ctx, target, local, &opts)
+    });
 
     const NEWEST_DOC: &str = r#"The newest backup directly in a folder or under a remote prefix: `#{ url, key, size, modified, path }` (`path` is the local file for a folder on this machine, else `()`).
 
@@ -260,91 +223,16 @@ Checksum sidecars (`.sha256`), temporary (`.tmp`, `.part`) and hidden files and 
 let b = newest("./backups", #{ pattern: "db_*.sql.gz" });
 log(`newest backup: ${b.path}, ${b.size} bytes, ${b.modified}`);
 ```"#;
-    let ctx = r.ctx.clone();
-    r.add(
-        "newest",
-        &["location: &str"],
-        "Map",
-        NEWEST_DOC,
-        move |url: &str| -> RhaiResult {
-            call(&ctx, "newest", || do_newest(&ctx, url, &Map::new()))
-        },
-    );
-    let ctx = r.ctx.clone();
-    r.add(
-        "newest",
-        &["location: &str", "opts: Map"],
-        "Map",
-        NEWEST_DOC,
-        move |url: &str, m: Map| -> RhaiResult {
-            call(&ctx, "newest", || do_newest(&ctx, url, &m))
-        },
-    );
-
-    let ctx = r.ctx.clone();
-    r.add(
-        "list_remote",
-        &["prefix: &str"],
-        "Array",
-        LIST_DOC,
-        move |url: &str| -> RhaiResult {
-            call(&ctx, "list_remote", || do_list(&ctx, url, &Map::new()))
-        },
-    );
-    let ctx = r.ctx.clone();
-    r.add(
-        "list_remote",
-        &["prefix: &str", "opts: Map"],
-        "Array",
-        LIST_DOC,
-        move |url: &str, m: Map| -> RhaiResult {
-            call(&ctx, "list_remote", || do_list(&ctx, url, &m))
-        },
-    );
-
-    let ctx = r.ctx.clone();
-    r.add(
-        "delete_remote",
-        &["key_or_array: ?"],
-        "Map",
-        DELETE_DOC,
-        move |what: Dynamic| -> RhaiResult {
-            call(&ctx, "delete_remote", || {
-                do_delete(&ctx, &what, &Map::new())
-            })
-        },
-    );
-    let ctx = r.ctx.clone();
-    r.add(
-        "delete_remote",
-        &["key_or_array: ?", "opts: Map"],
-        "Map",
-        DELETE_DOC,
-        move |what: Dynamic, m: Map| -> RhaiResult {
-            call(&ctx, "delete_remote", || do_delete(&ctx, &what, &m))
-        },
-    );
-
-    let ctx = r.ctx.clone();
-    r.add(
-        "retention",
-        &["target: &str", "policy: Map"],
-        "Map",
-        RETENTION_DOC,
-        move |url: &str, p: Map| -> RhaiResult {
-            call(&ctx, "retention", || {
-                do_retention(&ctx, url, &p, &Map::new())
-            })
-        },
-    );
-    let ctx = r.ctx.clone();
-    r.add(
-        "retention",
-        &["target: &str", "policy: Map", "opts: Map"],
-        "Map",
-        RETENTION_DOC,
-        move |url: &str, p: Map, m: Map| -> RhaiResult {
-            call(&ctx, "retention", || do_retention(&ctx, url, &p, &m))
-        },
-    );
+    host_fn!(r, "newest", NEWEST_DOC, |ctx, location: &str; opts| -> "Map" {
+        do_newest(&ctx, location, &opts)
+    });
+    host_fn!(r, "list_remote", LIST_DOC, |ctx, prefix: &str; opts| -> "Array" {
+        do_list(&ctx, prefix, &opts)
+    });
+    host_fn!(r, "delete_remote", DELETE_DOC, |ctx, key_or_array: Dynamic; opts| -> "Map" {
+        do_delete(&ctx, &key_or_array, &opts)
+    });
+    host_fn!(r, "retention", RETENTION_DOC, |ctx, target: &str, policy: Map; opts| -> "Map" {
+        do_retention(&ctx, target, &policy, &opts)
+    });
 }

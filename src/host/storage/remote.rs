@@ -124,7 +124,7 @@ pub async fn delete(targets: &[Target], ctx: &RunCtx) -> HostResult<DeleteReport
         ctx.check_cancelled()?;
         if t.is_prefix() {
             return Err(HostError::invalid(format!(
-                "delete_remote: {} names a folder; give object URLs (list_remote() returns them)",
+                "{} names a folder; give object URLs (list_remote() returns them)",
                 t.url()
             )));
         }
@@ -189,16 +189,15 @@ fn local_naive(t: std::time::SystemTime) -> NaiveDateTime {
 
 pub fn list_local_folder(dir: &Path) -> HostResult<Found> {
     let rd = std::fs::read_dir(dir)
-        .map_err(|e| HostError::io(format!("retention: cannot list {}", dir.display()), &e))?;
+        .map_err(|e| HostError::io(format!("cannot list {}", dir.display()), &e))?;
     let mut entries = Vec::new();
     let mut what = std::collections::BTreeMap::new();
     for e in rd {
-        let e =
-            e.map_err(|err| HostError::io(format!("retention: listing {}", dir.display()), &err))?;
+        let e = e.map_err(|err| HostError::io(format!("listing {}", dir.display()), &err))?;
         let name = e.file_name().to_string_lossy().to_string();
         let meta = e
             .metadata()
-            .map_err(|err| HostError::io(format!("retention: {}", e.path().display()), &err))?;
+            .map_err(|err| HostError::io(e.path().display(), &err))?;
         let mtime = meta
             .modified()
             .map(local_naive)
@@ -268,7 +267,7 @@ pub async fn retention(
     retention::validate(policy)?;
     let pattern = opts.pattern.clone().unwrap_or_else(|| "*".to_string());
     let matcher = globset::Glob::new(&pattern)
-        .map_err(|e| HostError::invalid(format!("retention: invalid pattern {pattern:?}: {e}")))?
+        .map_err(|e| HostError::invalid(format!("invalid pattern {pattern:?}: {e}")))?
         .compile_matcher();
     let local_dir: Option<PathBuf> = target.local_path(&target.key);
     let found = match &local_dir {
@@ -312,9 +311,7 @@ pub async fn retention(
                     } else {
                         std::fs::remove_file(&path)
                     };
-                    res.map_err(|e| {
-                        HostError::io(format!("retention: deleting {}", path.display()), &e)
-                    })?;
+                    res.map_err(|e| HostError::io(format!("deleting {}", path.display()), &e))?;
                 }
                 crate::host::deletion::announce(
                     ctx,
@@ -338,7 +335,7 @@ pub async fn retention(
                 for key in &items {
                     match target.store.delete(&target.path(key)?).await {
                         Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(target.error("retention: deleting", key, e)),
+                        Err(e) => return Err(target.error("deleting", key, e)),
                     }
                 }
                 crate::host::deletion::announce(

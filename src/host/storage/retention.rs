@@ -185,7 +185,7 @@ pub fn validate(p: &Policy) -> HostResult<()> {
         if let Some(c) = c {
             if c < -1 {
                 return Err(HostError::invalid(format!(
-                    "retention: {name} = {c}: use a count, or -1 for unlimited"
+                    "{name} = {c}: use a count, or -1 for unlimited"
                 )));
             }
         }
@@ -196,13 +196,13 @@ pub fn validate(p: &Policy) -> HostResult<()> {
             .all(|(_, w)| w.is_none_or(|w| w.is_zero()))
     {
         return Err(HostError::invalid(
-            "retention: the policy has no keep rule (keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within, keep_within_hourly/daily/weekly/monthly/yearly); refusing to plan a deletion of everything",
+            "the policy has no keep rule (keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within, keep_within_hourly/daily/weekly/monthly/yearly); refusing to plan a deletion of everything",
         ));
     }
     if let Some(pct) = p.max_delete_percent {
         if !(0.0..=100.0).contains(&pct) {
             return Err(HostError::invalid(format!(
-                "retention: max_delete_percent = {pct}: use a percentage between 0 and 100"
+                "max_delete_percent = {pct}: use a percentage between 0 and 100"
             )));
         }
     }

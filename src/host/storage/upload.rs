@@ -77,19 +77,17 @@ pub async fn upload(
     if let Some(p) = opts.part_size {
         if p < 5 * 1024 * 1024 {
             return Err(HostError::invalid(format!(
-                "upload: part_size {p} is below S3's minimum of 5 MiB (5242880)"
+                "part_size {p} is below S3's minimum of 5 MiB (5242880)"
             )));
         }
     }
     let meta = std::fs::metadata(local)
-        .map_err(|e| HostError::io(format!("upload: cannot read {}", local.display()), &e))?;
+        .map_err(|e| HostError::io(format!("cannot read {}", local.display()), &e))?;
     let suffix = if opts.encrypt.is_some() { ".age" } else { "" };
     let name = local
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
-        .ok_or_else(|| {
-            HostError::invalid(format!("upload: {} has no file name", local.display()))
-        })?;
+        .ok_or_else(|| HostError::invalid(format!("{} has no file name", local.display())))?;
 
     let (jobs, url) = if meta.is_dir() {
         let base = if target.is_prefix() {
@@ -142,15 +140,15 @@ pub async fn upload(
 /// Regular files under `dir`, sorted, as (absolute path, '/'-joined relative path).
 fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, String)>) -> HostResult<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| HostError::io(format!("upload: reading folder {}", dir.display()), &e))?
+        .map_err(|e| HostError::io(format!("reading folder {}", dir.display()), &e))?
         .collect::<Result<_, _>>()
-        .map_err(|e| HostError::io(format!("upload: reading folder {}", dir.display()), &e))?;
+        .map_err(|e| HostError::io(format!("reading folder {}", dir.display()), &e))?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let path = e.path();
         let ft = e
             .file_type()
-            .map_err(|err| HostError::io(format!("upload: {}", path.display()), &err))?;
+            .map_err(|err| HostError::io(path.display(), &err))?;
         if ft.is_dir() {
             walk(root, &path, out)?;
         } else if ft.is_file() {
@@ -189,7 +187,7 @@ async fn upload_file(
     }
     if ctx.dry_run {
         let size = std::fs::metadata(src)
-            .map_err(|e| HostError::io(format!("upload: {}", src.display()), &e))?
+            .map_err(|e| HostError::io(src.display(), &e))?
             .len();
         return Ok(FileUpload {
             url,
@@ -219,7 +217,7 @@ async fn upload_file(
             let s = src.to_path_buf();
             let (n, sha) = blocking(move || {
                 crate::atomic::sha256_file(&s)
-                    .map_err(|e| HostError::io(format!("upload: reading {}", s.display()), &e))
+                    .map_err(|e| HostError::io(format!("reading {}", s.display()), &e))
             })
             .await?;
             (src.to_path_buf(), n, sha)
@@ -241,8 +239,7 @@ async fn upload_file(
     } else {
         let s = source.clone();
         let data = blocking(move || {
-            std::fs::read(&s)
-                .map_err(|e| HostError::io(format!("upload: reading {}", s.display()), &e))
+            std::fs::read(&s).map_err(|e| HostError::io(format!("reading {}", s.display()), &e))
         })
         .await?;
         let sent = hex::encode(Sha256::digest(&data));
@@ -268,12 +265,8 @@ async fn upload_file(
 
     verify(target, key, size, &sha).await?;
     if let Some(dest) = target.local_path(key) {
-        crate::atomic::write_sha256_sidecar(&dest, &sha).map_err(|e| {
-            HostError::io(
-                format!("upload: writing the sidecar of {}", dest.display()),
-                &e,
-            )
-        })?;
+        crate::atomic::write_sha256_sidecar(&dest, &sha)
+            .map_err(|e| HostError::io(format!("writing the sidecar of {}", dest.display()), &e))?;
     }
     Ok(FileUpload {
         url,
@@ -329,7 +322,7 @@ async fn upload_sftp(
 
 fn changed(src: &Path) -> HostError {
     HostError::verification(format!(
-        "upload: {} changed while it was being uploaded (its sha256 differs between two reads); nothing was kept",
+        "{} changed while it was being uploaded (its sha256 differs between two reads); nothing was kept",
         src.display()
     ))
 }
@@ -362,7 +355,7 @@ async fn put_multipart(
 ) -> HostResult<String> {
     let concurrency = opts.concurrency.unwrap_or(4).max(1);
     let file = File::open(source)
-        .map_err(|e| HostError::io(format!("upload: opening {}", source.display()), &e))?;
+        .map_err(|e| HostError::io(format!("opening {}", source.display()), &e))?;
     let mpu = target
         .store
         .put_multipart_opts(
@@ -387,11 +380,11 @@ async fn put_multipart(
                 .map_err(|e| target.error("upload to", key, e))?;
             let (mut file, mut hasher) = state
                 .take()
-                .ok_or_else(|| HostError::other("upload: reader lost"))?;
+                .ok_or_else(|| HostError::other("reader lost"))?;
             let src = source.to_path_buf();
             let (file, hasher, chunk) = blocking(move || {
                 let chunk = read_part(&mut file, part)
-                    .map_err(|e| HostError::io(format!("upload: reading {}", src.display()), &e))?;
+                    .map_err(|e| HostError::io(format!("reading {}", src.display()), &e))?;
                 hasher.update(&chunk);
                 Ok((file, hasher, chunk))
             })
@@ -414,7 +407,7 @@ async fn put_multipart(
                 .finish()
                 .await
                 .map_err(|e| target.error("upload to", key, e))?;
-            let (_, hasher) = state.ok_or_else(|| HostError::other("upload: reader lost"))?;
+            let (_, hasher) = state.ok_or_else(|| HostError::other("reader lost"))?;
             Ok(hex::encode(hasher.finalize()))
         }
         Err(e) => {
@@ -443,7 +436,7 @@ pub async fn verify(target: &Target, key: &str, size: u64, sha: &str) -> HostRes
         .map_err(|e| target.error("verifying", key, e))?;
     if head.meta.size != size {
         return Err(HostError::verification(format!(
-            "upload: {} has {} bytes on the server, {size} were sent (a size mismatch)",
+            "{} has {} bytes on the server, {size} were sent (a size mismatch)",
             target.url_of(key),
             head.meta.size
         )));
@@ -456,7 +449,7 @@ pub async fn verify(target: &Target, key: &str, size: u64, sha: &str) -> HostRes
                 .map(|v| v.to_string());
             if stored.as_deref() != Some(sha) {
                 return Err(HostError::verification(format!(
-                    "upload: {} does not carry the expected sha256 {sha} (server has {:?}): the store dropped its metadata",
+                    "{} does not carry the expected sha256 {sha} (server has {:?}): the store dropped its metadata",
                     target.url_of(key),
                     stored
                 )));
@@ -467,16 +460,16 @@ pub async fn verify(target: &Target, key: &str, size: u64, sha: &str) -> HostRes
         Backend::File => {
             let dest = target
                 .local_path(key)
-                .ok_or_else(|| HostError::other("upload: no local path"))?;
+                .ok_or_else(|| HostError::other("no local path"))?;
             let d = dest.clone();
             let (_, got) = blocking(move || {
                 crate::atomic::sha256_file(&d)
-                    .map_err(|e| HostError::io(format!("upload: re-reading {}", d.display()), &e))
+                    .map_err(|e| HostError::io(format!("re-reading {}", d.display()), &e))
             })
             .await?;
             if got != sha {
                 return Err(HostError::verification(format!(
-                    "upload: {} reads back with sha256 {got}, expected {sha}",
+                    "{} reads back with sha256 {got}, expected {sha}",
                     dest.display()
                 )));
             }

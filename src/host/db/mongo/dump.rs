@@ -201,7 +201,7 @@ async fn dump_async(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<Du
         "directory" | "dir" => Format::Directory,
         other => {
             return Err(HostError::invalid(format!(
-                "dump_db: unknown format {other:?} (use \"archive\" or \"directory\")"
+                "unknown format {other:?} (use \"archive\" or \"directory\")"
             )))
         }
     };
@@ -230,8 +230,8 @@ async fn dump_async(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<Du
         }
         other => {
             return Err(HostError::invalid(format!(
-            "dump_db: unknown compress {other:?} (use \"none\", \"gzip\", \"zstd\" or \"zstd:N\")"
-        )))
+                "unknown compress {other:?} (use \"none\", \"gzip\", \"zstd\" or \"zstd:N\")"
+            )))
         }
     };
     let level = if zstd.is_some() {
@@ -240,12 +240,12 @@ async fn dump_async(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<Du
         opts.level.unwrap_or(6)
     };
     if level > 9 {
-        return Err(HostError::invalid("dump_db: level must be 0..9 for gzip"));
+        return Err(HostError::invalid("level must be 0..9 for gzip"));
     }
     let codec = zstd.unwrap_or(Codec::Gzip(level));
     if zstd.is_some() && !matches!(format, Format::Archive) {
         return Err(HostError::invalid(
-            "dump_db: compress: \"zstd\" is for the archive format (.tar.zst); mongorestore reads no zstd .bson files, use \"gzip\" for a directory",
+            "compress: \"zstd\" is for the archive format (.tar.zst); mongorestore reads no zstd .bson files, use \"gzip\" for a directory",
         ));
     }
     let threads = opts.threads.unwrap_or_else(default_threads).max(1);
@@ -262,14 +262,14 @@ async fn dump_async(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<Du
     });
     if name.is_empty() || name.contains('/') {
         return Err(HostError::invalid(format!(
-            "dump_db: name {name:?} must be a plain file name (put the folder in `to`)"
+            "name {name:?} must be a plain file name (put the folder in `to`)"
         )));
     }
     let to = opts.to.clone().unwrap_or_else(|| PathBuf::from("backups"));
     let dest = ctx.policy.check_write(&to.join(&name))?;
     if dest.exists() {
         return Err(HostError::invalid(format!(
-            "dump_db: {} already exists; a dump never overwrites another",
+            "{} already exists; a dump never overwrites another",
             dest.display()
         )));
     }
@@ -304,7 +304,7 @@ async fn dump_async(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<Du
 
     let parent = dest.parent().map(Path::to_path_buf).unwrap_or_default();
     crate::atomic::create_private_dirs(&parent)
-        .map_err(|e| HostError::io(format!("dump_db: creating {}", parent.display()), &e))?;
+        .map_err(|e| HostError::io(format!("creating {}", parent.display()), &e))?;
 
     let job = Job {
         db: &conn.db,
@@ -352,7 +352,7 @@ struct Job<'a> {
 }
 
 fn io_err(what: &str) -> impl Fn(std::io::Error) -> HostError + '_ {
-    move |e| HostError::io(format!("dump_db: {what}"), &e)
+    move |e| HostError::io(what, &e)
 }
 
 impl Job<'_> {
@@ -487,7 +487,7 @@ impl Job<'_> {
         let (buffered, bytes, sha) = hashing.finish();
         let file = buffered
             .into_inner()
-            .map_err(|e| HostError::io("dump_db: writing the archive", e.error()))?;
+            .map_err(|e| HostError::io("writing the archive", e.error()))?;
         file.commit().map_err(io_err("committing the archive"))?;
         write_sha256_sidecar(dest, &sha).map_err(io_err("writing the .sha256 sidecar"))?;
         Ok((bytes, raw_bytes, Some(sha), documents))
@@ -538,7 +538,7 @@ impl Job<'_> {
                 documents += self.stream(&info.name, &mut w).await?;
                 raw_bytes += w.1;
                 w.0.into_inner()
-                    .map_err(|e| HostError::io("dump_db: writing a .bson file", e.error()))?
+                    .map_err(|e| HostError::io("writing a .bson file", e.error()))?
             };
             file.sync_all().map_err(io_err("syncing a .bson file"))?;
             bytes += file.metadata().map(|m| m.len()).unwrap_or(0);

@@ -79,7 +79,7 @@ pub async fn find(url: &str, coll: &str, filter: Document, o: FindOptions) -> Ho
     let limit = o.limit.unwrap_or(100);
     if !(1..=MAX_FIND).contains(&limit) {
         return Err(HostError::invalid(format!(
-            "mongo_find: limit must be between 1 and {MAX_FIND} (got {limit}); page with `skip` for more"
+            "limit must be between 1 and {MAX_FIND} (got {limit}); page with `skip` for more"
         )));
     }
     let c = connect(url, None).await?;
@@ -126,7 +126,7 @@ pub async fn delete_many(
 ) -> HostResult<DeleteReport> {
     if filter.is_empty() && !all {
         return Err(HostError::invalid(format!(
-            "mongo_delete_many: an empty filter would delete every document of {coll}; pass #{{ all: true }} as options if that is what you want"
+            "an empty filter would delete every document of {coll}; pass #{{ all: true }} as options if that is what you want"
         )));
     }
     let c = connect(url, None).await?;
@@ -161,7 +161,7 @@ pub async fn compact(url: &str, coll: &str, force: bool, dry_run: bool) -> HostR
                 .map_err(|e| map_err(e, "listing collections", &c.shown))?;
         if !names.iter().any(|n| n == coll) {
             return Err(HostError::not_found(format!(
-                "mongo_compact: collection {coll:?} does not exist in {}",
+                "collection {coll:?} does not exist in {}",
                 c.db.name()
             )));
         }
@@ -293,13 +293,13 @@ pub fn order_command(doc: Document) -> HostResult<(String, Document)> {
         [] if doc.len() == 1 => doc.keys().next().cloned().unwrap_or_default(),
         [] => {
             return Err(HostError::invalid(format!(
-                "mongo_command: cannot tell which key is the command in {{{}}}; write it as #{{\"$ordered\": [[\"myCommand\", ...], ...]}}",
+                "cannot tell which key is the command in {{{}}}; write it as #{{\"$ordered\": [[\"myCommand\", ...], ...]}}",
                 doc.keys().cloned().collect::<Vec<_>>().join(", ")
             )))
         }
         many => {
             return Err(HostError::invalid(format!(
-                "mongo_command: several keys look like commands ({}); write it as #{{\"$ordered\": [[\"command\", ...], ...]}}",
+                "several keys look like commands ({}); write it as #{{\"$ordered\": [[\"command\", ...], ...]}}",
                 many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
             )))
         }
@@ -326,9 +326,7 @@ pub async fn run_command(
         order_command(cmd)?
     };
     if name.is_empty() {
-        return Err(HostError::invalid(
-            "mongo_command: the command document is empty",
-        ));
+        return Err(HostError::invalid("the command document is empty"));
     }
     let c = connect(url, None).await?;
     let has_write_stage = name == "aggregate"

@@ -129,14 +129,14 @@ enum Source {
 
 fn open_source(dump: &Path) -> HostResult<Source> {
     let meta = std::fs::metadata(dump)
-        .map_err(|e| HostError::io(format!("restore_db: reading {}", dump.display()), &e))?;
+        .map_err(|e| HostError::io(format!("reading {}", dump.display()), &e))?;
     if meta.is_dir() {
         return Ok(Source::Dir(dump.to_path_buf()));
     }
     let mut magic = [0u8; 4];
     let n = File::open(dump)
         .and_then(|mut f| f.read(&mut magic))
-        .map_err(|e| HostError::io(format!("restore_db: reading {}", dump.display()), &e))?;
+        .map_err(|e| HostError::io(format!("reading {}", dump.display()), &e))?;
     if n >= 2 && magic[..2] == [0x1f, 0x8b] {
         return Ok(Source::Archive {
             path: dump.to_path_buf(),
@@ -145,7 +145,7 @@ fn open_source(dump: &Path) -> HostResult<Source> {
     }
     if n == 4 && u32::from_le_bytes(magic) == 0x8199_e26d {
         return Err(HostError::invalid(format!(
-            "restore_db: {} is a `mongodump --archive` file, which mtn does not read; dump with `mongodump --out DIR` (or mtn's dump_db) instead",
+            "{} is a `mongodump --archive` file, which mtn does not read; dump with `mongodump --out DIR` (or mtn's dump_db) instead",
             dump.display()
         )));
     }
@@ -156,11 +156,11 @@ fn open_source(dump: &Path) -> HostResult<Source> {
 }
 
 fn archive_reader(path: &Path, _gz: bool) -> HostResult<tar::Archive<Box<dyn Read>>> {
-    let f = File::open(path)
-        .map_err(|e| HostError::io(format!("restore_db: opening {}", path.display()), &e))?;
+    let f =
+        File::open(path).map_err(|e| HostError::io(format!("opening {}", path.display()), &e))?;
     // gzip, zstd or a plain tar, told by the first bytes (the name may say anything).
     let (_, r) = crate::host::codec::reader(BufReader::with_capacity(1 << 20, f))
-        .map_err(|e| HostError::io(format!("restore_db: reading {}", path.display()), &e))?;
+        .map_err(|e| HostError::io(format!("reading {}", path.display()), &e))?;
     let r: Box<dyn Read> = r;
     Ok(tar::Archive::new(r))
 }
@@ -184,7 +184,7 @@ fn scan(src: &Source) -> HostResult<Vec<Item>> {
             let mut ar = archive_reader(path, *gz)?;
             let bad = |e: std::io::Error| {
                 HostError::verification(format!(
-                    "restore_db: {} is not a readable tar archive: {e}",
+                    "{} is not a readable tar archive: {e}",
                     path.display()
                 ))
             };
@@ -210,14 +210,13 @@ fn scan(src: &Source) -> HostResult<Vec<Item>> {
 
 fn walk(root: &Path, dir: &Path, depth: usize, out: &mut Vec<Item>) -> HostResult<()> {
     let rd = std::fs::read_dir(dir)
-        .map_err(|e| HostError::io(format!("restore_db: listing {}", dir.display()), &e))?;
+        .map_err(|e| HostError::io(format!("listing {}", dir.display()), &e))?;
     for e in rd {
-        let e =
-            e.map_err(|e| HostError::io(format!("restore_db: listing {}", dir.display()), &e))?;
+        let e = e.map_err(|e| HostError::io(format!("listing {}", dir.display()), &e))?;
         let p = e.path();
         let ft = e
             .file_type()
-            .map_err(|err| HostError::io(format!("restore_db: {}", p.display()), &err))?;
+            .map_err(|err| HostError::io(p.display(), &err))?;
         if ft.is_dir() && depth < 3 {
             walk(root, &p, depth + 1, out)?;
         } else if ft.is_file() {
@@ -243,7 +242,7 @@ fn choose_db(items: &[Item], from: Option<&str>, dump: &Path) -> HostResult<Stri
             return Ok(f.to_string());
         }
         return Err(HostError::not_found(format!(
-            "restore_db: {} holds no database {f:?} (it holds: {})",
+            "{} holds no database {f:?} (it holds: {})",
             dump.display(),
             dbs.iter().copied().collect::<Vec<_>>().join(", ")
         )));
@@ -257,11 +256,11 @@ fn choose_db(items: &[Item], from: Option<&str>, dump: &Path) -> HostResult<Stri
         [one] => Ok(one.to_string()),
         [] if dbs.len() == 1 => Ok(dbs.iter().next().map(|s| s.to_string()).unwrap_or_default()),
         [] => Err(HostError::verification(format!(
-            "restore_db: {} contains no .bson or .metadata.json files in mongodump's layout",
+            "{} contains no .bson or .metadata.json files in mongodump's layout",
             dump.display()
         ))),
         many => Err(HostError::invalid(format!(
-            "restore_db: {} holds several databases ({}): choose one with `from_db`",
+            "{} holds several databases ({}): choose one with `from_db`",
             dump.display(),
             many.join(", ")
         ))),
@@ -276,11 +275,8 @@ struct Meta {
 }
 
 fn parse_metadata(text: &str, name: &str) -> HostResult<Meta> {
-    let bad = |why: String| {
-        HostError::verification(format!(
-            "restore_db: {name}.metadata.json is not valid: {why}"
-        ))
-    };
+    let bad =
+        |why: String| HostError::verification(format!("{name}.metadata.json is not valid: {why}"));
     // serde_json keeps key order here (bson enables preserve_order), so compound index keys
     // come back in their original order.
     let json: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
@@ -308,13 +304,13 @@ fn next_doc(r: &mut impl Read, file: &str, index: u64) -> HostResult<Option<RawD
     while got < 4 {
         let n = r
             .read(&mut len[got..])
-            .map_err(|e| HostError::io(format!("restore_db: reading {file}"), &e))?;
+            .map_err(|e| HostError::io(format!("reading {file}"), &e))?;
         if n == 0 {
             if got == 0 {
                 return Ok(None);
             }
             return Err(HostError::verification(format!(
-                "restore_db: {file} is truncated inside document {index}"
+                "{file} is truncated inside document {index}"
             )));
         }
         got += n;
@@ -322,21 +318,17 @@ fn next_doc(r: &mut impl Read, file: &str, index: u64) -> HostResult<Option<RawD
     let size = i32::from_le_bytes(len);
     if size < 5 || size as usize > MAX_DOC {
         return Err(HostError::verification(format!(
-            "restore_db: {file}: document {index} has an impossible length {size} (not a BSON file, or corrupt)"
+            "{file}: document {index} has an impossible length {size} (not a BSON file, or corrupt)"
         )));
     }
     let mut buf = vec![0u8; size as usize];
     buf[..4].copy_from_slice(&len);
     r.read_exact(&mut buf[4..]).map_err(|_| {
-        HostError::verification(format!(
-            "restore_db: {file} is truncated inside document {index}"
-        ))
+        HostError::verification(format!("{file} is truncated inside document {index}"))
     })?;
     RawDocumentBuf::from_bytes(buf)
         .map_err(|e| {
-            HostError::verification(format!(
-                "restore_db: {file}: document {index} is not valid BSON: {e}"
-            ))
+            HostError::verification(format!("{file}: document {index} is not valid BSON: {e}"))
         })
         .map(Some)
 }
@@ -359,7 +351,7 @@ pub async fn restore_async(
     let started = Instant::now();
     if opts.drop && opts.merge {
         return Err(HostError::invalid(
-            "restore_db: `drop` and `merge` exclude each other (drop replaces, merge adds)",
+            "`drop` and `merge` exclude each other (drop replaces, merge adds)",
         ));
     }
     let dump_path = PathBuf::from(dump);
@@ -378,7 +370,7 @@ pub async fn restore_async(
     for name in &opts.collections {
         if !in_dump.contains(name) {
             return Err(HostError::not_found(format!(
-                "restore_db: collection {name:?} is not in the dump (it has: {})",
+                "collection {name:?} is not in the dump (it has: {})",
                 in_dump.iter().cloned().collect::<Vec<_>>().join(", ")
             )));
         }
@@ -411,7 +403,7 @@ pub async fn restore_async(
         }
         if !busy.is_empty() {
             return Err(HostError::refused(format!(
-                "restore_db: target collection(s) {} in {} already hold documents; pass `drop: true` to replace them or `merge: true` to add to them",
+                "target collection(s) {} in {} already hold documents; pass `drop: true` to replace them or `merge: true` to add to them",
                 busy.join(", "),
                 db.name()
             )));
@@ -457,16 +449,15 @@ pub async fn restore_async(
                 .filter(|i| i.db == from_db && selected.contains(&i.coll))
             {
                 let path = item.path.clone().unwrap_or_default();
-                let f = File::open(&path).map_err(|e| {
-                    HostError::io(format!("restore_db: opening {}", path.display()), &e)
-                })?;
+                let f = File::open(&path)
+                    .map_err(|e| HostError::io(format!("opening {}", path.display()), &e))?;
                 st.file(item, BufReader::with_capacity(1 << 20, f)).await?;
             }
         }
         Source::Archive { path, gz } => {
             let mut ar = archive_reader(path, *gz)?;
             let bad = |e: std::io::Error| {
-                HostError::verification(format!("restore_db: reading {}: {e}", path.display()))
+                HostError::verification(format!("reading {}: {e}", path.display()))
             };
             for entry in ar.entries().map_err(bad)? {
                 let entry = entry.map_err(bad)?;
@@ -519,12 +510,7 @@ impl State<'_> {
                 } else {
                     BufReader::new(r).read_to_string(&mut text)
                 };
-                res.map_err(|e| {
-                    HostError::io(
-                        format!("restore_db: reading {}.metadata.json", item.coll),
-                        &e,
-                    )
-                })?;
+                res.map_err(|e| HostError::io(format!("reading {}.metadata.json", item.coll), &e))?;
                 let meta = parse_metadata(&text, &item.coll)?;
                 self.create(&item.coll, &meta).await?;
                 self.metas.insert(item.coll.clone(), meta);

@@ -117,12 +117,12 @@ pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<
     let url = ServerUrl::parse(raw_url)?;
     if url.database.is_empty() {
         return Err(HostError::invalid(
-            "dump_db: the MySQL URL names no database (mysql://user:pw@host/DB)",
+            "the MySQL URL names no database (mysql://user:pw@host/DB)",
         ));
     }
     if opts.format.as_deref().is_some_and(|f| f != "plain") {
         return Err(HostError::invalid(
-            "dump_db: MySQL/MariaDB dumps are plain SQL; drop the `format` option",
+            "MySQL/MariaDB dumps are plain SQL; drop the `format` option",
         ));
     }
     let codec = dump_file::codec_of(&opts.compress)?;
@@ -199,7 +199,7 @@ pub async fn restore(
     if !database_exists(&url, &url.database).await? {
         if !opts.create {
             return Err(HostError::not_found(format!(
-                "restore_db: database {:?} does not exist on {} (pass create: true to create it)",
+                "database {:?} does not exist on {} (pass create: true to create it)",
                 url.database,
                 url.endpoint()
             )));
@@ -211,7 +211,7 @@ pub async fn restore(
         let n = ops::table_count(&url, &url.database).await?;
         if n > 0 {
             if !opts.clean {
-                return Err(HostError::refused(format!("restore_db: database {:?} on {} is not empty ({n} tables); pass clean: true to drop and recreate it", url.database, url.endpoint())));
+                return Err(HostError::refused(format!("database {:?} on {} is not empty ({n} tables); pass clean: true to drop and recreate it", url.database, url.endpoint())));
             }
             if !ctx.dry_run {
                 drop_database(&url, &url.database).await?;

@@ -32,7 +32,7 @@ pub async fn dump(
     let ext = ext.as_str();
     if opts.schema_only && opts.data_only {
         return Err(HostError::invalid(
-            "dump_db: schema_only and data_only exclude each other",
+            "schema_only and data_only exclude each other",
         ));
     }
     let sanity = opts.sanity()?;
@@ -125,8 +125,8 @@ pub(super) fn extension(format: &str, codec: Option<Codec>) -> HostResult<String
         "directory" => ".dir".into(),
         other => {
             return Err(HostError::invalid(format!(
-            "dump_db: format {other:?} is not valid (use \"plain\", \"custom\" or \"directory\")"
-        )))
+                "format {other:?} is not valid (use \"plain\", \"custom\" or \"directory\")"
+            )))
         }
     })
 }

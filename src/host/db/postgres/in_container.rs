@@ -76,13 +76,13 @@ pub async fn dump(
     let ext = ext.as_str();
     if format == "directory" {
         return Err(HostError::invalid(format!(
-            "dump_db: the directory format is not available for a database in container {} (use \"plain\" or \"custom\")",
+            "the directory format is not available for a database in container {} (use \"plain\" or \"custom\")",
             c.name
         )));
     }
     if opts.schema_only && opts.data_only {
         return Err(HostError::invalid(
-            "dump_db: schema_only and data_only exclude each other",
+            "schema_only and data_only exclude each other",
         ));
     }
     let sanity = opts.sanity()?;
@@ -181,13 +181,13 @@ pub async fn restore(
     let kind = archive_kind(dump)?;
     if kind == Archive::Directory {
         return Err(HostError::invalid(format!(
-            "restore_db: a directory archive cannot be restored into container {} (dump it with format \"plain\" or \"custom\")",
+            "a directory archive cannot be restored into container {} (dump it with format \"plain\" or \"custom\")",
             c.name
         )));
     }
     if opts.jobs.is_some_and(|j| j > 1) {
         return Err(HostError::invalid(format!(
-            "restore_db: jobs needs a file pg_restore can seek in; the dump reaches container {} as a stream (leave jobs unset)",
+            "jobs needs a file pg_restore can seek in; the dump reaches container {} as a stream (leave jobs unset)",
             c.name
         )));
     }

@@ -118,7 +118,7 @@ pub(super) async fn prepare_target(
     if !exists {
         if !opts.create {
             return Err(HostError::not_found(format!(
-                "restore_db: database {:?} does not exist on {} (pass create: true to create it)",
+                "database {:?} does not exist on {} (pass create: true to create it)",
                 url.database,
                 url.endpoint()
             )));
@@ -134,7 +134,7 @@ pub(super) async fn prepare_target(
     if n > 0 {
         if !opts.clean {
             return Err(HostError::refused(format!(
-                "restore_db: database {:?} on {} is not empty ({n} tables, views or sequences); pass clean: true to drop and recreate it",
+                "database {:?} on {} is not empty ({n} tables, views or sequences); pass clean: true to drop and recreate it",
                 url.database,
                 url.endpoint()
             )));

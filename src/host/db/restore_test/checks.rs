@@ -53,7 +53,7 @@ impl Checks {
         }
         if !d.is_map() {
             return Err(HostError::invalid(format!(
-                "restore_test: checks must be a map (SQL, or a MongoDB collection → expected value) or a closure |url| ..., got {}",
+                "checks must be a map (SQL, or a MongoDB collection → expected value) or a closure |url| ..., got {}",
                 d.type_name()
             )));
         }
@@ -68,7 +68,7 @@ impl Checks {
                     || !bounds("max")
                 {
                     return Err(HostError::invalid(format!(
-                        "restore_test: check {k:?} expects a value, a comparison like \">0\", or #{{ min: N, max: M }}"
+                        "check {k:?} expects a value, a comparison like \">0\", or #{{ min: N, max: M }}"
                     )));
                 }
             }

@@ -62,9 +62,7 @@ impl RestoreTestOptions {
             _ => None,
         };
         match bad {
-            Some(why) => Err(HostError::invalid(format!(
-                "restore_test: {why}, not for this engine"
-            ))),
+            Some(why) => Err(HostError::invalid(format!("{why}, not for this engine"))),
             None => Ok(()),
         }
     }
@@ -149,9 +147,7 @@ pub fn run(
     opts.check_for(db.engine)?;
     let dump_path = PathBuf::from(dump);
     if !dump_path.exists() {
-        return Err(HostError::not_found(format!(
-            "restore_test: dump {dump} does not exist"
-        )));
+        return Err(HostError::not_found(format!("dump {dump} does not exist")));
     }
     let checks = Checks::from(checks)?;
     let name = opts.database.clone().unwrap_or_else(scratch_name);
@@ -164,7 +160,7 @@ pub fn run(
     let restore_started = Instant::now();
     let restore = deadline
         .run(ctx, "while restoring", scratch.restore(&dump_path, &opts))
-        .map_err(|e| e.context("restore_test: restoring into the scratch database"))?;
+        .map_err(|e| e.context("restoring into the scratch database"))?;
     let restore_ms = restore_started.elapsed().as_millis() as u64;
     if ctx.dry_run {
         // A dry run proves the server (and, for MongoDB, the dump) but creates nothing.
@@ -209,7 +205,7 @@ pub fn run(
     let ok = results.iter().all(|r| r.ok);
     scratch
         .drop_now()
-        .map_err(|e| e.context(format!("restore_test: dropping scratch database {name}")))?;
+        .map_err(|e| e.context(format!("dropping scratch database {name}")))?;
     let duration_ms = started.elapsed().as_millis() as u64;
     if ok {
         record_success(ctx, dump, &db.url, duration_ms)?;

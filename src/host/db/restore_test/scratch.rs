@@ -86,12 +86,12 @@ impl Scratch {
                 })?;
                 if base == name {
                     return Err(HostError::invalid(format!(
-                        "restore_test: the scratch database must differ from {base}, the URL's database"
+                        "the scratch database must differ from {base}, the URL's database"
                     )));
                 }
                 if exists {
                     return Err(HostError::refused(format!(
-                        "restore_test: scratch database {name} already exists; refusing to restore into (and then drop) it"
+                        "scratch database {name} already exists; refusing to restore into (and then drop) it"
                     )));
                 }
                 Place::Mongo {
@@ -99,7 +99,7 @@ impl Scratch {
                     timeout: o.timeout,
                 }
             }
-            (_, None) => return Err(HostError::other("restore_test: no server URL")),
+            (_, None) => return Err(HostError::other("no server URL")),
         };
         let scratch = Scratch {
             ctx: ctx.clone(),

@@ -66,7 +66,7 @@ async fn download_once(
         .attrs;
     if attrs.is_dir() {
         return Err(HostError::invalid(format!(
-            "download: {path} is a folder on the server; give the URL of one file"
+            "{path} is a folder on the server; give the URL of one file"
         )));
     }
     let size = attrs.size.unwrap_or(0);
@@ -79,7 +79,7 @@ async fn download_once(
             sha256: String::new(),
         });
     };
-    let io = |e: std::io::Error| HostError::io(format!("download: writing {}", out_name(path)), &e);
+    let io = |e: std::io::Error| HostError::io(format!("writing {}", out_name(path)), &e);
     out.file().set_len(0).map_err(io)?;
     out.file().rewind().map_err(io)?;
     let handle: Arc<str> = Arc::from(

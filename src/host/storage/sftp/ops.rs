@@ -226,7 +226,7 @@ async fn send_file(
     ctx: &RunCtx,
 ) -> HostResult<(u64, String)> {
     let mut file = std::fs::File::open(source)
-        .map_err(|e| HostError::io(format!("upload: opening {}", source.display()), &e))?;
+        .map_err(|e| HostError::io(format!("opening {}", source.display()), &e))?;
     let mut hasher = Sha256::new();
     let mut offset = 0u64;
     let mut pending = FuturesOrdered::new();
@@ -238,7 +238,7 @@ async fn send_file(
         while filled < CHUNK {
             let n = file
                 .read(&mut buf[filled..])
-                .map_err(|e| HostError::io(format!("upload: reading {}", source.display()), &e))?;
+                .map_err(|e| HostError::io(format!("reading {}", source.display()), &e))?;
             if n == 0 {
                 break;
             }
@@ -289,7 +289,7 @@ async fn finish_upload(
         .unwrap_or(u64::MAX);
     if on_server != size {
         return Err(HostError::verification(format!(
-            "upload: {tmp} has {on_server} bytes on the server, {size} were sent"
+            "{tmp} has {on_server} bytes on the server, {size} were sent"
         )));
     }
     rename_over(s, tmp, path).await?;
@@ -299,7 +299,7 @@ async fn finish_upload(
     match read_sidecar(s, path).await? {
         Some(back) if back == sha => Ok((size, sha)),
         other => Err(HostError::verification(format!(
-            "upload: the sidecar {side} reads back as {other:?}, expected {sha}"
+            "the sidecar {side} reads back as {other:?}, expected {sha}"
         ))),
     }
 }
