@@ -235,9 +235,10 @@ fn restic_wrong_password_missing_repo_typos_and_dry_run() {
     );
     let e = json_out(typo.expect_code(0));
     assert_eq!(e["kind"], "invalid_input", "{e}");
+    assert_eq!(e["function"], "snapshot_dir", "{e}");
     let msg = e["message"].as_str().unwrap();
     assert!(
-        msg.contains("in the policy map: snapshot_dir: unknown option `keep_dialy` (did you mean `keep_daily`?); allowed options: keep_last, keep_hourly, keep_daily"),
+        msg.starts_with("in the policy map: unknown option `keep_dialy` (did you mean `keep_daily`?); allowed options: keep_last, keep_hourly, keep_daily"),
         "{msg}"
     );
     let ret = run_restic_script(d, r#"retention("src", #{ keep_dialy: 7 });"#, &[]);

@@ -12,13 +12,14 @@ use rhai::Map;
 
 use crate::engine::ctx::RunCtx;
 use crate::engine::registry::Registrar;
-use crate::host::binding::{call, opts, RhaiResult};
+use crate::host::binding::opts;
 use crate::host::error::HostResult;
 use crate::host::storage::retention::Policy;
+use crate::host_fn;
 use run::{RepoOptions, Restic, REPO_KEYS};
 
 /// Take the repository options and (for snapshot_dir) the policy map out of a function's options.
-fn split(function: &str, map: &Map) -> HostResult<(RepoOptions, Option<Policy>, Map)> {
+fn split(map: &Map) -> HostResult<(RepoOptions, Option<Policy>, Map)> {
     let mut own = map.clone();
     let mut repo = Map::new();
     for k in REPO_KEYS {
@@ -30,20 +31,20 @@ fn split(function: &str, map: &Map) -> HostResult<(RepoOptions, Option<Policy>, 
         None => None,
         Some(p) => {
             let m = p.try_cast::<Map>().ok_or_else(|| {
-                crate::host::error::HostError::invalid(format!(
-                    "{function}: option `policy` must be a map like retention's (#{{ keep_daily: 7 }})"
-                ))
+                crate::host::error::HostError::invalid(
+                    "option `policy` must be a map like retention's (#{ keep_daily: 7 })",
+                )
             })?;
             // The same decoder and message as retention's policy map, so a typo reads the same.
-            Some(opts::<Policy>(function, &m).map_err(|e| e.context("in the policy map"))?)
+            Some(opts::<Policy>(&m).map_err(|e| e.context("in the policy map"))?)
         }
     };
-    Ok((opts(function, &repo)?, policy, own))
+    Ok((opts(&repo)?, policy, own))
 }
 
 /// Decode a function's own options; an unknown key's message lists the shared keys too.
-fn own_opts<T: serde::de::DeserializeOwned>(function: &str, own: &Map) -> HostResult<T> {
-    opts(function, own).map_err(|mut e| {
+fn own_opts<T: serde::de::DeserializeOwned>(own: &Map) -> HostResult<T> {
+    opts(own).map_err(|mut e| {
         if e.message.contains("allowed options:") {
             e.message = e
                 .message
@@ -61,8 +62,8 @@ fn do_snapshot(
     repo: &str,
     map: &Map,
 ) -> HostResult<snapshot::SnapshotReport> {
-    let (ro, policy, own) = split("snapshot_dir", map)?;
-    let o: snapshot::SnapshotOptions = own_opts("snapshot_dir", &own)?;
+    let (ro, policy, own) = split(map)?;
+    let o: snapshot::SnapshotOptions = own_opts(&own)?;
     let restic = Restic::open(ctx, repo, &ro)?;
     ctx.block_on(snapshot::snapshot_dir(
         ctx,
@@ -80,13 +81,13 @@ fn do_restore(
     target: &str,
     map: &Map,
 ) -> HostResult<restore::RestoreReport> {
-    let (ro, policy, own) = split("restore_snapshot", map)?;
+    let (ro, policy, own) = split(map)?;
     if policy.is_some() {
         return Err(crate::host::error::HostError::invalid(
-            "restore_snapshot: `policy` belongs to snapshot_dir",
+            "`policy` belongs to snapshot_dir",
         ));
     }
-    let o: restore::RestoreOptions = own_opts("restore_snapshot", &own)?;
+    let o: restore::RestoreOptions = own_opts(&own)?;
     let restic = Restic::open(ctx, repo, &ro)?;
     ctx.block_on(restore::restore_snapshot(
         ctx,
@@ -132,26 +133,10 @@ restore_snapshot("/srv/restic/app", "restore/", #{ password: secret("RESTIC_PASS
 
 pub fn register(r: &mut Registrar) {
     r.category("storage");
-    let ctx = r.ctx.clone();
-    r.add(
-        "snapshot_dir",
-        &["src: &str", "repo: &str", "opts: Map"],
-        "Map",
-        SNAPSHOT_DOC,
-        move |src: &str, repo: &str, m: Map| -> RhaiResult {
-            call(&ctx, "snapshot_dir", || do_snapshot(&ctx, src, repo, &m))
-        },
-    );
-    let ctx = r.ctx.clone();
-    r.add(
-        "restore_snapshot",
-        &["repo: &str", "target: &str", "opts: Map"],
-        "Map",
-        RESTORE_DOC,
-        move |repo: &str, target: &str, m: Map| -> RhaiResult {
-            call(&ctx, "restore_snapshot", || {
-                do_restore(&ctx, repo, target, &m)
-            })
-        },
-    );
+    host_fn!(r, "snapshot_dir", SNAPSHOT_DOC, |ctx, src: &str, repo: &str; opts| -> "Map" {
+        do_snapshot(&ctx, src, repo, &opts)
+    });
+    host_fn!(r, "restore_snapshot", RESTORE_DOC, |ctx, repo: &str, target: &str; opts| -> "Map" {
+        do_restore(&ctx, repo, target, &opts)
+    });
 }

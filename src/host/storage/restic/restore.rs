@@ -44,7 +44,7 @@ pub async fn restore_snapshot(
     let snapshot = o.snapshot.clone().unwrap_or_else(|| "latest".into());
     if snapshot.starts_with('-') {
         return Err(HostError::invalid(format!(
-            "restore_snapshot: {snapshot:?} is not a snapshot id"
+            "{snapshot:?} is not a snapshot id"
         )));
     }
     let mut report = RestoreReport {

@@ -89,10 +89,10 @@ pub async fn snapshot_dir(
         retention::validate(p)?;
     }
     let source = std::fs::canonicalize(src)
-        .map_err(|e| HostError::io(format!("snapshot_dir: source folder {}", src.display()), &e))?;
+        .map_err(|e| HostError::io(format!("source folder {}", src.display()), &e))?;
     if !source.is_dir() {
         return Err(HostError::invalid(format!(
-            "snapshot_dir: {} is not a folder",
+            "{} is not a folder",
             source.display()
         )));
     }
