@@ -143,14 +143,7 @@ impl Config {
         }
         out.extend(crate::daemon::fleet::config::problems(self, text, path));
         for (i, job) in self.jobs.iter().enumerate() {
-            let fail = |key: &str, what: String| {
-                let (l, c) = job_key_location(text, i, key);
-                format!(
-                    "invalid config {}:{l}:{c}: job {:?}: {what}",
-                    path.display(),
-                    job.name
-                )
-            };
+            let fail = |key: &str, what: String| job_problem(text, path, i, &job.name, key, &what);
             if job.name.is_empty() {
                 let (l, c) = job_key_location(text, i, "");
                 out.push(format!(
@@ -337,6 +330,22 @@ impl JobConfig {
     pub fn is_enabled(&self) -> bool {
         self.enabled.unwrap_or(true)
     }
+}
+
+/// A problem with `key` of the i-th `[[job]]`, located as `file:line:col`.
+pub fn job_problem(
+    text: &str,
+    path: &Path,
+    index: usize,
+    job: &str,
+    key: &str,
+    what: &str,
+) -> String {
+    let (l, c) = job_key_location(text, index, key);
+    format!(
+        "invalid config {}:{l}:{c}: job {job:?}: {what}",
+        path.display()
+    )
 }
 
 /// `(line, col)` of `key = ...` inside the i-th `[[job]]` table, else of the table's header.

@@ -11,7 +11,7 @@ fn main() {
     if let Some(file) = cli.env_file.clone() {
         if let Err(e) = mtn::env_file::load(&file) {
             eprintln!("error: {}", mtn::redact::redact(&e));
-            std::process::exit(mtn::commands::exit::USAGE);
+            std::process::exit(mtn::exit::USAGE);
         }
         // Parse again: options with an environment fallback (MTN_STATE_DIR, MTN_STDLIB...) may
         // come from the file.

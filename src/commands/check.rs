@@ -12,24 +12,19 @@ use std::sync::Arc;
 use chrono::{DateTime, Local};
 
 use crate::cli::Common;
-use crate::commands::{exit, find_stdlib, runtime};
 use crate::config::{job_key_location, Config};
 use crate::daemon::jobs::{JobSpec, Settings};
 use crate::engine::check::Checker;
 use crate::engine::ctx::RunCtx;
+use crate::engine::resolver::find_stdlib;
+use crate::exit;
 use crate::policy::Policy;
 
 /// Fire times printed per job by a config check.
 const NEXT_SHOWN: usize = 3;
 
-pub fn run(files: Vec<PathBuf>, common: Common) -> i32 {
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the I/O runtime: {e}");
-            return exit::USAGE;
-        }
-    };
+pub fn run(files: Vec<PathBuf>, common: Common) -> exit::Result {
+    let rt = exit::runtime()?;
     let mut targets = Vec::new();
     let mut problems = 0usize;
     for path in &files {
@@ -59,27 +54,15 @@ pub fn run(files: Vec<PathBuf>, common: Common) -> i32 {
 }
 
 /// `mtn daemon --check`: the config check alone.
-pub fn config_only(config: &Path, state_flag: Option<&Path>) -> i32 {
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the I/O runtime: {e}");
-            return exit::USAGE;
-        }
-    };
+pub fn config_only(config: &Path, state_flag: Option<&Path>) -> exit::Result {
+    let rt = exit::runtime()?;
     summary(check_config(&rt, config, state_flag, false))
 }
 
 /// `mtn jobs --next N`: each job's next N fire times from the config (no daemon needed).
-pub fn next_fires(config: &Path, state_flag: Option<&Path>, n: usize, json: bool) -> i32 {
+pub fn next_fires(config: &Path, state_flag: Option<&Path>, n: usize, json: bool) -> exit::Result {
     let path = crate::policy::absolute(config);
-    let cfg = match Config::load_checked(&path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {}", crate::redact::redact(&e));
-            return exit::USAGE;
-        }
-    };
+    let cfg = Config::load_checked(&path)?;
     let settings = Settings::from_config(&cfg, &path, state_flag);
     let mut all = serde_json::Map::new();
     for jc in &cfg.jobs {
@@ -107,18 +90,18 @@ pub fn next_fires(config: &Path, state_flag: Option<&Path>, n: usize, json: bool
             serde_json::to_string_pretty(&serde_json::Value::Object(all)).unwrap_or_default()
         );
     }
-    exit::OK
+    Ok(exit::OK)
 }
 
-fn summary(problems: usize) -> i32 {
+fn summary(problems: usize) -> exit::Result {
     if problems > 0 {
         eprintln!(
             "{problems} problem{} found",
             if problems == 1 { "" } else { "s" }
         );
-        exit::FAILED
+        Ok(exit::FAILED)
     } else {
-        exit::OK
+        Ok(exit::OK)
     }
 }
 

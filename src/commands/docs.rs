@@ -3,10 +3,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::commands::exit;
 use crate::commands::fns::all_functions;
+use crate::exit;
 
-pub fn reference_markdown() -> Result<String, String> {
+pub fn reference_markdown() -> Result<String, exit::CommandError> {
     let fns = all_functions()?;
     let mut out = String::new();
     let _ = writeln!(out, "# Function reference\n");
@@ -37,54 +37,34 @@ pub fn reference_markdown() -> Result<String, String> {
     Ok(out)
 }
 
-pub fn run(out: Option<&Path>) -> i32 {
-    let md = match reference_markdown() {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
-    };
+pub fn run(out: Option<&Path>) -> exit::Result {
+    let md = reference_markdown()?;
     match out {
-        Some(p) => match crate::atomic::write_atomic(p, md.as_bytes()) {
-            Ok(()) => exit::OK,
-            Err(e) => {
-                eprintln!("error: cannot write {}: {e}", p.display());
-                exit::FAILED
-            }
-        },
+        Some(p) => crate::atomic::write_atomic(p, md.as_bytes())
+            .map(|()| exit::OK)
+            .map_err(|e| exit::CommandError::failed(format!("cannot write {}: {e}", p.display()))),
         None => {
             print!("{md}");
-            exit::OK
+            Ok(exit::OK)
         }
     }
 }
 
-pub fn defs(out: &Path) -> i32 {
-    let rt = match crate::commands::runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
-    };
+pub fn defs(out: &Path) -> exit::Result {
+    let rt = exit::runtime()?;
     let engine = crate::engine::metadata_engine(rt.handle().clone());
-    if let Err(e) = std::fs::create_dir_all(out) {
-        eprintln!("error: cannot create {}: {e}", out.display());
-        return exit::FAILED;
-    }
-    match engine
+    std::fs::create_dir_all(out)
+        .map_err(|e| exit::CommandError::failed(format!("cannot create {}: {e}", out.display())))?;
+    engine
         .definitions()
         .include_standard_packages(true)
         .write_to_dir(out)
-    {
-        Ok(()) => {
-            println!("wrote Rhai definitions to {}", out.display());
-            exit::OK
-        }
-        Err(e) => {
-            eprintln!("error: cannot write definitions to {}: {e}", out.display());
-            exit::FAILED
-        }
-    }
+        .map_err(|e| {
+            exit::CommandError::failed(format!(
+                "cannot write definitions to {}: {e}",
+                out.display()
+            ))
+        })?;
+    println!("wrote Rhai definitions to {}", out.display());
+    Ok(exit::OK)
 }

@@ -1,22 +1,16 @@
 //! `mtn fns`: every host function, read from the engine's registration metadata.
 
-use crate::commands::{exit, runtime};
 use crate::engine::registry::{host_functions, FnInfo};
+use crate::exit;
 
-pub fn all_functions() -> Result<Vec<FnInfo>, String> {
-    let rt = runtime().map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
+pub fn all_functions() -> Result<Vec<FnInfo>, exit::CommandError> {
+    let rt = exit::runtime()?;
     let engine = crate::engine::metadata_engine(rt.handle().clone());
     Ok(host_functions(&engine))
 }
 
-pub fn run(word: Option<String>, json: bool, category: Option<String>) -> i32 {
-    let fns = match all_functions() {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
-    };
+pub fn run(word: Option<String>, json: bool, category: Option<String>) -> exit::Result {
+    let fns = all_functions()?;
     let fns: Vec<FnInfo> = fns
         .into_iter()
         .filter(|f| category.as_ref().is_none_or(|c| &f.category == c))
@@ -24,17 +18,15 @@ pub fn run(word: Option<String>, json: bool, category: Option<String>) -> i32 {
         .collect();
     if fns.is_empty() {
         if let Some(w) = &word {
-            eprintln!("no function matches {w:?} (try `mtn fns` for the full list)");
-            return exit::FAILED;
+            return Err(exit::CommandError::failed(format!(
+                "no function matches {w:?} (try `mtn fns` for the full list)"
+            )));
         }
     }
     if json {
         match serde_json::to_string_pretty(&fns) {
             Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::FAILED;
-            }
+            Err(e) => return Err(exit::CommandError::failed(e.to_string())),
         }
     } else {
         let mut last = String::new();
@@ -49,7 +41,7 @@ pub fn run(word: Option<String>, json: bool, category: Option<String>) -> i32 {
             println!("  {:<60} {}", f.signature, f.summary);
         }
     }
-    exit::OK
+    Ok(exit::OK)
 }
 
 /// `mtn fns WORD`: the word in the name or the one-line summary, any case.

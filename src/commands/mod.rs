@@ -1,47 +1,16 @@
 //! One file per subcommand.
 
 pub mod check;
+mod client;
 pub mod docs;
 pub mod fns;
+mod history;
+mod jobs;
 pub mod run;
-
-use std::path::PathBuf;
-
-/// Exit codes; monitoring wrappers depend on them (documented in docs/cli.md).
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const FAILED: i32 = 1;
-    pub const USAGE: i32 = 2;
-    pub const WARNING: i32 = 3;
-    pub const TIMEOUT: i32 = 124;
-    pub const INTERRUPTED: i32 = 130;
-}
-
-/// Find the stdlib folder: explicit, else beside the binary, else in the source repository.
-pub fn find_stdlib(explicit: Option<PathBuf>) -> Option<PathBuf> {
-    if let Some(p) = explicit {
-        return Some(p);
-    }
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?;
-    let candidates = [
-        dir.join("stdlib"),
-        dir.join("../share/mtn/stdlib"),
-        dir.join("../../stdlib"),
-        dir.join("../../../stdlib"),
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("stdlib"),
-    ];
-    candidates.into_iter().find(|c| c.is_dir())
-}
-
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("mtn-io")
-        .build()
-}
+mod trigger;
 
 use crate::cli::{Cli, Command};
+use crate::exit;
 
 /// Commands that print a listing end quietly when the reader goes away (`mtn fns | head`):
 /// the default SIGPIPE action, instead of Rust's "ignore it and panic in println!".
@@ -65,7 +34,7 @@ pub fn dispatch(cli: Cli) -> i32 {
     ) {
         quiet_on_closed_pipe();
     }
-    match cli.command {
+    exit::finish(match cli.command {
         Command::Run { args, common } => run::run(args, common),
         Command::Check { files, common } => check::run(files, common),
         Command::Fns {
@@ -78,8 +47,49 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "mtn", &mut std::io::stdout());
-            exit::OK
+            Ok(exit::OK)
         }
-        other => crate::daemon::command(other),
-    }
+        Command::Daemon {
+            paths,
+            check,
+            listen,
+            log_format,
+            verbose,
+            quiet,
+        } => {
+            if check {
+                check::config_only(&paths.config, paths.state_dir.as_deref())
+            } else {
+                let verbosity = if quiet { -1 } else { verbose.min(3) as i8 };
+                crate::daemon::run(&paths, listen, log_format, verbosity)
+            }
+        }
+        Command::Jobs { paths, json, next } => match next {
+            Some(n) => check::next_fires(&paths.config, paths.state_dir.as_deref(), n, json),
+            None => jobs::run(&paths, json),
+        },
+        Command::History {
+            job,
+            paths,
+            limit,
+            json,
+            failed,
+            since,
+            tail,
+            local,
+        } => {
+            let filter = history::Filter {
+                job,
+                limit,
+                failed,
+                since,
+                local,
+            };
+            match tail {
+                Some(run) => history::tail(&paths, filter.job.as_deref(), &run, json),
+                None => history::list(&paths, &filter, json),
+            }
+        }
+        Command::Trigger { job, paths } => trigger::run(&paths, &job),
+    })
 }

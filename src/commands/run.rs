@@ -7,18 +7,18 @@ use std::time::{Duration, Instant};
 use rhai::{Dynamic, Map};
 
 use crate::cli::{Common, RunArgs};
-use crate::commands::{exit, find_stdlib, runtime};
 use crate::config::Config;
 use crate::engine::check::Checker;
 use crate::engine::ctx::{LogTail, RunCtx, StopReason};
 use crate::engine::monitor::{self, MonitorOptions, RunEnd};
-use crate::engine::runner::{execute_with, Outcome, Status};
+use crate::engine::resolver::find_stdlib;
+use crate::engine::runner::{execute_with, supervise, Status};
+use crate::exit;
 use crate::logging::LogFormat;
 use crate::policy::Policy;
 
-fn usage_error(msg: &str) -> i32 {
-    eprintln!("error: {}", crate::redact::redact(msg));
-    exit::USAGE
+fn usage_error(msg: &str) -> exit::Result {
+    Err(exit::CommandError::usage(msg))
 }
 
 /// `NAME=VALUE` → (name, typed value): integers, floats and booleans become numbers and bools.
@@ -88,7 +88,7 @@ pub fn build_policy(cfg: Option<(&Config, PathBuf)>, args: &RunArgs) -> Policy {
     policy
 }
 
-pub fn run(args: RunArgs, common: Common) -> i32 {
+pub fn run(args: RunArgs, common: Common) -> exit::Result {
     crate::logging::init(common.log_format, verbosity(&common));
     crate::progress::enable_if_terminal(
         common.log_format == crate::logging::LogFormat::Human,
@@ -123,10 +123,7 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
         },
         None => None,
     };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => return usage_error(&format!("cannot start the I/O runtime: {e}")),
-    };
+    let rt = exit::runtime()?;
     let once = match crate::daemon::fleet::once::prepare(&args, cfg.as_ref()) {
         Ok(o) => o,
         Err(e) => return usage_error(&e),
@@ -181,7 +178,7 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
         Err(e) => {
             let r = crate::engine::error::render(&e, &args.file);
             report_error(common.log_format, &r.text, &r.message);
-            return end_before_start(&rt, &ctx, &r.text);
+            return Ok(end_before_start(&rt, &ctx, &r.text));
         }
     };
     let problems = {
@@ -200,7 +197,7 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
             args.file.display()
         );
         eprintln!("{text}");
-        return end_before_start(&rt, &ctx, &problems.concat());
+        return Ok(end_before_start(&rt, &ctx, &problems.concat()));
     }
 
     // --once: claim the slot; another host having it is a normal, successful end.
@@ -210,14 +207,14 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
             Ok(crate::daemon::fleet::Claimed::Won(c)) => Some(c),
             Ok(crate::daemon::fleet::Claimed::Taken(host)) => {
                 println!("skipped: claimed by {host}");
-                return exit::OK;
+                return Ok(exit::OK);
             }
             Ok(crate::daemon::fleet::Claimed::Busy(host)) => {
                 println!(
                     "skipped: previous run still going on {}",
                     host.as_deref().unwrap_or("another host")
                 );
-                return exit::OK;
+                return Ok(exit::OK);
             }
             Err(e) => {
                 let text = format!(
@@ -227,7 +224,7 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
                     o.fleet.shown()
                 );
                 eprint!("{}", crate::redact::redact(&text));
-                return end_before_start(&rt, &ctx, &text);
+                return Ok(end_before_start(&rt, &ctx, &text));
             }
         },
     };
@@ -245,55 +242,38 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
         // the run as interrupted (and `/fail`), not kill the process silently.
         let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
         monitor::start(&script_ctx).await;
-        if let Some(t) = timeout {
-            let c = script_ctx.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(t).await;
-                c.stop(StopReason::Timeout);
-            });
-        }
         if lock_conn.is_some() {
             tokio::spawn(crate::daemon::fleet::once::watch(
                 lock_conn,
                 script_ctx.clone(),
             ));
         }
-        let run_ctx = script_ctx.clone();
-        let mut task = tokio::task::spawn_blocking(move || execute_with(&engine, run_ctx, &ast));
-        let mut term = match term {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("cannot watch SIGTERM: {e}");
-                return Ended::from((&mut task).await);
+        // Ctrl-C or SIGTERM stop the run as interrupted; supervise gives it the grace to unwind.
+        let c = script_ctx.clone();
+        tokio::spawn(async move {
+            match term {
+                Ok(mut term) => tokio::select! {
+                    Ok(()) = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                },
+                Err(e) => {
+                    tracing::warn!("cannot watch SIGTERM: {e}");
+                    if tokio::signal::ctrl_c().await.is_err() {
+                        return;
+                    }
+                }
             }
-        };
-        tokio::select! {
-            r = &mut task => return Ended::from(r),
-            _ = tokio::signal::ctrl_c() => script_ctx.stop(StopReason::Interrupted),
-            _ = term.recv() => script_ctx.stop(StopReason::Interrupted),
-        }
-        // The script ends at its next operation and host I/O is raced against the token; give
-        // it a moment to unwind (temporary files removed) but never hang on it.
-        match tokio::time::timeout(Duration::from_secs(1), &mut task).await {
-            Ok(r) => Ended::from(r),
-            Err(_) => Ended::Abandoned,
-        }
+            c.stop(StopReason::Interrupted);
+        });
+        let run_ctx = script_ctx.clone();
+        supervise(&script_ctx, timeout, move || {
+            execute_with(&engine, run_ctx, &ast)
+        })
+        .await
     });
 
-    let (status, error) = match ended {
-        Ended::Done(o) => (o.status, o.error.map(|r| (r.text, r.message))),
-        Ended::Panicked(what) => {
-            let text = crate::redact::redact(&format!(
-                "error: internal error (panic) while running the script: {what}\n"
-            ));
-            let message = text.trim_start_matches("error: ").trim_end().to_string();
-            (Status::Failed, Some((text, message)))
-        }
-        Ended::Abandoned => match ctx.stop_reason() {
-            Some(StopReason::Timeout) => (Status::Timeout, None),
-            _ => (Status::Interrupted, None),
-        },
-    };
+    let status = ended.status;
+    let error = ended.error.map(|r| (r.text, r.message));
     let code = status.exit_code(args.fail_on_warning);
     if let Some((text, message)) = &error {
         report_error(common.log_format, text, message);
@@ -325,14 +305,7 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
         );
     }
     // The one final monitoring signal, after the last statement and with the exit code.
-    let error_text = error
-        .as_ref()
-        .map(|(t, _)| t.clone())
-        .or_else(|| match status {
-            Status::Timeout => Some("run timed out".to_string()),
-            Status::Interrupted => Some("interrupted (signal)".to_string()),
-            _ => None,
-        });
+    let error_text = error.as_ref().map(|(t, _)| t.clone());
     rt.block_on(monitor::finish(
         &ctx,
         &RunEnd {
@@ -357,34 +330,7 @@ pub fn run(args: RunArgs, common: Common) -> i32 {
     ));
     // Do not wait for abandoned blocking work (a host call that ignored cancellation).
     rt.shutdown_timeout(Duration::from_millis(100));
-    code
-}
-
-/// How the script's task ended.
-enum Ended {
-    Done(Outcome),
-    /// A host function panicked: a failed run (exit 1) with its message, never a crash.
-    Panicked(String),
-    /// Stopped from outside and did not unwind within a second.
-    Abandoned,
-}
-
-impl From<Result<Outcome, tokio::task::JoinError>> for Ended {
-    fn from(r: Result<Outcome, tokio::task::JoinError>) -> Self {
-        match r {
-            Ok(o) => Ended::Done(o),
-            Err(join) if join.is_panic() => {
-                let p = join.into_panic();
-                Ended::Panicked(
-                    p.downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "unknown panic".into()),
-                )
-            }
-            Err(_) => Ended::Abandoned,
-        }
-    }
+    Ok(code)
 }
 
 /// The run failed before its first statement (syntax error, failed check): exit 1, and a

@@ -94,7 +94,7 @@ impl History {
 
     /// Append an entry; rewrite the file when it grew past a bound (see the module comment).
     pub fn append(&self, entry: &Entry) -> std::io::Result<()> {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = crate::sync::lock(&self.lock);
         crate::atomic::create_private_dirs(&self.dir)?;
         let path = self.file(&entry.job);
         let mut entry = entry.clone();

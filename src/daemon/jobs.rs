@@ -43,7 +43,7 @@ impl Settings {
         Settings {
             policy: Policy::new(&cfg.policy, &base),
             limits: cfg.limits.clone(),
-            stdlib_dir: crate::commands::find_stdlib(
+            stdlib_dir: crate::engine::resolver::find_stdlib(
                 stdlib.or_else(|| std::env::var_os("MTN_STDLIB").map(PathBuf::from)),
             ),
             state_dir: state_dir(

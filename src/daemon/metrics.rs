@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Local};
 
-use crate::daemon::scheduler::lock;
+use crate::sync::lock;
 
 /// Upper bounds (seconds) of the run duration histogram.
 const DURATION_BUCKETS: &[f64] = &[

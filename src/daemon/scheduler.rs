@@ -14,27 +14,15 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::Overlap;
-use crate::daemon::alerts::{self, Alert, AlertState};
 use crate::daemon::history::{Entry, History};
 use crate::daemon::jobs::{Compiled, JobSpec, Settings};
 use crate::daemon::metrics::Metrics;
 use crate::engine::ctx::{Ctx, StopReason};
-use crate::engine::runner::{execute, Status};
+use crate::engine::runner::{execute, supervise, Status, GRACE};
+use crate::sync::{lock, read};
 
-/// How long a cancelled run may take to unwind before the daemon stops waiting for it.
-const UNWIND: Duration = Duration::from_secs(5);
 /// At most this many runs wait behind a running one with `overlap = "queue"`.
 const MAX_QUEUED: u32 = 16;
-
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-pub fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    m.read().unwrap_or_else(|e| e.into_inner())
-}
-pub fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    m.write().unwrap_or_else(|e| e.into_inner())
-}
 
 /// What a run's history entry says about the last run, kept in memory for /status.
 #[derive(Clone, serde::Serialize)]
@@ -418,202 +406,22 @@ impl Daemon {
         status
     }
 
-    /// Record the outcome in the job's alert state and send the alert that is due, if any.
-    async fn alert(&self, job: &Job, entry: &Entry, failed: bool, state_dir: &std::path::Path) {
-        let name = job.spec.name();
-        let mut st = alerts::load(state_dir, name);
-        let due = st.record(failed, entry.end, job.spec.notify_every);
-        match (due, job.spec.cfg.on_failure.as_deref()) {
-            (Some(alert), Some(url)) if self.notify(url, entry, alert, &st).await => {
-                st.delivered(alert, Local::now());
-            }
-            (Some(_), Some(_)) => {} // not delivered: tried again on the next failed run
-            (None, Some(_)) if failed => {
-                tracing::info!(target: "mtn::daemon", job = name, "job {name}: still failing ({} runs since {}); already alerted", st.failures, st.since.map(|t| t.to_rfc3339()).unwrap_or_default())
-            }
-            _ => {}
-        }
-        if let Err(e) = alerts::save(state_dir, name, &st) {
-            tracing::error!(target: "mtn::daemon", job = name, "job {name}: cannot save the alert state in {}: {e}", state_dir.display());
-        }
-    }
-
-    /// Run the AST on a blocking thread; a timeout stops it through its token. A panic inside
-    /// (a host function bug) is a failed run, never the daemon's end.
+    /// Run the AST on a blocking thread, supervised as `mtn run` does (timeout, grace, panic).
     async fn execute(
         &self,
         ctx: &Ctx,
         compiled: &Arc<Compiled>,
         timeout: Option<Duration>,
     ) -> (Status, Option<String>) {
-        let timer = timeout.map(|t| {
-            let c = ctx.clone();
-            self.handle.spawn(async move {
-                tokio::time::sleep(t).await;
-                c.stop(StopReason::Timeout);
-            })
-        });
         let run_ctx = ctx.clone();
         let ast = compiled.ast.clone();
         // The script runs on a blocking thread: carry the run's span there.
         let span = tracing::Span::current();
-        let mut task =
-            tokio::task::spawn_blocking(move || span.in_scope(|| execute(run_ctx, &ast)));
-        let token = ctx.token.clone();
-        let result = tokio::select! {
-            r = &mut task => Some(r),
-            _ = async { token.cancelled().await; tokio::time::sleep(UNWIND).await } => None,
-        };
-        if let Some(t) = timer {
-            t.abort();
-        }
-        match result {
-            Some(Ok(outcome)) => {
-                let status = match (outcome.status, ctx.stop_reason()) {
-                    (Status::Ok | Status::Warning, _) => outcome.status,
-                    (_, Some(StopReason::Timeout)) => Status::Timeout,
-                    (_, Some(_)) => Status::Interrupted,
-                    (s, None) => s,
-                };
-                let error = outcome.error.map(|r| r.text).or_else(|| match status {
-                    Status::Timeout => Some("run timed out".into()),
-                    _ => None,
-                });
-                (status, error)
-            }
-            Some(Err(join)) => {
-                let what = if join.is_panic() {
-                    let p = join.into_panic();
-                    p.downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "unknown panic".into())
-                } else {
-                    "task cancelled".into()
-                };
-                (
-                    Status::Failed,
-                    Some(crate::redact::redact(&format!(
-                        "error: internal error (panic) while running the script: {what}\n"
-                    ))),
-                )
-            }
-            None => {
-                let status = match ctx.stop_reason() {
-                    Some(StopReason::Timeout) => Status::Timeout,
-                    _ => Status::Interrupted,
-                };
-                (
-                    status,
-                    Some(format!(
-                        "error: {} and the run did not stop within {}s; abandoned\n",
-                        if status == Status::Timeout {
-                            "run timed out"
-                        } else {
-                            "run cancelled"
-                        },
-                        UNWIND.as_secs()
-                    )),
-                )
-            }
-        }
-    }
-
-    /// Tell `url` about an alert; true when it was delivered.
-    async fn notify(&self, url: &str, entry: &Entry, alert: Alert, st: &AlertState) -> bool {
-        if url.starts_with("smtp://") || url.starts_with("smtps://") {
-            return self.email_alert(url, entry, alert, st).await;
-        }
-        let body = serde_json::json!({
-            "event": alert.event(),
-            "job": entry.job,
-            "status": entry.status,
-            "error": entry.error,
-            "start": entry.start,
-            "end": entry.end,
-            "attempt": entry.attempt,
-            "failing_since": st.since,
-            "failed_runs": st.failures,
-            "host": crate::host::core::hostname(),
-            "log_tail": entry.log_tail,
-        });
-        let shown = crate::redact::register_url(url);
-        let res = self
-            .http
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await;
-        let job = &entry.job;
-        match res {
-            Ok(r) if r.status().is_success() => {
-                tracing::info!(target: "mtn::daemon", job = %job, "job {job}: {} sent to {shown}", alert.event());
-                true
-            }
-            Ok(r) => {
-                tracing::warn!(target: "mtn::daemon", job = %job, "job {job}: on_failure webhook {shown} answered {} to {}", r.status(), alert.event());
-                false
-            }
-            Err(e) => {
-                tracing::warn!(target: "mtn::daemon", job = %job, "job {job}: on_failure webhook {shown} failed: {}", crate::redact::redact(&e.to_string()));
-                false
-            }
-        }
-    }
-
-    /// `on_failure = "smtp://..."`: the same email `notify()` sends from a script.
-    async fn email_alert(&self, url: &str, entry: &Entry, alert: Alert, st: &AlertState) -> bool {
-        let ctx = crate::engine::ctx::RunCtx::new(
-            self.handle.clone(),
-            std::path::PathBuf::from(&entry.job),
-            crate::policy::Policy::with_roots(vec![]),
-        );
-        let host = crate::host::core::hostname();
-        let (title, level) = match alert {
-            Alert::Failed => (format!("mtn job {} failed", entry.job), "error"),
-            Alert::StillFailing => (
-                format!("mtn job {} still failing ({} runs)", entry.job, st.failures),
-                "error",
-            ),
-            Alert::Recovered => (format!("mtn job {} recovered", entry.job), "info"),
-        };
-        let mut message = format!("mtn job {} on {host} ended {}", entry.job, entry.status);
-        if let Some(since) = st.since {
-            message.push_str(&format!(
-                "\nfailing since {} ({} failed runs)",
-                since.to_rfc3339(),
-                st.failures
-            ));
-        }
-        if let Some(e) = &entry.error {
-            message.push_str(&format!("\n\n{e}"));
-        }
-        if !entry.log_tail.is_empty() {
-            message.push_str(&format!(
-                "\n\nlast log lines:\n{}",
-                entry.log_tail.join("\n")
-            ));
-        }
-        let opts = crate::host::notify::NotifyOptions {
-            title: Some(title),
-            level: Some(level.into()),
-            ..Default::default()
-        };
-        let clients = crate::host::check::http::HttpClients::new();
-        let shown = crate::redact::register_url(url);
-        let job = &entry.job;
-        match crate::host::notify::notify(&ctx, &clients, url, &message, opts).await {
-            Ok(_) => {
-                tracing::info!(target: "mtn::daemon", job = %job, "job {job}: {} mailed via {shown}", alert.event());
-                true
-            }
-            Err(e) => {
-                tracing::warn!(target: "mtn::daemon", job = %job, "job {job}: on_failure email via {shown} failed: {}", crate::redact::redact(&e.message));
-                false
-            }
-        }
+        let ended = supervise(ctx, timeout, move || {
+            span.in_scope(|| execute(run_ctx, &ast))
+        })
+        .await;
+        (ended.status, ended.error.map(|r| r.text))
     }
 
     /// Catch-up (systemd Persistent=true): a job whose last recorded run is older than a fire
@@ -657,7 +465,7 @@ impl Daemon {
                     ctx.stop(StopReason::Shutdown);
                 }
             }
-            let _ = tokio::time::timeout(UNWIND + Duration::from_secs(1), self.runs.wait()).await;
+            let _ = tokio::time::timeout(GRACE + Duration::from_secs(1), self.runs.wait()).await;
         }
     }
 }

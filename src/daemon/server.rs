@@ -12,7 +12,8 @@ use chrono::{DateTime, Local};
 use serde::Serialize;
 
 use crate::daemon::metrics::JobGauges;
-use crate::daemon::scheduler::{lock, read, Daemon, LastRun};
+use crate::daemon::scheduler::{Daemon, LastRun};
+use crate::sync::{lock, read};
 
 #[derive(Serialize)]
 pub struct JobStatus {

@@ -13,7 +13,8 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::daemon::jobs::{compile, JobSpec, Settings};
-use crate::daemon::scheduler::{lock, read, write, Daemon, Job, JobState};
+use crate::daemon::scheduler::{Daemon, Job, JobState};
+use crate::sync::{lock, read, write};
 
 /// Quiet time after the last event before reloading: long enough to coalesce an editor's
 /// burst of writes, short enough that a change is live well within a second.

@@ -329,7 +329,7 @@ impl LogTail {
         if self.capacity == 0 {
             return;
         }
-        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lines = crate::sync::lock(&self.lines);
         if lines.len() == self.capacity {
             lines.pop_front();
         }
@@ -337,7 +337,7 @@ impl LogTail {
     }
 
     pub fn lines(&self) -> Vec<String> {
-        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        let lines = crate::sync::lock(&self.lines);
         lines.iter().cloned().collect()
     }
 }

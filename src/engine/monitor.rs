@@ -81,7 +81,7 @@ impl Monitor {
         if let Some(n) = &notify {
             check_url("notify", n, &["http", "https", "smtp", "smtps"])?;
         }
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = crate::sync::lock(&self.state);
         if ping.is_some() {
             st.ping = ping;
         }
@@ -92,13 +92,13 @@ impl Monitor {
     }
 
     pub fn is_set(&self) -> bool {
-        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let st = crate::sync::lock(&self.state);
         st.ping.is_some() || st.notify.is_some()
     }
 
     /// The ping URL whose `/start` is still to be sent (marking it sent).
     fn take_start(&self) -> Option<String> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = crate::sync::lock(&self.state);
         let ping = st.ping.clone()?;
         if st.finished || st.started.as_deref() == Some(ping.as_str()) {
             return None;
@@ -109,7 +109,7 @@ impl Monitor {
 
     /// The targets for the final signal, once per run.
     fn take_finish(&self) -> Option<(Option<String>, Option<String>)> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = crate::sync::lock(&self.state);
         if st.finished {
             return None;
         }

@@ -40,7 +40,7 @@ impl ScriptResolver {
 
     /// Module files resolved so far.
     pub fn dependencies(&self) -> Vec<PathBuf> {
-        self.deps.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::sync::lock(&self.deps).clone()
     }
 
     /// Find the file for `path` as imported from `source` (the importing file, if known).
@@ -96,7 +96,7 @@ impl ScriptResolver {
     }
 
     fn record(&self, p: &Path) {
-        let mut deps = self.deps.lock().unwrap_or_else(|e| e.into_inner());
+        let mut deps = crate::sync::lock(&self.deps);
         if !deps.iter().any(|d| d == p) {
             deps.push(p.to_path_buf());
         }
@@ -122,12 +122,7 @@ impl ModuleResolver for ScriptResolver {
         let file = self
             .locate(source, path)
             .map_err(|msg| Box::new(EvalAltResult::ErrorRuntime(msg.into(), pos)))?;
-        if let Some(m) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&file)
-        {
+        if let Some(m) = crate::sync::lock(&self.cache).get(&file) {
             return Ok(m.clone());
         }
         self.record(&file);
@@ -138,10 +133,25 @@ impl ModuleResolver for ScriptResolver {
             .map_err(|e| Box::new(EvalAltResult::ErrorInModule(shown.clone(), e, pos)))?;
         module.build_index();
         let shared: Shared<Module> = module.into();
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(file, shared.clone());
+        crate::sync::lock(&self.cache).insert(file, shared.clone());
         Ok(shared)
     }
+}
+
+/// Find the stdlib folder: explicit, else beside the binary (an install puts it in
+/// `../share/mtn/stdlib`), else in the source repository (a `cargo build` binary).
+pub fn find_stdlib(explicit: Option<PathBuf>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p);
+    }
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    let candidates = [
+        dir.join("stdlib"),
+        dir.join("../share/mtn/stdlib"),
+        dir.join("../../stdlib"),
+        dir.join("../../../stdlib"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("stdlib"),
+    ];
+    candidates.into_iter().find(|c| c.is_dir())
 }

@@ -30,7 +30,7 @@ impl Status {
 
     /// The process exit code for this status (documented in docs/cli.md).
     pub fn exit_code(self, fail_on_warning: bool) -> i32 {
-        use crate::commands::exit;
+        use crate::exit;
         match self {
             Status::Ok => exit::OK,
             Status::Warning if fail_on_warning => exit::WARNING,
@@ -121,5 +121,90 @@ pub fn execute_with(engine: &rhai::Engine, ctx: Ctx, ast: &AST) -> Outcome {
         duration: started.elapsed(),
         host_calls,
         host_failures,
+    }
+}
+
+/// How long a stopped run (timeout, signal, daemon shutdown) may take to unwind — remove its
+/// temporary files, cancel its statements — before it is abandoned. The same for `mtn run` and
+/// the daemon.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// How a supervised run ended.
+pub struct Ended {
+    pub status: Status,
+    /// Rendered for the user when the run did not succeed.
+    pub error: Option<Rendered>,
+}
+
+/// Supervise one run: `work` (the script) runs on a blocking thread; `timeout` stops it through
+/// `ctx`'s token; after any stop ([`Ctx::stop`]: timeout, signal, shutdown) it has [`GRACE`] to
+/// unwind and is then abandoned; a panic is a failed run that names mtn's bug. `mtn run` and the
+/// daemon both end every run through here, so they agree on what each ending means.
+pub async fn supervise(
+    ctx: &Ctx,
+    timeout: Option<Duration>,
+    work: impl FnOnce() -> Outcome + Send + 'static,
+) -> Ended {
+    let timer = timeout.map(|t| {
+        let c = ctx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(t).await;
+            c.stop(StopReason::Timeout);
+        })
+    });
+    let mut task = tokio::task::spawn_blocking(work);
+    let token = ctx.token.clone();
+    let joined = tokio::select! {
+        r = &mut task => Some(r),
+        _ = async { token.cancelled().await; tokio::time::sleep(GRACE).await } => None,
+    };
+    if let Some(t) = timer {
+        t.abort();
+    }
+    let stopped = || match ctx.stop_reason() {
+        Some(StopReason::Timeout) => Status::Timeout,
+        _ => Status::Interrupted,
+    };
+    match joined {
+        Some(Ok(outcome)) => {
+            // A stop wins over the error it caused inside (a cancelled host call's message).
+            let status = match (outcome.status, ctx.stop_reason()) {
+                (Status::Ok | Status::Warning, _) | (_, None) => outcome.status,
+                (_, Some(_)) => stopped(),
+            };
+            let error = outcome.error.or_else(|| match status {
+                Status::Timeout => Some(stop_message("run timed out")),
+                Status::Interrupted => Some(stop_message("run interrupted")),
+                _ => None,
+            });
+            Ended { status, error }
+        }
+        Some(Err(join)) if join.is_panic() => Ended {
+            status: Status::Failed,
+            error: Some(panicked(join.into_panic().as_ref())),
+        },
+        Some(Err(_)) | None => {
+            let status = stopped();
+            let what = if status == Status::Timeout {
+                "run timed out"
+            } else {
+                "run interrupted"
+            };
+            Ended {
+                status,
+                error: Some(stop_message(&format!(
+                    "{what} and did not stop within {}s; abandoned",
+                    GRACE.as_secs()
+                ))),
+            }
+        }
+    }
+}
+
+fn stop_message(message: &str) -> Rendered {
+    Rendered {
+        text: format!("error: {message}\n"),
+        failure: Failure::Script,
+        message: message.to_string(),
     }
 }

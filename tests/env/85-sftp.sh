@@ -16,7 +16,13 @@ if ! id mtnsftp >/dev/null 2>&1; then
   useradd -M -d "$SFTP_DIR/data" -s /usr/sbin/nologin mtnsftp
 fi
 # A set password unlocks the account (sshd with UsePAM no refuses locked accounts even with keys).
-export MTN_TEST_SFTP_PASSWORD="pw-$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+# One random password per machine, kept in the test cache: two test runs at once (two checkouts)
+# share the system user, and a fresh password per run would lock the other run out.
+pw_file="$MTN_TEST_ENV/sftp-password"
+if [ ! -s "$pw_file" ]; then
+  (umask 077 && head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n' | sed 's/^/pw-/' >"$pw_file")
+fi
+export MTN_TEST_SFTP_PASSWORD="$(cat "$pw_file")"
 echo "mtnsftp:$MTN_TEST_SFTP_PASSWORD" | chpasswd
 chown mtnsftp "$SFTP_DIR/data"
 

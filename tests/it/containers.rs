@@ -303,6 +303,33 @@ fn stopped_or_missing_container_is_not_found_and_writes_nothing() {
     assert!(r.all().contains("no container named"), "{}", r.all());
 }
 
+/// No engine at DOCKER_HOST (a missing socket, or nothing listening): kind `network` with the
+/// address and a hint, exit 1, nothing written — not a "bad argument" the user cannot fix.
+#[test]
+fn no_engine_is_a_network_error_naming_the_address() {
+    let dir = tempdir();
+    let missing = format!("unix://{}/no-docker.sock", dir.path().display());
+    let port = free_port();
+    let refused = format!("tcp://127.0.0.1:{port}");
+    for host in [missing.as_str(), refused.as_str()] {
+        let r = run_script_env(
+            dir.path(),
+            "t.rhai",
+            r#"try { containers(); } catch (e) { print("RESULT " + e.to_json()); }
+               dump_db("postgres://postgres:pw@container:db/postgres", #{ to: "out/x.sql.gz" });"#,
+            &[],
+            &[("DOCKER_HOST", host)],
+        );
+        r.expect_code(1);
+        let v = result_json(&r);
+        assert_eq!(v["kind"], "network", "{host}: {v}");
+        let addr = host.rsplit('/').next().unwrap_or(host);
+        assert!(r.all().contains(addr), "{host}: {}", r.all());
+        assert!(r.all().contains("DOCKER_HOST"), "{}", r.all());
+        assert!(!dir.path().join("out").exists(), "nothing written");
+    }
+}
+
 #[test]
 fn restart_container_needs_policy_and_honours_dry_run() {
     let dir = tempdir();

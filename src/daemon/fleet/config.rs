@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{job_key_location, line_col, Config, JobConfig, Overlap};
+use crate::config::{job_problem, line_col, Config, JobConfig, Overlap};
 
 /// `[fleet]`: the hosts that share this lock database run each `once` job once per slot.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -89,14 +89,7 @@ pub fn problems(cfg: &Config, text: &str, path: &Path) -> Vec<String> {
         }
     }
     for (i, job) in cfg.jobs.iter().enumerate() {
-        let fail = |key: &str, what: String| {
-            let (l, c) = job_key_location(text, i, key);
-            format!(
-                "invalid config {}:{l}:{c}: job {:?}: {what}",
-                path.display(),
-                job.name
-            )
-        };
+        let fail = |key: &str, what: String| job_problem(text, path, i, &job.name, key, &what);
         match job.fleet.as_deref() {
             None => {}
             Some("once" | "each") if cfg.fleet.is_none() => out.push(fail(

@@ -24,9 +24,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::daemon::history::Entry;
-use crate::daemon::scheduler::lock;
 use crate::host::db::postgres::conn::{self, PgClient};
 use crate::host::db::url::ServerUrl;
+use crate::sync::lock;
 
 pub use claim::{Claim, Claimed};
 pub use config::{FleetConfig, FleetMode};

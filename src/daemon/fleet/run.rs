@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 use super::{Claimed, FleetMode};
 use crate::daemon::history::Entry;
 use crate::daemon::jobs::Settings;
-use crate::daemon::scheduler::{lock, read, Daemon, Job};
+use crate::daemon::scheduler::{Daemon, Job};
 use crate::engine::ctx::StopReason;
+use crate::sync::{lock, read};
 
 /// How long a takeover waits for the job's lock (the job running on another host).
 const TAKEOVER_WAIT: Duration = Duration::from_secs(3600);

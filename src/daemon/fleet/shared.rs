@@ -9,7 +9,7 @@ use chrono::{DateTime, Local};
 
 use super::{pg_err, Fleet, MAX_PENDING};
 use crate::daemon::history::{Entry, MAX_ERROR_CHARS, MAX_LINE_CHARS};
-use crate::daemon::scheduler::lock;
+use crate::sync::lock;
 
 /// What to list from the shared history.
 #[derive(Default)]

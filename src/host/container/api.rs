@@ -18,11 +18,13 @@ pub fn engine_address() -> String {
 
 /// A connection to the engine, version negotiated.
 pub async fn client() -> HostResult<Docker> {
-    let docker = Docker::connect_with_defaults().map_err(|e| {
-        HostError::invalid(format!(
+    let docker = Docker::connect_with_defaults().map_err(|e| match e {
+        // No socket at the address: no engine here (or not started) — like a refused connection.
+        ApiError::SocketNotFoundError(_) => api_error(e, "connecting to the Docker engine"),
+        e => HostError::invalid(format!(
             "cannot use the Docker engine address {}: {e}",
             engine_address()
-        ))
+        )),
     })?;
     docker
         .negotiate_version()
@@ -53,6 +55,12 @@ pub fn api_error(e: ApiError, context: &str) -> HostError {
                 engine_address()
             ),
         ),
+        ApiError::SocketNotFoundError(path) => HostError::new(
+            ErrorKind::Network,
+            format!(
+                "{context}: no Docker engine socket at {path}; is the engine running, and is DOCKER_HOST right?"
+            ),
+        ),
         other => {
             let text = other.to_string();
             let lower = text.to_ascii_lowercase();
@@ -64,9 +72,14 @@ pub fn api_error(e: ApiError, context: &str) -> HostError {
             } else {
                 ErrorKind::Server
             };
+            let hint = if kind == ErrorKind::Network {
+                "; is the engine running, and is DOCKER_HOST right?"
+            } else {
+                ""
+            };
             HostError::new(
                 kind,
-                format!("{context} ({}): {text}", engine_address()),
+                format!("{context} ({}): {text}{hint}", engine_address()),
             )
         }
     }

@@ -58,9 +58,12 @@ impl ServerUrl {
             ))
         })?;
         let decode = |s: &str| {
-            percent_decode(s).map_err(|_| {
-                HostError::invalid("database URL: user or password is not valid UTF-8")
-            })
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|d| d.into_owned())
+                .map_err(|_| {
+                    HostError::invalid("database URL: user or password is not valid UTF-8")
+                })
         };
         let password = match url.password() {
             Some(p) => {
@@ -134,24 +137,6 @@ impl ServerUrl {
             None => self.host.clone(),
         }
     }
-}
-
-fn percent_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out)
 }
 
 /// Mask the value of every `password=` keyword (libpq keyword/value strings, ODBC-style

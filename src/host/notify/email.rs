@@ -123,8 +123,12 @@ pub async fn send_email(
         .tls(tls)
         .timeout(Some(o.timeout.unwrap_or(DEFAULT_TIMEOUT)));
     if !url.username().is_empty() {
-        let user = percent_decode(url.username());
-        let pass = percent_decode(url.password().unwrap_or_default());
+        let user = percent_encoding::percent_decode_str(url.username())
+            .decode_utf8_lossy()
+            .into_owned();
+        let pass = percent_encoding::percent_decode_str(url.password().unwrap_or_default())
+            .decode_utf8_lossy()
+            .into_owned();
         crate::redact::register(&pass);
         transport = transport.credentials(Credentials::new(user, pass));
     }
@@ -190,11 +194,4 @@ fn smtp_display(url: &url::Url) -> String {
         url.scheme(),
         url.host_str().unwrap_or_default()
     )
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
 }

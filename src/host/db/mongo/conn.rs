@@ -28,30 +28,13 @@ pub fn register_secret(url: &str) -> String {
         if let Some((userinfo, _)) = authority.rsplit_once('@') {
             if let Some((_, pw)) = userinfo.split_once(':') {
                 crate::redact::register(pw);
-                if let Ok(decoded) = percent_decode(pw) {
+                if let Ok(decoded) = percent_encoding::percent_decode_str(pw).decode_utf8() {
                     crate::redact::register(&decoded);
                 }
             }
         }
     }
     crate::redact::register_url(url)
-}
-
-fn percent_decode(s: &str) -> Result<String, ()> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).map_err(|_| ())?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| ())
 }
 
 /// Connect lazily (the driver connects on first use) with mtn's defaults applied.

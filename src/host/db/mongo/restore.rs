@@ -96,7 +96,10 @@ fn classify(rel: &Path) -> Option<(String, String, FileKind)> {
     } else {
         return None;
     };
-    let coll = unescape(stem);
+    // mongodump percent-escapes characters a file name cannot hold.
+    let coll = percent_encoding::percent_decode_str(stem)
+        .decode_utf8_lossy()
+        .into_owned();
     // mongodump's extras (oplog.bson at the top level, system collections) are not data to restore.
     if coll.is_empty() || coll.starts_with("system.") || (db.is_empty() && coll == "oplog") {
         return None;
@@ -104,22 +107,11 @@ fn classify(rel: &Path) -> Option<(String, String, FileKind)> {
     Some((db, coll, kind))
 }
 
+/// mongodump percent-escapes the characters a file name cannot hold.
 fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 enum Source {

@@ -93,10 +93,14 @@ pub fn parse(raw: &str, conn: &ConnOptions) -> HostResult<(Remote, String, Strin
                     "invalid sftp URL {shown}: no user (sftp://user@host/path/)"
                 ))
             })?,
-        u => percent_decode(u),
+        u => percent_encoding::percent_decode_str(u)
+            .decode_utf8_lossy()
+            .into_owned(),
     };
     let port = url.port().unwrap_or(22);
-    let path = percent_decode(url.path());
+    let path = percent_encoding::percent_decode_str(url.path())
+        .decode_utf8_lossy()
+        .into_owned();
     if path.split('/').any(|s| s == "..") {
         return Err(HostError::invalid(format!(
             "invalid sftp URL {shown}: '..' is not allowed in the path"
@@ -147,24 +151,6 @@ fn expand_home(p: &str) -> PathBuf {
         (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
         _ => PathBuf::from(p),
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
