@@ -3,6 +3,7 @@
 
 mod support;
 
+mod azure;
 mod checks;
 mod containers;
 mod daemon;

@@ -109,7 +109,7 @@ pub async fn download(
         .map_err(|e| target.error("download of", &key, e))?;
     let size = res.meta.size;
     let expected = match target.backend {
-        Backend::S3 => res
+        Backend::S3 | Backend::Azure | Backend::Gcs => res
             .attributes
             .get(&Attribute::Metadata(SHA256_META.into()))
             .map(|v| v.to_string()),

@@ -1,10 +1,12 @@
 //! Off-site copies: upload, download, list_remote, delete_remote and retention.
 //!
 //! A URL picks the backend: `s3://bucket/prefix/` (AWS S3 and every S3-compatible store),
+//! `az://container/prefix/` (Azure Blob Storage), `gs://bucket/prefix/` (Google Cloud Storage),
 //! `sftp://user@host[:port]/path/` (any SSH server) or `file:///path/` (mounted disks, NFS);
 //! plain paths are local folders. The cores are plain
 //! async functions in the submodules; this file holds only the Rhai bindings.
 
+pub mod cloud;
 pub mod download;
 pub mod encrypt;
 pub mod newest;
@@ -133,7 +135,7 @@ fn do_retention(
     ctx.block_on(remote::retention(&t, &pol, &o, ctx))
 }
 
-const UPLOAD_DOC: &str = r#"Upload a file, or every file of a folder, to `s3://bucket/prefix/` or `file:///path/`.
+const UPLOAD_DOC: &str = r#"Upload a file, or every file of a folder, to `s3://`, `az://`, `gs://`, `sftp://` or `file://` targets.
 
 A target ending in `/` is a prefix: the file keeps its name under it. Large files go up in
 parts (memory stays flat), a sha256 is stored in the object's metadata (`x-amz-meta-sha256`;
@@ -144,7 +146,9 @@ checksum). Failed uploads leave nothing under the final key. Returns
 Options: `encrypt: #{ recipients: ["age1..."], tmp_dir }`, `part_size` (bytes, default 8 MiB),
 `concurrency` (default 4), and the connection options `endpoint`, `region`, `path_style`,
 `access_key_id`, `secret_access_key`, `session_token`, `retries`, `retry_timeout`,
-`request_timeout` (credentials default to the AWS_* environment variables).
+`request_timeout` (credentials default to the AWS_* environment variables); Azure targets take
+`account`, `account_key`, `sas_token`, `connection_string`, `use_emulator`, GCS targets
+`service_account`, `service_account_key` (docs/storage.md).
 
 ```rhai
 let r = upload("backups/db_2026-01-02_030000.sql.gz", "s3://offsite/db/",

@@ -81,7 +81,7 @@ pub async fn list(
             match target.backend {
                 Backend::File => target.local_path(&key).and_then(|p| read_sidecar(&p)),
                 Backend::Sftp => None,
-                Backend::S3 => {
+                Backend::S3 | Backend::Azure | Backend::Gcs => {
                     let head = target
                         .store
                         .get_opts(

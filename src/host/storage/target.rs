@@ -48,6 +48,21 @@ pub struct ConnOptions {
     pub known_hosts: Option<String>,
     /// SFTP: the server's pinned host key fingerprint, "SHA256:..." (instead of known_hosts).
     pub host_key: Option<String>,
+    /// Azure: the storage account (default AZURE_STORAGE_ACCOUNT_NAME).
+    pub account: Option<String>,
+    /// Azure: the account's access key (use secret(); default AZURE_STORAGE_ACCOUNT_KEY).
+    pub account_key: Option<String>,
+    /// Azure: a SAS token instead of the key (use secret()).
+    pub sas_token: Option<String>,
+    /// Azure: a connection string (use secret(); default AZURE_STORAGE_CONNECTION_STRING).
+    pub connection_string: Option<String>,
+    /// Azure: talk to Azurite at AZURITE_BLOB_STORAGE_URL (default http://127.0.0.1:10000)
+    /// with its well-known development account.
+    pub use_emulator: Option<bool>,
+    /// GCS: a service account JSON file (default GOOGLE_APPLICATION_CREDENTIALS).
+    pub service_account: Option<String>,
+    /// GCS: the service account JSON itself (use secret()).
+    pub service_account_key: Option<String>,
 }
 
 /// The connection option names, so a function can split them from its own options.
@@ -66,13 +81,32 @@ pub const CONN_KEYS: &[&str] = &[
     "password",
     "known_hosts",
     "host_key",
+    "account",
+    "account_key",
+    "sas_token",
+    "connection_string",
+    "use_emulator",
+    "service_account",
+    "service_account_key",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     S3,
+    /// Azure Blob Storage (`az://container/prefix/`).
+    Azure,
+    /// Google Cloud Storage (`gs://bucket/prefix/`).
+    Gcs,
     File,
     Sftp,
+}
+
+impl Backend {
+    /// Stores that carry the sha256 in the object's own metadata (`x-amz-meta-sha256`,
+    /// `x-ms-meta-sha256`, `x-goog-meta-sha256`) rather than in a sidecar file.
+    pub fn keeps_metadata(self) -> bool {
+        matches!(self, Backend::S3 | Backend::Azure | Backend::Gcs)
+    }
 }
 
 /// A parsed target: the store, and the key (or key prefix) inside it.
@@ -132,6 +166,8 @@ impl Target {
         let hint = if text.contains("SignatureDoesNotMatch") || text.contains("InvalidAccessKeyId")
         {
             " (the access key or secret key is wrong for this endpoint)"
+        } else if text.contains("AuthenticationFailed") || text.contains("AuthorizationFailure") {
+            " (the account key, SAS token or connection string is wrong for this account)"
         } else {
             ""
         };
@@ -149,11 +185,14 @@ fn classify_text(text: &str) -> ErrorKind {
     let t = text.to_ascii_lowercase();
     if t.contains("signaturedoesnotmatch")
         || t.contains("invalidaccesskeyid")
+        || t.contains("authenticationfailed")
+        || t.contains("authorizationfailure")
+        || t.contains("401 unauthorized")
         || t.contains("accessdenied")
         || t.contains("403 forbidden")
     {
         ErrorKind::PermissionDenied
-    } else if t.contains("nosuchbucket") {
+    } else if t.contains("nosuchbucket") || t.contains("containernotfound") {
         ErrorKind::NotFound
     } else if t.contains("error sending request")
         || t.contains("connection")
@@ -171,6 +210,14 @@ fn classify_text(text: &str) -> ErrorKind {
 pub fn parse(raw: &str, conn: &ConnOptions) -> HostResult<Target> {
     if let Some(rest) = raw.strip_prefix("s3://") {
         return parse_s3(raw, rest, conn);
+    }
+    for scheme in ["az://", "azure://"] {
+        if let Some(rest) = raw.strip_prefix(scheme) {
+            return super::cloud::parse_azure(raw, rest, conn);
+        }
+    }
+    if let Some(rest) = raw.strip_prefix("gs://") {
+        return super::cloud::parse_gcs(raw, rest, conn);
     }
     if raw.starts_with("sftp://") {
         let (remote, key, base) = super::sftp::parse(raw, conn)?;
@@ -195,7 +242,7 @@ pub fn parse(raw: &str, conn: &ConnOptions) -> HostResult<Target> {
     if raw.contains("://") {
         let scheme = raw.split("://").next().unwrap_or_default();
         return Err(HostError::invalid(format!(
-            "unsupported target scheme {scheme:?} in {}: use s3://bucket/prefix/, sftp://user@host/path/ or file:///path/",
+            "unsupported target scheme {scheme:?} in {}: use s3://bucket/prefix/, az://container/prefix/, gs://bucket/prefix/, sftp://user@host/path/ or file:///path/",
             crate::redact::redact(raw)
         )));
     }
@@ -224,7 +271,48 @@ fn file_target(abs: &str) -> HostResult<Target> {
     })
 }
 
-fn env_first(names: &[&str]) -> Option<String> {
+/// Retries with exponential backoff (200 ms doubling to 15 s), the same for every object store.
+pub(super) fn retry_config(conn: &ConnOptions) -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(15),
+            base: 2.0,
+        },
+        max_retries: conn.retries.unwrap_or(10),
+        retry_timeout: conn.retry_timeout.unwrap_or(Duration::from_secs(180)),
+    }
+}
+
+/// HTTP client settings of every object store (`with_client_options` replaces them all).
+pub(super) fn client_options(conn: &ConnOptions, allow_http: bool) -> ClientOptions {
+    ClientOptions::new()
+        .with_allow_http(allow_http)
+        .with_timeout(conn.request_timeout.unwrap_or(Duration::from_secs(300)))
+        .with_connect_timeout(Duration::from_secs(10))
+}
+
+/// The error of a builder that refused its settings, with secrets masked.
+pub(super) fn build_error(raw: &str, e: object_store::Error) -> HostError {
+    HostError::invalid(format!(
+        "cannot use target {}: {}",
+        crate::redact::redact(raw),
+        crate::redact::redact(&e.to_string())
+    ))
+}
+
+/// An endpoint URL without its trailing '/', which must be http:// or https://.
+pub(super) fn check_endpoint(ep: &str, what: &str) -> HostResult<String> {
+    let ep = ep.trim_end_matches('/').to_string();
+    if !(ep.starts_with("http://") || ep.starts_with("https://")) {
+        return Err(HostError::invalid(format!(
+            "invalid {what} endpoint {ep:?}: it must start with http:// or https://"
+        )));
+    }
+    Ok(ep)
+}
+
+pub(super) fn env_first(names: &[&str]) -> Option<String> {
     names
         .iter()
         .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
@@ -255,12 +343,7 @@ fn parse_s3(raw: &str, rest: &str, conn: &ConnOptions) -> HostResult<Target> {
         .with_region(&region);
     let shown_endpoint = match &endpoint {
         Some(ep) => {
-            let ep = ep.trim_end_matches('/').to_string();
-            if !(ep.starts_with("http://") || ep.starts_with("https://")) {
-                return Err(HostError::invalid(format!(
-                    "invalid S3 endpoint {ep:?}: it must start with http:// or https://"
-                )));
-            }
+            let ep = check_endpoint(ep, "S3")?;
             b = b
                 .with_endpoint(&ep)
                 .with_virtual_hosted_style_request(!conn.path_style.unwrap_or(true));
@@ -298,34 +381,16 @@ fn parse_s3(raw: &str, rest: &str, conn: &ConnOptions) -> HostResult<Target> {
             crate::redact::register(&v);
         }
     }
-    let retry = RetryConfig {
-        backoff: BackoffConfig {
-            init_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(15),
-            base: 2.0,
-        },
-        max_retries: conn.retries.unwrap_or(10),
-        retry_timeout: conn.retry_timeout.unwrap_or(Duration::from_secs(180)),
-    };
-    // with_client_options replaces every client setting, so allow_http belongs in here.
+    // with_client_options replaces every client setting, so allow_http belongs in there.
     let allow_http = endpoint
         .as_deref()
         .is_some_and(|e| e.starts_with("http://"));
-    let client = ClientOptions::new()
-        .with_allow_http(allow_http)
-        .with_timeout(conn.request_timeout.unwrap_or(Duration::from_secs(300)))
-        .with_connect_timeout(Duration::from_secs(10));
+    let (retry, client) = (retry_config(conn), client_options(conn, allow_http));
     let store = b
         .with_retry(retry)
         .with_client_options(client)
         .build()
-        .map_err(|e| {
-            HostError::invalid(format!(
-                "cannot use target {}: {}",
-                crate::redact::redact(raw),
-                crate::redact::redact(&e.to_string())
-            ))
-        })?;
+        .map_err(|e| build_error(raw, e))?;
     Ok(Target {
         store: Arc::new(store),
         backend: Backend::S3,

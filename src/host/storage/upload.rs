@@ -230,7 +230,7 @@ async fn upload_file(
     }
     let multipart = size > part;
     let mut attrs = Attributes::new();
-    if target.backend == Backend::S3 {
+    if target.backend.keeps_metadata() {
         attrs.insert(Attribute::Metadata(SHA256_META.into()), sha.clone().into());
     }
 
@@ -419,7 +419,7 @@ async fn put_multipart(
     }
 }
 
-/// HEAD the object: it must have the size we sent and (on S3) the sha256 we stored.
+/// HEAD the object: it must have the size we sent and (on S3, Azure, GCS) the sha256 we stored.
 /// On a local target the written file is hashed again, which checks the bytes themselves.
 pub async fn verify(target: &Target, key: &str, size: u64, sha: &str) -> HostResult<()> {
     let path = target.path(key)?;
@@ -442,7 +442,7 @@ pub async fn verify(target: &Target, key: &str, size: u64, sha: &str) -> HostRes
         )));
     }
     match target.backend {
-        Backend::S3 => {
+        Backend::S3 | Backend::Azure | Backend::Gcs => {
             let stored = head
                 .attributes
                 .get(&Attribute::Metadata(SHA256_META.into()))
