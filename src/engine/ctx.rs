@@ -8,13 +8,14 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rhai::Map;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
+use crate::host::check::http::HttpClients;
 use crate::host::error::{ErrorKind, HostError, HostResult};
 use crate::policy::Policy;
 
@@ -158,10 +159,21 @@ pub struct RunCtx {
     warned: AtomicBool,
     host_calls: AtomicU64,
     host_failures: AtomicU64,
+    /// The run's HTTP clients (checks, requests, notifications), made on first use with the
+    /// run's policy and dropped with the run.
+    http: OnceLock<Arc<HttpClients>>,
     pub started: Instant,
 }
 
 impl RunCtx {
+    /// The run's HTTP clients: one connection pool per (redirect, CA) setting, redirects checked
+    /// against the run's host allow-list.
+    pub fn http(&self) -> Arc<HttpClients> {
+        self.http
+            .get_or_init(|| HttpClients::with_policy(self.policy.clone()))
+            .clone()
+    }
+
     pub fn new(handle: Handle, script: PathBuf, policy: Policy) -> Self {
         let script_dir = script
             .parent()
@@ -193,6 +205,7 @@ impl RunCtx {
             warned: AtomicBool::new(false),
             host_calls: AtomicU64::new(0),
             host_failures: AtomicU64::new(0),
+            http: OnceLock::new(),
             started: Instant::now(),
         }
     }

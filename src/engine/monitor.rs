@@ -144,6 +144,8 @@ pub async fn start(ctx: &RunCtx) {
     let Some(url) = ctx.monitor.take_start() else {
         return;
     };
+    // Not the run's own clients (`ctx.http()`): the operator chose these URLs, not the script,
+    // so the script's host allow-list does not apply to their redirects.
     let clients = HttpClients::new();
     if let Err(e) = crate::host::notify::ping(ctx, &clients, &url, "start".into(), None).await {
         tracing::warn!(target: "mtn::monitor", "start ping not delivered (the run goes on): {}", e.message);
@@ -160,7 +162,7 @@ pub async fn finish(ctx: &RunCtx, end: &RunEnd<'_>) {
         return;
     }
     let work = async {
-        let clients = HttpClients::new();
+        let clients = HttpClients::new(); // the operator's URLs: see start()
         let failed = end.code != 0;
         if let Some(url) = &ping {
             let (status, body): (Dynamic, Option<String>) = if failed {

@@ -6,13 +6,13 @@
 //! unknown option, a host outside the policy) are errors.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::ctx::{Ctx, RunCtx};
+use crate::engine::ctx::RunCtx;
 use crate::host::binding::serde_duration;
 use crate::host::error::{HostError, HostResult};
 
@@ -94,25 +94,6 @@ impl HttpClients {
         map.insert(key, client.clone());
         Ok(client)
     }
-}
-
-/// The HTTP clients of the run `ctx` belongs to, shared by checks, requests, notifications and
-/// pings. Entries of finished runs are dropped on the next lookup.
-pub fn clients_for(ctx: &Ctx) -> Arc<HttpClients> {
-    type Runs = Mutex<Vec<(Weak<RunCtx>, Arc<HttpClients>)>>;
-    static RUNS: OnceLock<Runs> = OnceLock::new();
-    let mut runs = RUNS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    runs.retain(|(run, _)| run.strong_count() > 0);
-    let me = Arc::downgrade(ctx);
-    if let Some((_, c)) = runs.iter().find(|(run, _)| run.ptr_eq(&me)) {
-        return c.clone();
-    }
-    let c = HttpClients::with_policy(ctx.policy.clone());
-    runs.push((me, c.clone()));
-    c
 }
 
 /// `expect_status: 200` or `expect_status: [200, 204]`.

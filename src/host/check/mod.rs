@@ -13,7 +13,7 @@ use crate::engine::registry::Registrar;
 use crate::host::binding::{map_to_json, parse_duration};
 use crate::host::error::{HostError, HostResult};
 use crate::host_fn;
-use http::{clients_for, Check, CheckOptions};
+use http::{Check, CheckOptions};
 
 /// Default number of checks `http_check_all` runs at once.
 const DEFAULT_CONCURRENCY: usize = 50;
@@ -83,7 +83,7 @@ pub fn register(r: &mut Registrar) {
     );
     host_fn!(r, "http_check", doc, |ctx, url: &str; opts: CheckOptions| -> "Map" {
         let check = Check::new(&ctx, url, opts)?;
-        let clients = clients_for(&ctx);
+        let clients = ctx.http();
         ctx.block_on(async move { check.run(&clients).await })
     });
 
@@ -105,7 +105,7 @@ pub fn register(r: &mut Registrar) {
         // Same option names as http_check: reject typos before decoding per target.
         crate::host::binding::opts::<CheckOptions>(&o)?;
         let checks = build_checks(&ctx, &targets, &o)?;
-        let clients = clients_for(&ctx);
+        let clients = ctx.http();
         let c2 = ctx.clone();
         ctx.block_on(async move { http::check_all(&c2, &clients, checks, concurrency).await })
     });
@@ -115,7 +115,7 @@ pub fn register(r: &mut Registrar) {
         "Send an HTTP request with options: `headers`, `body` (text) or `json` (a map/array), `query`, `timeout` (default \"30s\"), `follow_redirects`, `ca_file`, `basic_auth` (\"user:pass\"), `bearer`.\n\n```rhai\nlet r = http_request(\"POST\", \"https://api.example.com/items\", #{ json: #{ name: \"x\" }, bearer: secret(\"API_TOKEN\") });\nif r.ok { log(r.json.id); }\n```",
     );
     host_fn!(r, "http_request", doc, |ctx, method: &str, url: &str; opts: http::RequestOptions| -> "Map" {
-        let clients = clients_for(&ctx);
+        let clients = ctx.http();
         let c2 = ctx.clone();
         ctx.block_on(async move { http::request(&c2, &clients, method, url, opts).await })
     });

@@ -16,7 +16,7 @@ use crate::engine::ctx::Ctx;
 use crate::engine::ctx::RunCtx;
 use crate::engine::registry::Registrar;
 use crate::host::binding::serde_duration;
-use crate::host::check::http::{clients_for, HttpClients};
+use crate::host::check::http::HttpClients;
 use crate::host::error::{HostError, HostResult};
 use crate::host_fn;
 
@@ -238,7 +238,7 @@ pub fn register(r: &mut Registrar) {
         "Send a notification with options: `title`, `level` (info, success, warning, error), `format` (json, slack, discord, mattermost, ntfy), `headers`; email: `to` (string or array), `from`, `subject`, `tls` (starttls (default), opportunistic, none; smtps:// is TLS from the start); `ca_file`, `timeout`; ntfy: `tags`, `priority`.\n\n```rhai\nnotify(\"smtp://alerts:pw@mail.example.com:587\", \"disk 91% full on db1\", #{ to: \"ops@example.com\", subject: \"[db1] disk\", level: \"error\" });\n```",
     );
     host_fn!(r, "notify", doc, |ctx, target: &str, message: Dynamic; opts: NotifyOptions| -> "Map" {
-        let clients = clients_for(&ctx);
+        let clients = ctx.http();
         let c2 = ctx.clone();
         let message = message.to_string();
         ctx.block_on(async move { notify(&c2, &clients, target, &message, opts).await })
@@ -273,7 +273,7 @@ fn do_ping(
     status: Dynamic,
     body: Option<String>,
 ) -> HostResult<ping::PingReport> {
-    let clients = clients_for(ctx);
+    let clients = ctx.http();
     let c2 = ctx.clone();
     ctx.block_on(async move { ping(&c2, &clients, url, status, body).await })
 }
