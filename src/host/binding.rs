@@ -372,6 +372,45 @@ mod tests {
         );
     }
 
+    /// The wrapper is the one place a function's name goes on its error: the caught message has
+    /// none, the rendered one has it once.
+    #[test]
+    fn a_failing_call_is_named_once() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let engine = crate::engine::metadata_engine(rt.handle().clone());
+        for (args, caught, shown) in [
+            (
+                r#"#{ sortt: "name" }"#,
+                "unknown option `sortt` (did you mean `sort`?)",
+                "list: unknown option `sortt`",
+            ),
+            (
+                r#"#{ sort: "colour" }"#,
+                "unknown sort \"colour\"",
+                "list: unknown sort \"colour\"",
+            ),
+        ] {
+            let call = format!(r#"list(".", {args})"#);
+            let message: String = engine
+                .eval(&format!(
+                    "let m = \"\"; try {{ {call}; }} catch (e) {{ m = e.message; }} m"
+                ))
+                .unwrap();
+            assert!(message.starts_with(caught), "{message}");
+            let err = engine.eval::<Dynamic>(&call).unwrap_err();
+            let rendered = crate::engine::error::render(&err, std::path::Path::new("t.rhai"));
+            assert!(rendered.message.starts_with(shown), "{}", rendered.message);
+            assert_eq!(
+                rendered.message.matches("list:").count(),
+                1,
+                "{}",
+                rendered.message
+            );
+        }
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("30d").unwrap().as_secs(), 30 * 86400);
