@@ -6,8 +6,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use crate::support::*;
 
 struct Az {
@@ -37,12 +35,7 @@ impl Az {
             .args(args)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "azure_rest {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout_of(out, &format!("azure_rest {args:?}"))
     }
     fn rest(&self, args: &[&str]) -> String {
         self.rest_at(&self.endpoint, args)
@@ -66,10 +59,6 @@ impl Az {
     fn run(&self, dir: &Path, text: &str, args: &[&str]) -> Run {
         run_script_env(dir, "az.rhai", text, args, &[("AZ_KEY", &self.key)])
     }
-}
-
-fn sha256_of(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {
@@ -121,7 +110,7 @@ print("JSON:" + #{{ out: out, l: l, n: n }}.to_json());
     let v = json_after(run.expect_code(0), "JSON:");
     for (i, (name, data)) in files.iter().enumerate() {
         let up = &v["out"][i]["up"];
-        let sha = sha256_of(data);
+        let sha = sha256_hex(data);
         assert_eq!(up["sha256"], sha.as_str(), "{up}");
         assert_eq!(up["url"], format!("{prefix}{name}").as_str());
         assert_eq!(up["files"][0]["multipart"], *name == "large.bin", "{up}");
@@ -152,7 +141,7 @@ print("JSON:" + #{{ out: out, l: l, n: n }}.to_json());
         .map(|o| o["key"].as_str().unwrap())
         .collect();
     assert_eq!(listed, ["rt/empty", "rt/large.bin", "rt/small.txt"]);
-    assert_eq!(v["l"][2]["sha256"], sha256_of(&files[0].1).as_str());
+    assert_eq!(v["l"][2]["sha256"], sha256_hex(&files[0].1).as_str());
     assert!(
         v["n"]["url"].as_str().unwrap().starts_with(&prefix),
         "{}",
@@ -209,7 +198,7 @@ fn azure_blob_uploaded_elsewhere_is_checked_by_size_and_corruption_never_lands()
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(sha, sha256_of(b"the real backup"));
+    assert_eq!(sha, sha256_hex(b"the real backup"));
     fs::write(d.join("evil"), b"the real backuq").unwrap();
     a.rest(&[
         "put",

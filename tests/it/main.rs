@@ -13,6 +13,7 @@ mod engine;
 mod faults;
 mod files;
 mod fleet;
+mod gcs;
 mod hardening;
 mod messages;
 mod mongo;

@@ -73,6 +73,23 @@ pub fn run_script_env(
     Run::from(c.output().expect("run mtn"))
 }
 
+/// A helper process's stdout; panics with `what` and its stderr when it failed.
+#[track_caller]
+pub fn stdout_of(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The sha256 of some bytes, as lowercase hex (what `upload` stores and `sha256sum` prints).
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
 /// The JSON a script printed after `tag` (e.g. `print("JSON:" + r.to_json())`).
 pub fn json_after(run: &Run, tag: &str) -> serde_json::Value {
     let all = run.all();
