@@ -6,6 +6,7 @@ pub mod atomic;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod cron;
 pub mod daemon;
 pub mod engine;
 pub mod env_file;

@@ -268,8 +268,8 @@ fn upcoming(spec: &JobSpec, n: usize) -> Vec<DateTime<Local>> {
 fn in_job_tz(spec: &JobSpec, t: DateTime<Local>) -> String {
     const FMT: &str = "%a %Y-%m-%d %H:%M:%S %:z";
     match spec.tz {
-        crate::config::JobTz::Named(tz) => t.with_timezone(&tz).format(FMT).to_string(),
-        crate::config::JobTz::Local => t.format(FMT).to_string(),
+        crate::cron::JobTz::Named(tz) => t.with_timezone(&tz).format(FMT).to_string(),
+        crate::cron::JobTz::Local => t.format(FMT).to_string(),
     }
 }
 

@@ -11,7 +11,8 @@ use rhai::{ASTNode, Engine, Expr, Map, Stmt, AST};
 use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 
-use crate::config::{state_dir, Config, JobConfig, JobTz, Overlap, StateDefault};
+use crate::config::{state_dir, Config, JobConfig, Overlap, StateDefault};
+use crate::cron::JobTz;
 use crate::engine::ctx::{Limits, LogTail, RunCtx};
 use crate::engine::resolver::ScriptResolver;
 use crate::host::binding::parse_duration;
@@ -72,7 +73,7 @@ impl Settings {
 pub struct JobSpec {
     pub cfg: JobConfig,
     pub script: PathBuf,
-    pub cron: crate::daemon::cron::Schedule,
+    pub cron: crate::cron::Schedule,
     pub tz: JobTz,
     pub timeout: Option<Duration>,
     pub retry_delay: Duration,
@@ -117,7 +118,7 @@ impl JobSpec {
                 .narrowed(&job_policy, &settings.base)
                 .map_err(|e| format!("job {:?}: {e}", cfg.name))?,
             vars,
-            fleet: crate::daemon::fleet::config::mode(settings.fleet.as_ref(), cfg),
+            fleet: crate::config::fleet::mode(settings.fleet.as_ref(), cfg),
             cfg: cfg.clone(),
         })
     }

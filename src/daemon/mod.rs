@@ -5,7 +5,6 @@
 pub mod access;
 mod alerting;
 pub mod alerts;
-pub mod cron;
 pub mod fleet;
 pub mod history;
 pub mod jobs;

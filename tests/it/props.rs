@@ -93,9 +93,9 @@ proptest! {
     ) {
         let line = fields.join(" ");
         let start = chrono::DateTime::from_timestamp(from, 0).unwrap();
-        let tz = mtn::config::JobTz::Named(chrono_tz::Europe::Berlin);
-        let _ = mtn::daemon::cron::next_n(&junk, &tz, start, 3);
-        if let Ok(times) = mtn::daemon::cron::next_n(&line, &tz, start, 4) {
+        let tz = mtn::cron::JobTz::Named(chrono_tz::Europe::Berlin);
+        let _ = mtn::cron::next_n(&junk, &tz, start, 3);
+        if let Ok(times) = mtn::cron::next_n(&line, &tz, start, 4) {
             for w in times.windows(2) {
                 prop_assert!(w[0] < w[1], "{line}: {times:?}");
             }

@@ -12,7 +12,6 @@
 //! - `config.rs`: `[fleet]` and each job's `fleet = "once" | "each"`.
 
 pub mod claim;
-pub mod config;
 pub mod once;
 pub mod run;
 pub mod shared;
@@ -28,8 +27,8 @@ use crate::host::db::postgres::conn::{self, PgClient};
 use crate::host::db::url::ServerUrl;
 use crate::sync::lock;
 
+pub use crate::config::fleet::{FleetConfig, FleetMode};
 pub use claim::{Claim, Claimed};
-pub use config::{FleetConfig, FleetMode};
 
 /// `classid` of mtn's advisory locks (`pg_try_advisory_lock(NS, job key)`): "mtn" in ASCII, so
 /// an operator reading pg_locks can tell mtn's locks from the application's.

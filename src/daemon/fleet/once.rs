@@ -39,7 +39,7 @@ pub fn prepare(args: &RunArgs, cfg: Option<&(Config, PathBuf)>) -> Result<Option
     let from_config = cfg.and_then(|(c, base)| c.fleet.clone().map(|f| (f, base.clone())));
     let (mut fc, base) = match (&args.lock, from_config) {
         (Some(lock), other) => {
-            super::config::check_lock_url(lock).map_err(|e| format!("--lock: {e}"))?;
+            crate::config::fleet::check_lock_url(lock).map_err(|e| format!("--lock: {e}"))?;
             let host_id = other.and_then(|(f, _)| f.host_id);
             (
                 FleetConfig {

@@ -1,11 +1,14 @@
 //! `mtn.toml`: global settings, `[policy]`, `[limits]` and the daemon's `[[job]]` tables.
 //! Unknown keys are errors, so a typo in a config is reported instead of silently ignored.
 
+pub mod fleet;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cron::JobTz;
 use crate::engine::ctx::Limits;
 use crate::policy::PolicyConfig;
 
@@ -34,7 +37,7 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub limits: Limits,
     /// Hosts sharing a PostgreSQL lock database run each `once` job once per slot (docs/fleet.md).
-    pub fleet: Option<crate::daemon::fleet::config::FleetConfig>,
+    pub fleet: Option<fleet::FleetConfig>,
     #[serde(rename = "job")]
     pub jobs: Vec<JobConfig>,
 }
@@ -141,7 +144,7 @@ impl Config {
                 ));
             }
         }
-        out.extend(crate::daemon::fleet::config::problems(self, text, path));
+        out.extend(fleet::problems(self, text, path));
         for (i, job) in self.jobs.iter().enumerate() {
             let fail = |key: &str, what: String| job_problem(text, path, i, &job.name, key, &what);
             if job.name.is_empty() {
@@ -292,17 +295,10 @@ pub enum Overlap {
     Replace,
 }
 
-/// A job's schedule time zone.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum JobTz {
-    Local,
-    Named(chrono_tz::Tz),
-}
-
 impl JobConfig {
-    pub fn cron(&self) -> Result<crate::daemon::cron::Schedule, String> {
+    pub fn cron(&self) -> Result<crate::cron::Schedule, String> {
         self.schedule
-            .parse::<crate::daemon::cron::Schedule>()
+            .parse::<crate::cron::Schedule>()
             .map_err(|e| format!("`schedule` {:?}: {e} (use 5 or 6 cron fields, or @hourly/@daily/@weekly/@monthly/@yearly)", self.schedule))
     }
 

@@ -14,8 +14,6 @@ use chrono::{
     Offset, TimeZone, Timelike,
 };
 
-use crate::config::JobTz;
-
 /// A parsed schedule: one bit set per field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
@@ -337,6 +335,13 @@ impl Schedule {
         }
         out
     }
+}
+
+/// A job's schedule time zone.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum JobTz {
+    Local,
+    Named(chrono_tz::Tz),
 }
 
 #[cfg(test)]

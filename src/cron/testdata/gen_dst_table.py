@@ -1,5 +1,5 @@
 # Run: python3 -m venv v && v/bin/pip install cronsim && v/bin/python gen_dst_table.py > dst_table.txt
-# Generates src/daemon/cron/testdata/dst_table.txt with cronsim (an independent model of
+# Generates src/cron/testdata/dst_table.txt with cronsim (an independent model of
 # Debian cron, incl. its DST rules). The Rust test reads only the checked-in table.
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
