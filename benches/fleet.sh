@@ -20,8 +20,8 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--jobs N] [--secs S] [--runs R]" >&2; exit 2 ;;
   esac
 done
-cargo build --release --quiet
-MTN="$PWD/target/release/mtn"
+if [ -z "${MTN_BIN:-}" ]; then cargo build --release --quiet; fi
+MTN="${MTN_BIN:-$PWD/target/release/mtn}"
 WORK="$(mktemp -d /tmp/mtn-bench-fleet.XXXXXX)"
 chmod 755 "$WORK"
 PIDS=""
