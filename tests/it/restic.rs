@@ -304,3 +304,79 @@ fn restic_uploads_snapshot_script_keeps_history_of_the_uploads_folder() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("photo.jpg"));
 }
+
+#[test]
+fn restic_repository_on_the_sftp_server_snapshot_forget_restore() {
+    let host = env_var("MTN_TEST_SFTP_HOST");
+    let port = env_var("MTN_TEST_SFTP_PORT");
+    let user = env_var("MTN_TEST_SFTP_USER");
+    let server_dir = env_var("MTN_TEST_SFTP_DIR");
+    let key = env_var("MTN_TEST_SFTP_KEY");
+    let known = env_var("MTN_TEST_SFTP_KNOWN_HOSTS");
+    let dir = tempdir();
+    let d = dir.path();
+    fs::create_dir_all(d.join("site")).unwrap();
+    fs::write(d.join("site/index.html"), "<h1>v1</h1>").unwrap();
+    let name = format!("restic-{}", std::process::id());
+    let repo = format!("sftp://{user}@{host}:{port}/{server_dir}/{name}");
+    let opts =
+        format!(r#"#{{ password: secret("RP"), ssh_key: "{key}", known_hosts: "{known}" }}"#);
+    let snap = format!(
+        r#"let r = snapshot_dir("site", "{repo}", {opts} + #{{ init: true,
+              policy: #{{ keep_last: 1, max_delete_percent: 100 }} }}); print("JSON:" + r.to_json());"#
+    );
+    let first = json_after(run_restic_script(d, &snap, &[]).expect_code(0), "JSON:");
+    assert_eq!(first["initialized"], true, "{first}");
+    // The repository is on the server, in the sftp user's folder (same machine: read it here).
+    let on_server = Path::new(&server_dir).join(&name);
+    assert!(
+        on_server.join("config").exists(),
+        "no repository at {}",
+        on_server.display()
+    );
+    fs::write(d.join("site/index.html"), "<h1>v2</h1>").unwrap();
+    let second = json_after(run_restic_script(d, &snap, &[]).expect_code(0), "JSON:");
+    assert_eq!(second["files_changed"], 1, "{second}");
+    assert_eq!(
+        second["forgotten"],
+        serde_json::json!([first["snapshot_id"]]),
+        "{second}"
+    );
+    // The restic CLI itself, on the server's folder, sees the one snapshot left.
+    let left = snapshots(&on_server);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["short_id"], second["snapshot_id"]);
+
+    let src = fs::canonicalize(d.join("site")).unwrap();
+    let file = src.join("index.html");
+    let run = run_restic_script(
+        d,
+        &format!(
+            r#"restore_snapshot("{repo}", "back", {opts} + #{{ include: ["{}"] }});"#,
+            file.display()
+        ),
+        &[],
+    );
+    run.expect_code(0);
+    let back = d.join("back").join(file.strip_prefix("/").unwrap());
+    assert_eq!(fs::read_to_string(back).unwrap(), "<h1>v2</h1>");
+
+    // A known_hosts without the server's key: refused, saying so.
+    fs::write(d.join("empty_known_hosts"), "").unwrap();
+    let run = run_restic_script(
+        d,
+        &format!(
+            r#"try {{ snapshot_dir("site", "{repo}", #{{ password: secret("RP"), ssh_key: "{key}", known_hosts: "{}" }}); }}
+               catch (e) {{ print("JSON:" + e.to_json()); }}"#,
+            d.join("empty_known_hosts").display()
+        ),
+        &[],
+    );
+    let e = json_after(run.expect_code(0), "JSON:");
+    assert_eq!(e["kind"], "refused", "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("known_hosts"),
+        "{e}"
+    );
+    let _ = fs::remove_dir_all(on_server);
+}

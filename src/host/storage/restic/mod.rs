@@ -104,7 +104,7 @@ Needs the Debian package `restic` (kind `missing_tool` without it). `repo` is a 
 (inside the allowed roots) or a repository as restic spells it (`sftp:user@host:/srv/restic`,
 `s3:https://host/bucket/path`, `rest:https://...`). Options: `password` (use secret(); else
 restic's RESTIC_PASSWORD/RESTIC_PASSWORD_FILE), `tags`, `host`, `exclude` (restic patterns),
-`init` (create the repository when missing), `policy` (the same map as retention's:
+`init` (create the repository when missing), `ssh_key` and `known_hosts` (sftp: repositories), `policy` (the same map as retention's:
 `keep_last`, `keep_daily`, ..., `keep_within`, and the floors `keep_newest`,
 `max_delete_percent`, `require_fresh`: the plan is refused past a floor), `check` (`true`, or a
 share of the data to read: `"5%"`). Returns `#{ repo, source, snapshot_id, files_new,

@@ -20,9 +20,13 @@ pub struct RepoOptions {
     pub password: Option<String>,
     /// Only snapshots of this host (restic's `--host`; backups are recorded under it).
     pub host: Option<String>,
+    /// sftp: repositories: the private key file ssh logs in with.
+    pub ssh_key: Option<String>,
+    /// sftp: repositories: the known_hosts file the server's key must be in.
+    pub known_hosts: Option<String>,
 }
 
-pub const REPO_KEYS: &[&str] = &["password", "host"];
+pub const REPO_KEYS: &[&str] = &["password", "host", "ssh_key", "known_hosts"];
 
 /// Backends restic spells as `NAME:...`; anything else is a local path.
 const REMOTE_SCHEMES: &[&str] = &[
@@ -36,6 +40,8 @@ pub struct Restic {
     password: Option<String>,
     /// When the repository is a local folder.
     pub local: Option<PathBuf>,
+    /// Global flags before every command (`-o sftp.command=...`).
+    global: Vec<String>,
 }
 
 impl Restic {
@@ -74,10 +80,22 @@ impl Restic {
         if let Ok(p) = std::env::var("RESTIC_PASSWORD") {
             crate::redact::register(&p);
         }
+        let mut global = Vec::new();
+        if o.ssh_key.is_some() || o.known_hosts.is_some() {
+            if !repo.starts_with("sftp:") {
+                return Err(HostError::invalid(format!(
+                    "ssh_key and known_hosts apply to sftp: repositories only, not {}",
+                    crate::redact::redact(&repo)
+                )));
+            }
+            global.push("-o".to_string());
+            global.push(format!("sftp.command={}", sftp_command(&repo, o)?));
+        }
         Ok(Restic {
             bin,
             repo,
             password,
+            global,
             local,
         })
     }
@@ -86,7 +104,8 @@ impl Restic {
     /// `ok_codes` are exit codes that still mean success (backup's 3: some files unreadable).
     pub async fn run(&self, args: &[String], ok_codes: &[i32]) -> HostResult<Output> {
         let mut cmd = tools::command(&self.bin);
-        cmd.args(args)
+        cmd.args(&self.global)
+            .args(args)
             .stdout(Stdio::piped())
             // The repository goes by environment too: a rest: URL may carry a password.
             .env("RESTIC_REPOSITORY", &self.repo)
@@ -132,6 +151,13 @@ impl Restic {
                 ErrorKind::NotFound,
                 " (no restic repository there: create it with `restic init`, or pass init: true)",
             )
+        } else if stderr.contains("Host key verification failed") {
+            (
+                ErrorKind::Refused,
+                " (the server's host key is not in known_hosts, or differs from it: check it with the server's admin, then add it with ssh-keyscan)",
+            )
+        } else if stderr.contains("Permission denied (publickey") {
+            (ErrorKind::PermissionDenied, " (ssh refused the login)")
         } else if stderr.contains("repository is already locked") {
             (
                 ErrorKind::Refused,
@@ -156,6 +182,68 @@ pub struct Output {
     pub stdout: String,
     pub stderr: String,
     pub code: i32,
+}
+
+/// The ssh command restic runs for an `sftp:` repository with an explicit key or known_hosts
+/// (restic splits it on spaces, so paths with spaces or quotes are refused rather than mangled).
+fn sftp_command(repo: &str, o: &RepoOptions) -> HostResult<String> {
+    let ssh = tools::find_tool(&["ssh"], "openssh-client")?;
+    let (user, host, port) = sftp_parts(repo).ok_or_else(|| {
+        HostError::invalid(format!(
+            "cannot read user and host from {}: use sftp:user@host:/path or sftp://user@host:port//path",
+            crate::redact::redact(repo)
+        ))
+    })?;
+    let mut parts: Vec<String> = vec![
+        ssh.display().to_string(),
+        "-o".into(),
+        "BatchMode=yes".into(),
+        "-o".into(),
+        "StrictHostKeyChecking=yes".into(),
+    ];
+    if let Some(k) = &o.ssh_key {
+        parts.extend([
+            "-i".into(),
+            k.clone(),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+        ]);
+    }
+    if let Some(kh) = &o.known_hosts {
+        parts.extend(["-o".into(), format!("UserKnownHostsFile={kh}")]);
+    }
+    if let Some(p) = port {
+        parts.extend(["-p".into(), p.to_string()]);
+    }
+    parts.push(match user {
+        Some(u) => format!("{u}@{host}"),
+        None => host,
+    });
+    parts.extend(["-s".into(), "sftp".into()]);
+    if let Some(bad) = parts
+        .iter()
+        .find(|p| p.is_empty() || p.contains(|c: char| c.is_whitespace() || "'\"\\".contains(c)))
+    {
+        return Err(HostError::invalid(format!(
+            "{bad:?} cannot be passed to restic's ssh command (spaces and quotes are not supported there)"
+        )));
+    }
+    Ok(parts.join(" "))
+}
+
+/// (user, host, port) of `sftp:user@host:/path` or `sftp://user@host:port//path`.
+fn sftp_parts(repo: &str) -> Option<(Option<String>, String, Option<u16>)> {
+    let rest = repo.strip_prefix("sftp:")?;
+    if rest.starts_with("//") {
+        let u = url::Url::parse(&format!("sftp:{rest}")).ok()?;
+        let user = Some(u.username().to_string()).filter(|s| !s.is_empty());
+        return Some((user, u.host_str()?.to_string(), u.port()));
+    }
+    let hostpart = rest.split(':').next()?;
+    match hostpart.rsplit_once('@') {
+        Some((u, h)) => Some((Some(u.to_string()), h.to_string(), None)),
+        None => Some((None, hostpart.to_string(), None)),
+    }
 }
 
 /// The host a remote repository talks to, for the policy's allow_hosts:
@@ -206,5 +294,13 @@ mod tests {
             Some("h.example")
         );
         assert_eq!(remote_host("b2:bucket:path"), None);
+        assert_eq!(
+            sftp_parts("sftp://u@127.0.0.1:2222//srv/r"),
+            Some((Some("u".into()), "127.0.0.1".into(), Some(2222)))
+        );
+        assert_eq!(
+            sftp_parts("sftp:box.example:/srv/r"),
+            Some((None, "box.example".into(), None))
+        );
     }
 }
