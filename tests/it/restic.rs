@@ -373,7 +373,9 @@ fn restic_repository_on_the_sftp_server_snapshot_forget_restore() {
         &[],
     );
     let e = json_after(run.expect_code(0), "JSON:");
-    assert_eq!(e["kind"], "refused", "{e}");
+    // `refused` when restic passed ssh's "Host key verification failed." on before exiting;
+    // it forwards it from a goroutine and sometimes exits first (then `network`, same hint).
+    assert!(e["kind"] == "refused" || e["kind"] == "network", "{e}");
     assert!(
         e["message"].as_str().unwrap().contains("known_hosts"),
         "{e}"

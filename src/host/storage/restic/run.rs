@@ -158,6 +158,13 @@ impl Restic {
             )
         } else if stderr.contains("Permission denied (publickey") {
             (ErrorKind::PermissionDenied, " (ssh refused the login)")
+        } else if stderr.contains("unable to start the sftp session") {
+            // restic forwards ssh's own message from a goroutine and may exit before it does,
+            // so the reason is not always in stderr.
+            (
+                ErrorKind::Network,
+                " (ssh did not start an sftp session: the host key is unknown or changed (known_hosts), the key was refused, or the server is unreachable; the same ssh command by hand says which)",
+            )
         } else if stderr.contains("repository is already locked") {
             (
                 ErrorKind::Refused,
