@@ -409,8 +409,32 @@ fn azure_server_killed_mid_upload_leaves_no_blob_under_the_final_name() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Kill the server once some blocks are in.
-    std::thread::sleep(Duration::from_millis(2500));
+    // Kill the server once some blocks are in (Azurite keeps them under its workspace), but
+    // long before the last one.
+    let stored = |dir: &Path| -> u64 {
+        let mut total = 0;
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+                match e.metadata() {
+                    Ok(m) if m.is_dir() => stack.push(e.path()),
+                    Ok(m) => total += m.len(),
+                    Err(_) => {}
+                }
+            }
+        }
+        total
+    };
+    for _ in 0..600 {
+        if stored(&ws) > 24 * 1024 * 1024 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        stored(&ws) < 250 * 1024 * 1024,
+        "the upload went too far before the kill"
+    );
     server.kill().unwrap();
     server.wait().unwrap();
     let run = Run::from(child.wait_with_output().unwrap());
