@@ -10,6 +10,7 @@ pub mod cron;
 pub mod daemon;
 pub mod engine;
 pub mod env_file;
+pub mod error;
 pub mod exit;
 pub mod host;
 pub mod logging;

@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 /// `[policy]` in mtn.toml.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -177,7 +177,7 @@ impl Policy {
         }
         find_program(program).ok_or_else(|| {
             HostError::new(
-                crate::host::error::ErrorKind::MissingTool,
+                crate::error::ErrorKind::MissingTool,
                 format!(
                     "cannot start `{program}`: not found in mtn's PATH ({})",
                     std::env::var("PATH").unwrap_or_default()
@@ -447,7 +447,7 @@ mod tests {
             "/home/alice",
         ] {
             let err = p.check_write(Path::new(bad)).unwrap_err();
-            assert_eq!(err.kind, crate::host::error::ErrorKind::Refused, "{bad}");
+            assert_eq!(err.kind, crate::error::ErrorKind::Refused, "{bad}");
         }
         // Inside a home directory, or a name that only starts like a system tree, is fine.
         for ok in [

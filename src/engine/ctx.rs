@@ -15,8 +15,8 @@ use rhai::Map;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::check::http::HttpClients;
-use crate::host::error::{ErrorKind, HostError, HostResult};
 use crate::policy::Policy;
 
 /// Why a run was stopped from outside.

@@ -9,7 +9,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::registry::Registrar;
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 use crate::host_fn;
 
 #[derive(Debug, Deserialize)]

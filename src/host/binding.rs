@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::engine::ctx::RunCtx;
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 pub type RhaiResult = Result<Dynamic, Box<EvalAltResult>>;
 
@@ -291,7 +291,7 @@ pub fn parse_duration(text: &str) -> HostResult<std::time::Duration> {
 /// An age given as a duration string ("30d", "12h") or as a number of seconds (delete_older_than,
 /// delete_rows_older_than). Negative, NaN and infinite seconds are refused: clamping them to 0
 /// would make "older than" mean "everything".
-pub fn age_arg(age: &rhai::Dynamic) -> crate::host::error::HostResult<std::time::Duration> {
+pub fn age_arg(age: &rhai::Dynamic) -> crate::error::HostResult<std::time::Duration> {
     if let Some(s) = age.read_lock::<rhai::ImmutableString>() {
         return parse_duration(&s);
     }
@@ -300,18 +300,18 @@ pub fn age_arg(age: &rhai::Dynamic) -> crate::host::error::HostResult<std::time:
     } else if let Ok(f) = age.as_float() {
         f
     } else {
-        return Err(crate::host::error::HostError::invalid(format!(
+        return Err(crate::error::HostError::invalid(format!(
             "age must be a duration like \"30d\" or a number of seconds, not a {}",
             age.type_name()
         )));
     };
     if !secs.is_finite() || secs < 0.0 {
-        return Err(crate::host::error::HostError::invalid(format!(
+        return Err(crate::error::HostError::invalid(format!(
             "age must be zero or more seconds, got {secs}"
         )));
     }
     std::time::Duration::try_from_secs_f64(secs)
-        .map_err(|e| crate::host::error::HostError::invalid(format!("age {secs}: {e}")))
+        .map_err(|e| crate::error::HostError::invalid(format!("age {secs}: {e}")))
 }
 
 /// Serde helpers for options that take a duration: accept "5m" or a number of seconds.

@@ -8,8 +8,8 @@
 
 use std::io::{self, BufRead, Read, Write};
 
+use crate::error::{HostError, HostResult};
 use crate::host::compress::{compress_member, ParallelGzWriter, DEFAULT_CHUNK};
-use crate::host::error::{HostError, HostResult};
 
 /// A compression setting: format and level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::atomic::AtomicFile;
 use crate::engine::ctx::RunCtx;
 use crate::engine::registry::Registrar;
+use crate::error::{HostError, HostResult};
 use crate::host::codec::{self, Codec, Format};
-use crate::host::error::{HostError, HostResult};
 pub use crate::host::pgzip::{compress_member, default_threads, ParallelGzWriter, DEFAULT_CHUNK};
 use crate::host_fn;
 

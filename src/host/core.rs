@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use crate::engine::ctx::RunCtx;
 use crate::engine::registry::Registrar;
+use crate::error::{ErrorKind, HostError};
 use crate::host::binding::parse_duration;
-use crate::host::error::{ErrorKind, HostError};
 use crate::host_fn;
 
 /// A point in time (local time zone), as returned by `now()`.

@@ -15,8 +15,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::engine::ctx::RunCtx;
 use crate::engine::registry::Registrar;
+use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::binding::serde_duration;
-use crate::host::error::{ErrorKind, HostError, HostResult};
 use crate::host_fn;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);

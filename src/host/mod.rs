@@ -9,7 +9,6 @@ pub mod container;
 pub mod core;
 pub mod db;
 pub mod deletion;
-pub mod error;
 pub mod exec;
 pub mod fs;
 pub mod notify;

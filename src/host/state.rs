@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::registry::Registrar;
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 use crate::host_fn;
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
@@ -125,7 +125,7 @@ pub fn load(state_dir: &Path, key: &str) -> HostResult<Streak> {
     match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
             HostError::new(
-                crate::host::error::ErrorKind::Io,
+                crate::error::ErrorKind::Io,
                 format!(
                     "state file {} is corrupt ({e}); delete it to start the streak afresh",
                     path.display()

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::engine::registry::Registrar;
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 use crate::host_fn;
 
 #[derive(Debug, Serialize, PartialEq)]

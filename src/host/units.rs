@@ -9,7 +9,7 @@
 
 use serde::Deserialize;
 
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 /// A size given as bytes or text ("10MB", "1.5 GiB", "500k").
 #[derive(Debug, Clone, Deserialize)]

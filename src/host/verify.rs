@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::atomic::HashingWriter;
 use crate::engine::registry::Registrar;
+use crate::error::{HostError, HostResult};
 use crate::host::codec::{self, Format};
-use crate::host::error::{HostError, HostResult};
 use crate::host_fn;
 
 #[derive(Debug, Serialize)]

@@ -173,7 +173,7 @@ impl Fleet {
     async fn connect(&self) -> Result<PgClient, String> {
         let c = conn::connect(&self.url).await.map_err(|e| {
             let mut m = e.message;
-            if e.kind == crate::host::error::ErrorKind::Auth {
+            if e.kind == crate::error::ErrorKind::Auth {
                 m.push_str(&format!(" ({})", self.hint));
             }
             m

@@ -13,8 +13,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::ctx::RunCtx;
+use crate::error::{HostError, HostResult};
 use crate::host::binding::serde_duration;
-use crate::host::error::{HostError, HostResult};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of a body a check reads to look for `contains` (the rest is not downloaded).

@@ -10,8 +10,8 @@ use rhai::{Array, Dynamic, ImmutableString, Map};
 
 use crate::engine::ctx::Ctx;
 use crate::engine::registry::Registrar;
+use crate::error::{HostError, HostResult};
 use crate::host::binding::{map_to_json, parse_duration};
-use crate::host::error::{HostError, HostResult};
 use crate::host_fn;
 use http::{Check, CheckOptions};
 

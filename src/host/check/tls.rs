@@ -12,8 +12,8 @@ use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::ctx::RunCtx;
+use crate::error::{HostError, HostResult};
 use crate::host::binding::serde_duration;
-use crate::host::error::{HostError, HostResult};
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]

@@ -9,7 +9,7 @@ use bollard::errors::Error as ApiError;
 use bollard::models::ContainerInspectResponse;
 use bollard::Docker;
 
-use crate::host::error::{ErrorKind, HostError, HostResult};
+use crate::error::{ErrorKind, HostError, HostResult};
 
 /// Where the engine is, for messages.
 pub fn engine_address() -> String {

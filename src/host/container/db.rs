@@ -9,7 +9,7 @@
 //! tool always matches the server's version.
 
 use crate::engine::ctx::RunCtx;
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 /// The container a database URL named, resolved.
 #[derive(Debug, Clone)]

@@ -9,8 +9,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::process::{self, Spec};
 use crate::engine::ctx::RunCtx;
+use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::binding::serde_duration;
-use crate::host::error::{ErrorKind, HostError, HostResult};
 use crate::host::exec::ExecReport;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);

@@ -8,7 +8,7 @@ use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde::{Deserialize, Serialize};
 
 use super::api::{self, api_error};
-use crate::host::error::HostResult;
+use crate::error::HostResult;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -160,7 +160,7 @@ pub async fn containers(o: ListOptions) -> HostResult<Vec<ContainerInfo>> {
         // between the two calls is skipped.
         match api::inspect(&docker, &id).await {
             Ok(full) => out.push(info(&full)),
-            Err(e) if e.kind == crate::host::error::ErrorKind::NotFound => continue,
+            Err(e) if e.kind == crate::error::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         }
     }

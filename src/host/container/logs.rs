@@ -7,7 +7,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::api::{self, api_error};
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 const DEFAULT_MAX_LINES: usize = 1000;
 

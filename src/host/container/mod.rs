@@ -15,7 +15,7 @@ pub mod stats;
 use rhai::Array;
 
 use crate::engine::registry::Registrar;
-use crate::host::error::HostResult;
+use crate::error::HostResult;
 use crate::host_fn;
 
 fn args_of(args: &Array) -> HostResult<Vec<String>> {

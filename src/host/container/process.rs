@@ -19,7 +19,7 @@ use futures::{Stream, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::api::{self, api_error};
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 pub type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
 pub type Input = Pin<Box<dyn AsyncWrite + Send>>;

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::api::{self, api_error};
 use crate::engine::ctx::RunCtx;
+use crate::error::HostResult;
 use crate::host::binding::serde_duration;
-use crate::host::error::HostResult;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::api::{self, api_error};
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 #[derive(Debug, Serialize)]
 pub struct ContainerStats {

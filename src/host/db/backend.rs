@@ -14,9 +14,9 @@ use super::password::{self, Lookup, Target};
 use super::url::{self as dburl, Engine, ServerUrl};
 use super::{mongo, mysql, postgres, sqlite};
 use crate::engine::ctx::Ctx;
+use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::binding::{opts, to_dynamic};
 pub use crate::host::container::db::Target as ContainerTarget;
-use crate::host::error::{ErrorKind, HostError, HostResult};
 
 /// Rows of any SQL engine, column name → JSON value.
 pub type Rows = Vec<serde_json::Map<String, Value>>;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::options::{DeleteOptions, DeleteReport};
 use crate::engine::ctx::RunCtx;
-use crate::host::error::HostResult;
+use crate::error::HostResult;
 
 /// What an engine provides to the loop.
 pub(super) trait BatchDelete {

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::atomic::{AtomicFile, HashingWriter};
 use crate::engine::ctx::RunCtx;
+use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::codec::{Codec, Encoder};
 use crate::host::compress::default_threads;
-use crate::host::error::{ErrorKind, HostError, HostResult};
 use crate::host::units::human;
 
 /// What `dump_db` returns.

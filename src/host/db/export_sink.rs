@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use super::dump_file::{DumpWriter, Sanity};
 use super::options::{ExportFormat, ExportOptions, ExportReport};
 use crate::engine::ctx::RunCtx;
+use crate::error::{HostError, HostResult};
 use crate::host::codec::Codec;
-use crate::host::error::{HostError, HostResult};
 
 /// Where and how an export goes, decided (and the destination checked against the policy)
 /// before the engine touches the database.

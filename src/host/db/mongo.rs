@@ -18,8 +18,8 @@ use rhai::{Dynamic, Map};
 
 use crate::engine::ctx::Ctx;
 use crate::engine::registry::Registrar;
+use crate::error::HostResult;
 use crate::host::binding::{opts, to_dynamic};
-use crate::host::error::HostResult;
 use crate::host_fn;
 
 use convert::dynamic_to_doc;

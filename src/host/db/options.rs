@@ -5,8 +5,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::dump_file::{CompressOpt, Sanity, SizeOpt};
+use crate::error::HostResult;
 use crate::host::binding::serde_duration;
-use crate::host::error::HostResult;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -191,7 +191,7 @@ impl ExportOptions {
         match self.format.as_deref().unwrap_or("csv") {
             "csv" => Ok(ExportFormat::Csv),
             "jsonl" | "ndjson" => Ok(ExportFormat::Jsonl),
-            other => Err(crate::host::error::HostError::invalid(format!(
+            other => Err(crate::error::HostError::invalid(format!(
                 "format {other:?} is not supported (use \"csv\" or \"jsonl\")"
             ))),
         }

@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use super::url::Engine;
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 /// What the lookup found and where it looked.
 #[derive(Debug, Clone, Default)]

@@ -19,7 +19,7 @@ use super::export_sink::ExportPlan;
 use super::options::*;
 use super::url::{quote_ident, sqlite_path};
 use crate::engine::ctx::RunCtx;
-use crate::host::error::{ErrorKind, HostError, HostResult};
+use crate::error::{ErrorKind, HostError, HostResult};
 use crate::policy::Policy;
 
 fn q(name: &str) -> String {

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
-use crate::host::error::{ErrorKind, HostError, HostResult};
+use crate::error::{ErrorKind, HostError, HostResult};
 
 /// Find the first of `names` in mtn's PATH (trusted entries only, see
 /// [`crate::policy::find_program`]), or say which Debian package provides it.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {

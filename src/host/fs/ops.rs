@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::atomic::AtomicFile;
 use crate::engine::ctx::RunCtx;
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 #[derive(Debug, Serialize, Clone)]
 pub struct FileInfo {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dir::{self, Dir, Kind};
 use crate::engine::ctx::RunCtx;
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -339,7 +339,7 @@ pub fn delete_older_than(
             .map(|e| format!("{}: {}", e.path, e.error))
             .collect();
         return Err(HostError::new(
-            crate::host::error::ErrorKind::Io,
+            crate::error::ErrorKind::Io,
             format!(
                 "{} file(s) could not be deleted ({} others deleted, {} freed): {}{}",
                 report.errors.len(),

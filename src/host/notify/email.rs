@@ -10,7 +10,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::{NotifyReport, OneOrMany, DEFAULT_TIMEOUT};
 use crate::engine::ctx::RunCtx;
-use crate::host::error::{ErrorKind, HostError, HostResult};
+use crate::error::{ErrorKind, HostError, HostResult};
 
 /// The options an smtp:// target takes (decoded from `notify`'s map by `NotifyOptions::email`).
 #[derive(Debug, Default)]

@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::engine::ctx::Ctx;
 use crate::engine::ctx::RunCtx;
 use crate::engine::registry::Registrar;
+use crate::error::{HostError, HostResult};
 use crate::host::binding::serde_duration;
 use crate::host::check::http::HttpClients;
-use crate::host::error::{HostError, HostResult};
 use crate::host_fn;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);

@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::{describe, Level, NotifyReport, DEFAULT_TIMEOUT};
 use crate::engine::ctx::RunCtx;
+use crate::error::{HostError, HostResult};
 use crate::host::check::http::HttpClients;
-use crate::host::error::{HostError, HostResult};
 
 /// The options a webhook target takes (decoded from `notify`'s map by `NotifyOptions::webhook`).
 #[derive(Debug, Default)]

@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 
 use serde::Deserialize;
 
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]

@@ -22,9 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::ctx::RunCtx;
 use crate::engine::registry::Registrar;
+use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::binding::{opts, take_fn};
 use crate::host::compress::{default_threads, gzip_file};
-use crate::host::error::{ErrorKind, HostError, HostResult};
 use crate::host::fs::dir::par_for_each;
 use crate::host_fn;
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Datelike, FixedOffset, Local, NaiveDate, Timelike};
 use serde::{Deserialize, Serialize};
 
-use crate::host::error::{ErrorKind, HostError, HostResult};
+use crate::error::{ErrorKind, HostError, HostResult};
 
 /// logrotate's time criteria. `None` = no interval: the call itself is the schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

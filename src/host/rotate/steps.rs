@@ -17,7 +17,7 @@ use super::names::{numbered, with_suffix, DateFmt, Listing};
 use super::schedule::{due, Conditions, State};
 use super::{Moved, RotateOpts, RotateReport, Skipped};
 use crate::engine::ctx::RunCtx;
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 /// `max_age`: a whole number of days is counted as logrotate ≥ 3.22 counts it (whole days
 /// elapsed, so `1` removes rotations 2 days old, not 25 hours old); another duration is exact.

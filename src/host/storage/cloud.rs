@@ -12,7 +12,7 @@ use super::target::{
     build_error, check_endpoint, client_options, env_first, retry_config, Backend, ConnOptions,
     Target,
 };
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 /// Azurite's well-known development account (public, documented by Microsoft).
 const EMULATOR_ACCOUNT: &str = "devstoreaccount1";

@@ -19,7 +19,7 @@ use super::target::{Backend, Target};
 use super::upload::SHA256_META;
 use crate::atomic::AtomicFile;
 use crate::engine::ctx::RunCtx;
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]

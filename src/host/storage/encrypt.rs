@@ -13,7 +13,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use crate::atomic::HashingWriter;
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -25,8 +25,8 @@ use serde::de::DeserializeOwned;
 
 use crate::engine::ctx::RunCtx;
 use crate::engine::registry::Registrar;
+use crate::error::{HostError, HostResult};
 use crate::host::binding::opts;
-use crate::host::error::{HostError, HostResult};
 use crate::host_fn;
 use target::{ConnOptions, Target, CONN_KEYS};
 

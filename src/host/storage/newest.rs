@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::remote::{self, ListOptions, RemoteObject};
 use super::target::Target;
 use crate::engine::ctx::RunCtx;
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -13,7 +13,7 @@ use super::retention::{self, Entry, Plan, Policy, TimeFrom};
 use super::target::{Backend, Target};
 use super::upload::SHA256_META;
 use crate::engine::ctx::RunCtx;
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -14,7 +14,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 mod calendar;
 pub use calendar::CalendarDuration;

@@ -15,7 +15,7 @@ use object_store::path::Path as ObjPath;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use serde::Deserialize;
 
-use crate::host::error::{ErrorKind, HostError, HostResult};
+use crate::error::{ErrorKind, HostError, HostResult};
 
 /// Connection options shared by every storage function.
 #[derive(Debug, Clone, Default, Deserialize)]

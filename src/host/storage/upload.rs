@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use super::encrypt::{self, EncryptOptions};
 use super::target::{Backend, Target};
 use crate::engine::ctx::RunCtx;
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 pub const SHA256_META: &str = "sha256";
 const DEFAULT_PART: u64 = 8 * 1024 * 1024;

@@ -7,7 +7,7 @@ use mongodb::error::{Error as MongoError, ErrorKind as MongoKind};
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
 
-use crate::host::error::{ErrorKind, HostError, HostResult};
+use crate::error::{ErrorKind, HostError, HostResult};
 
 /// How long to look for a server before giving up, unless the URL sets serverSelectionTimeoutMS.
 /// The driver's own default (30 s) makes a typo in a host name look like a hang.

@@ -22,8 +22,8 @@
 use mongodb::bson::{spec::BinarySubtype, Binary, Bson, DateTime, Document};
 use rhai::{Array, Blob, Dynamic, Map};
 
+use crate::error::{HostError, HostResult};
 use crate::host::core::Time;
-use crate::host::error::{HostError, HostResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -17,10 +17,10 @@ use super::archive::TarGz;
 use super::conn::{connect, map_err};
 use crate::atomic::{sync_dir, write_sha256_sidecar, AtomicFile, HashingWriter};
 use crate::engine::ctx::RunCtx;
+use crate::error::{HostError, HostResult};
 use crate::host::binding::serde_duration;
 use crate::host::codec::Codec;
 use crate::host::compress::{default_threads, ParallelGzWriter, DEFAULT_CHUNK};
-use crate::host::error::{HostError, HostResult};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]

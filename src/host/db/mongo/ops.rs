@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::conn::{connect, map_err, Conn};
 use super::convert::{bson_to_dynamic, doc_to_map, Mode};
 use super::dump::list_collections;
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 pub async fn stats(url: &str) -> HostResult<Map> {
     let c = connect(url, None).await?;

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::conn::{connect, map_err};
 use crate::engine::ctx::RunCtx;
+use crate::error::{HostError, HostResult};
 use crate::host::binding::serde_duration;
-use crate::host::error::{HostError, HostResult};
 
 mod legacy;
 

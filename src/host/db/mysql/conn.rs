@@ -9,8 +9,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Column, Conn, OptsBuilder, Row, SslOpts, Value as MyValue};
 use serde_json::{Map, Value};
 
+use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::db::url::ServerUrl;
-use crate::host::error::{ErrorKind, HostError, HostResult};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 

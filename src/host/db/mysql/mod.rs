@@ -22,7 +22,7 @@ use super::options::*;
 use super::tools;
 use super::url::{quote_ident, ServerUrl};
 use crate::engine::ctx::RunCtx;
-use crate::host::error::{ErrorKind, HostError, HostResult};
+use crate::error::{ErrorKind, HostError, HostResult};
 
 const PACKAGE: &str = "mariadb-client";
 

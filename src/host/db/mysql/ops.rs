@@ -10,11 +10,11 @@ use serde_json::{Map, Value};
 use super::conn::{classify, connect, params, rows, scalar, values};
 use super::q;
 use crate::engine::ctx::RunCtx;
+use crate::error::HostResult;
 use crate::host::db::batches::{self, BatchDelete};
 use crate::host::db::export_sink::ExportPlan;
 use crate::host::db::options::*;
 use crate::host::db::url::ServerUrl;
-use crate::host::error::HostResult;
 
 pub async fn query(
     raw_url: &str,

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config, NoTls};
 
+use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::db::url::ServerUrl;
-use crate::host::error::{ErrorKind, HostError, HostResult};
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -8,13 +8,13 @@ use std::time::Instant;
 use super::conn::connect;
 use super::{checked_tool, libpq_env, server_major, tool_dsn, tool_failure, CLIENT_PACKAGE};
 use crate::engine::ctx::RunCtx;
+use crate::error::{HostError, HostResult};
 use crate::host::codec::Codec;
 use crate::host::db::backend::ContainerTarget;
 use crate::host::db::dump_file::{self, DumpReport};
 use crate::host::db::options::*;
 use crate::host::db::tools;
 use crate::host::db::url::ServerUrl;
-use crate::host::error::{HostError, HostResult};
 
 pub async fn dump(
     ctx: &RunCtx,

@@ -7,10 +7,10 @@ use futures::StreamExt;
 use super::conn::{connect, query_error};
 use super::q;
 use crate::engine::ctx::RunCtx;
+use crate::error::HostResult;
 use crate::host::db::export_sink::ExportPlan;
 use crate::host::db::options::*;
 use crate::host::db::url::ServerUrl;
-use crate::host::error::HostResult;
 
 pub async fn export(
     ctx: &RunCtx,

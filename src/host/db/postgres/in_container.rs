@@ -14,12 +14,12 @@ use super::dump::{dump_args, extension};
 use super::restore::{archive_kind, prepare_target, Archive};
 use super::{server_major, tool_failure};
 use crate::engine::ctx::RunCtx;
+use crate::error::{HostError, HostResult};
 use crate::host::container::db::Target;
 use crate::host::container::process::{self, AbortOnDrop, Spec};
 use crate::host::db::dump_file::{self, DumpReport};
 use crate::host::db::options::*;
 use crate::host::db::url::ServerUrl;
-use crate::host::error::{HostError, HostResult};
 
 /// The URL the container's tools use (its own loopback, same port), without the password.
 fn inner_dsn(url: &ServerUrl, c: &Target) -> HostResult<String> {

@@ -20,7 +20,7 @@ use tokio_postgres::Client;
 
 use super::tools;
 use super::url::{quote_ident, ServerUrl};
-use crate::host::error::{ErrorKind, HostError, HostResult};
+use crate::error::{ErrorKind, HostError, HostResult};
 use conn::query_error;
 
 pub use dump::dump;

@@ -10,10 +10,10 @@ use super::conn::{connect, query_error};
 use super::q;
 use super::values::{row_to_json, Param};
 use crate::engine::ctx::RunCtx;
+use crate::error::{HostError, HostResult};
 use crate::host::db::batches::{self, BatchDelete};
 use crate::host::db::options::*;
 use crate::host::db::url::ServerUrl;
-use crate::host::error::{HostError, HostResult};
 
 fn params_of(params: &[Value]) -> Vec<Param> {
     params.iter().cloned().map(Param).collect()

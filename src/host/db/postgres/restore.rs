@@ -11,12 +11,12 @@ use tokio_postgres::Client;
 use super::conn::{connect, query_error};
 use super::{checked_tool, libpq_env, q, tool_dsn, tool_failure};
 use crate::engine::ctx::RunCtx;
+use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::db::backend::ContainerTarget;
 use crate::host::db::dump_file;
 use crate::host::db::options::*;
 use crate::host::db::tools;
 use crate::host::db::url::ServerUrl;
-use crate::host::error::{ErrorKind, HostError, HostResult};
 
 async fn database_exists(admin: &Client, name: &str) -> HostResult<bool> {
     let row = admin

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
 use tokio_postgres::Row;
 
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 type BoxErr = Box<dyn Error + Sync + Send>;
 

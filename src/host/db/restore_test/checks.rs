@@ -4,7 +4,7 @@ use rhai::{Dynamic, FnPtr, NativeCallContext};
 use serde_json::Value;
 
 use super::CheckResult;
-use crate::host::error::{ErrorKind, HostError, HostResult};
+use crate::error::{ErrorKind, HostError, HostResult};
 
 /// A closure check is given the scratch URL; returning `false` or throwing fails it.
 pub(super) fn run_closure(

@@ -24,8 +24,8 @@ use serde_json::Value;
 use super::url::Engine;
 use super::Db;
 use crate::engine::ctx::Ctx;
+use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::binding::serde_duration;
-use crate::host::error::{ErrorKind, HostError, HostResult};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]

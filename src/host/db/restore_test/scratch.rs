@@ -8,10 +8,10 @@ use serde_json::Value;
 
 use super::{to_json, RestoreTestOptions};
 use crate::engine::ctx::Ctx;
+use crate::error::{HostError, HostResult};
 use crate::host::db::options::RestoreOptions;
 use crate::host::db::url::{Engine, ServerUrl};
 use crate::host::db::{mongo, mysql, postgres, sqlite, Db};
-use crate::host::error::{HostError, HostResult};
 
 /// Where the scratch database lives. Dropped when it goes out of scope, on the runtime, without
 /// racing the run's cancellation token (which may already have fired).

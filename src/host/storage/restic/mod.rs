@@ -12,8 +12,8 @@ use rhai::Map;
 
 use crate::engine::ctx::RunCtx;
 use crate::engine::registry::Registrar;
+use crate::error::HostResult;
 use crate::host::binding::opts;
-use crate::host::error::HostResult;
 use crate::host::storage::retention::Policy;
 use crate::host_fn;
 use run::{RepoOptions, Restic, REPO_KEYS};
@@ -31,7 +31,7 @@ fn split(map: &Map) -> HostResult<(RepoOptions, Option<Policy>, Map)> {
         None => None,
         Some(p) => {
             let m = p.try_cast::<Map>().ok_or_else(|| {
-                crate::host::error::HostError::invalid(
+                crate::error::HostError::invalid(
                     "option `policy` must be a map like retention's (#{ keep_daily: 7 })",
                 )
             })?;
@@ -83,7 +83,7 @@ fn do_restore(
 ) -> HostResult<restore::RestoreReport> {
     let (ro, policy, own) = split(map)?;
     if policy.is_some() {
-        return Err(crate::host::error::HostError::invalid(
+        return Err(crate::error::HostError::invalid(
             "`policy` belongs to snapshot_dir",
         ));
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::run::{RepoOptions, Restic};
 use crate::engine::ctx::RunCtx;
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]

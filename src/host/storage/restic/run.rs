@@ -8,8 +8,8 @@ use std::process::Stdio;
 use serde::Deserialize;
 
 use crate::engine::ctx::RunCtx;
+use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::db::tools;
-use crate::host::error::{ErrorKind, HostError, HostResult};
 
 /// Options every restic function takes.
 #[derive(Debug, Clone, Default, Deserialize)]

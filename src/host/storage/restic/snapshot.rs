@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::run::{RepoOptions, Restic};
 use crate::engine::ctx::RunCtx;
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 use crate::host::storage::retention::{self, Policy};
 
 /// `check`: `true` (structure only) or a share of the data to read back (`"5%"`, `"1G"`).
@@ -135,7 +135,7 @@ pub async fn snapshot_dir(
     // but some files could not be read.
     ctx.check_cancelled()?;
     let out = match restic.run(&a, &[3]).await {
-        Err(e) if e.kind == crate::host::error::ErrorKind::NotFound && o.init => {
+        Err(e) if e.kind == crate::error::ErrorKind::NotFound && o.init => {
             report.initialized = true;
             if ctx.dry_run {
                 tracing::info!(target: "mtn::restic", "would create the restic repository {}", report.repo);

@@ -14,7 +14,7 @@ use russh_sftp::protocol::StatusCode;
 
 use super::Remote;
 use crate::engine::ctx::RunCtx;
-use crate::host::error::{ErrorKind, HostError, HostResult};
+use crate::error::{ErrorKind, HostError, HostResult};
 
 /// The host key verdict, filled by the handler while the key exchange runs.
 struct Checker {

@@ -6,7 +6,7 @@ use super::conn::with_retry;
 use super::ops::{list_on, read_sidecar_of};
 use super::Remote;
 use crate::engine::ctx::RunCtx;
-use crate::host::error::HostResult;
+use crate::error::HostResult;
 use crate::host::storage::remote::RemoteObject;
 use crate::host::storage::target::Target;
 

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::target::ConnOptions;
-use crate::host::error::{HostError, HostResult};
+use crate::error::{HostError, HostResult};
 
 /// SFTP requests outstanding at once on one file (OpenSSH's `sftp -R` default is 64).
 pub const IN_FLIGHT: usize = 64;

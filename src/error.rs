@@ -1,4 +1,5 @@
-//! The error every host function core returns, and its mapping into Rhai.
+//! The error every host function core returns (and the ground-floor modules under them, such as
+//! policy and units), and its mapping into Rhai.
 //!
 //! A host error becomes a catchable Rhai runtime error whose thrown value is a map
 //! `#{ kind, message, retryable, function }`, so a script can `try { } catch (e) { }` and decide.
