@@ -45,9 +45,17 @@ struct ModuleInfo {
 /// A literal option map in a call: its keys with their positions.
 type LiteralKeys = Vec<(String, Position)>;
 
+/// The literal maps inside a literal map, by the key that holds them (`policy: #{ ... }`).
+type NestedKeys = Vec<(String, LiteralKeys)>;
+
 /// A call with literal maps among its arguments: (function, namespace, argument count, the
-/// literal maps by argument index).
-type CallWithMaps = (String, Option<String>, usize, Vec<(usize, LiteralKeys)>);
+/// literal maps by argument index with the maps nested in them).
+type CallWithMaps = (
+    String,
+    Option<String>,
+    usize,
+    Vec<(usize, LiteralKeys, NestedKeys)>,
+);
 
 pub struct Checker<'a> {
     engine: &'a Engine,
@@ -183,11 +191,11 @@ impl<'a> Checker<'a> {
                     } else {
                         Some(x.namespace.root().to_string())
                     };
-                    let maps: Vec<(usize, LiteralKeys)> = x
+                    let maps: Vec<(usize, LiteralKeys, NestedKeys)> = x
                         .args
                         .iter()
                         .enumerate()
-                        .filter_map(|(i, a)| literal_keys(a).map(|k| (i, k)))
+                        .filter_map(|(i, a)| literal_keys(a).map(|k| (i, k, nested_keys(a))))
                         .collect();
                     if !maps.is_empty() {
                         literal_maps.push((x.name.to_string(), ns.clone(), x.args.len(), maps));
@@ -252,7 +260,7 @@ impl<'a> Checker<'a> {
                     let Some(params) = self.host_params.get(&(name.clone(), nargs)).cloned() else {
                         continue;
                     };
-                    for (i, keys) in &maps {
+                    for (i, keys, nested) in &maps {
                         let Some(param) = params.get(*i) else {
                             continue;
                         };
@@ -260,6 +268,15 @@ impl<'a> Checker<'a> {
                             let allowed: Vec<String> =
                                 allowed.iter().map(|s| s.to_string()).collect();
                             self.check_keys(&name, keys, &allowed, file);
+                        }
+                        for (key, inner) in nested {
+                            if let Some(allowed) =
+                                crate::engine::options::nested_keys(&name, param, key)
+                            {
+                                let allowed: Vec<String> =
+                                    allowed.iter().map(|s| s.to_string()).collect();
+                                self.check_keys(&name, inner, &allowed, file);
+                            }
                         }
                     }
                     continue;
@@ -273,7 +290,7 @@ impl<'a> Checker<'a> {
                 },
             };
             // A stdlib function checks its one options map: every literal map argument.
-            for (_, keys) in &maps {
+            for (_, keys, _) in &maps {
                 self.check_keys(&function, keys, &allowed, file);
             }
         }
@@ -289,6 +306,33 @@ impl Checker<'_> {
                 self.problems.push(render_at(&msg, file, *pos, None));
             }
         }
+    }
+}
+
+/// The literal maps held by the keys of a literal map (`#{ policy: #{ keep_daily: 7 } }`).
+fn nested_keys(e: &Expr) -> NestedKeys {
+    match e {
+        Expr::Map(x, _) => {
+            x.0.iter()
+                .filter_map(|(ident, v)| literal_keys(v).map(|k| (ident.name.to_string(), k)))
+                .collect()
+        }
+        Expr::DynamicConstant(v, pos) => v
+            .read_lock::<rhai::Map>()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| {
+                        v.read_lock::<rhai::Map>().map(|inner| {
+                            (
+                                k.to_string(),
+                                inner.keys().map(|ik| (ik.to_string(), *pos)).collect(),
+                            )
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
     }
 }
 

@@ -228,6 +228,17 @@ pub fn allowed_keys(function: &str, param: &str) -> Option<Vec<&'static str>> {
     Some(keys)
 }
 
+/// The keys a map held by option `key` accepts, for options that are maps themselves
+/// (snapshot_dir's `policy` is retention's policy map).
+pub fn nested_keys(function: &str, param: &str, key: &str) -> Option<Vec<&'static str>> {
+    match (function, param, key) {
+        ("snapshot_dir", "opts", "policy") => {
+            fields::<crate::host::storage::retention::Policy>().map(|f| f.to_vec())
+        }
+        _ => None,
+    }
+}
+
 /// Maps not checked statically: their keys are data (a query filter, a command), or they are
 /// decoded by a struct local to the binding (still checked at run time).
 pub const FREE_FORM: &[(&str, &str)] = &[

@@ -226,11 +226,23 @@ fn restic_wrong_password_missing_repo_typos_and_dry_run() {
     );
     assert!(!run.all().contains(wrong), "{}", run.all());
 
-    // A policy typo is refused the way retention refuses it (same decoder, same words), before
-    // restic runs.
+    // A policy typo is refused the way retention refuses it (same field list, same words): by
+    // the static check when the map is written out, at run time when it is built.
+    let said = "unknown option `keep_dialy` (did you mean `keep_daily`?); allowed options: keep_last, keep_hourly, keep_daily";
+    let checked = run_restic_script(
+        d,
+        r#"snapshot_dir("src", "repo", #{ password: secret("RP"), policy: #{ keep_dialy: 7 } });"#,
+        &[],
+    );
+    assert!(
+        checked.code != 0 && checked.all().contains(&format!("snapshot_dir: {said}")),
+        "{}",
+        checked.all()
+    );
     let typo = run_restic_script(
         d,
-        r#"try { snapshot_dir("src", "repo", #{ password: secret("RP"), policy: #{ keep_dialy: 7 } }); } catch (e) { print("JSON:" + e.to_json()); }"#,
+        r#"let p = #{}; p.keep_dialy = 7;
+           try { snapshot_dir("src", "repo", #{ password: secret("RP"), policy: p }); } catch (e) { print("JSON:" + e.to_json()); }"#,
         &[],
     );
     let e = json_out(typo.expect_code(0));
@@ -243,7 +255,7 @@ fn restic_wrong_password_missing_repo_typos_and_dry_run() {
     );
     let ret = run_restic_script(d, r#"retention("src", #{ keep_dialy: 7 });"#, &[]);
     assert!(
-        ret.all().contains("unknown option `keep_dialy` (did you mean `keep_daily`?); allowed options: keep_last, keep_hourly, keep_daily"),
+        ret.all().contains(&format!("retention: {said}")),
         "{}",
         ret.all()
     );
