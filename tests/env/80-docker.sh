@@ -4,11 +4,13 @@
 # addresses without publishing ports (and parallel runs do not collide).
 # No registry is reachable here: the base image is a debootstrap of Debian trixie, made once and
 # cached as a tarball under $MTN_TEST_ENV/docker (later runs only `docker import` it); the
-# PostgreSQL 17 and Redis images are built with `docker build --network host` and cached with
-# `docker save`, keyed by their Dockerfile's hash.
+# PostgreSQL 17, Redis, MariaDB and SecantusDB images are built with `docker build --network host`
+# and cached with `docker save`, keyed by the hash of their folder's files (and copied binaries).
 # Exports MTN_TEST_DOCKER_HOST, MTN_TEST_DOCKER_PG (container name), MTN_TEST_DOCKER_PG_PASSWORD,
 # MTN_TEST_DOCKER_PG_MAJOR, MTN_TEST_DOCKER_PG_IP, MTN_TEST_DOCKER_REDIS, MTN_TEST_DOCKER_WEB,
-# MTN_TEST_DOCKER_STOPPED, and MTN_TEST_REDIS_URL (a private host redis-server with a password).
+# MTN_TEST_DOCKER_STOPPED, MTN_TEST_DOCKER_MARIADB (+ _PASSWORD: root's), MTN_TEST_DOCKER_MONGO (+ _USER,
+# _PASSWORD; only when tests/env/60-mongo.sh built SecantusDB), and MTN_TEST_REDIS_URL (a private
+# host redis-server with a password).
 apt_install docker.io debootstrap redis-server redis-tools
 
 docker_cache="$MTN_TEST_ENV/docker"
@@ -63,21 +65,37 @@ dk version >/dev/null || { cat "$docker_dir/dockerd.log" >&2; return 1; }
 
 dk import - local/debian:trixie <"$docker_base" >/dev/null
 
-# Load a cached image or build and cache it: NAME TAG DIR
+# Load a cached image or build and cache it: NAME TAG DIR [FILE...]. The key hashes every file
+# of DIR (its Dockerfile, scripts) and the extra FILEs, which are copied into the build context
+# (a binary built on the host).
 docker_image() {
-  local key
-  key="$(cat "$3/Dockerfile" | sha256sum | cut -c1-16)"
-  local tar="$docker_cache/$1-$key.tar"
+  local name="$1" tag="$2" dir="$3" key
+  shift 3
+  key="$(cat "$dir"/* "$@" | sha256sum | cut -c1-16)"
+  local tar="$docker_cache/$name-$key.tar"
   if [ -s "$tar" ]; then
     dk load -i "$tar" >/dev/null
   else
-    echo "tests/env/80-docker.sh: building image $2 (once)" >&2
-    dk build -q --network host -t "$2" "$3" >&2
-    dk save -o "$tar.tmp" "$2" && mv "$tar.tmp" "$tar"
+    echo "tests/env/80-docker.sh: building image $tag (once)" >&2
+    local ctx="$dir"
+    if (($#)); then
+      ctx="$MTN_TEST_TMP/docker-context-$name"
+      mkdir -p "$ctx" && cp "$dir"/* "$@" "$ctx/"
+    fi
+    dk build -q --network host -t "$tag" "$ctx" >&2
+    dk save -o "$tar.tmp" "$tag" && mv "$tar.tmp" "$tar"
   fi
 }
 docker_image pg local/mtn-pg:17 tests/env/docker/pg
 docker_image redis local/mtn-redis:8 tests/env/docker/redis
+docker_image mariadb local/mtn-mariadb:trixie tests/env/docker/mariadb
+# The MongoDB-compatible server of tests/env/60-mongo.sh (sourced before this file), when it built.
+docker_mongo_bin="$MTN_TEST_ENV/secantus/bin/secantusd-rs"
+if [ -x "$docker_mongo_bin" ]; then
+  docker_image mongo local/mtn-secantus:trixie tests/env/docker/mongo "$docker_mongo_bin"
+else
+  echo "tests/env/80-docker.sh: no $docker_mongo_bin (tests/env/60-mongo.sh builds it): no MongoDB container" >&2
+fi
 
 docker_net="mtn-test-$$"
 # A subnet another run (or the host) already uses is refused: try another.
@@ -101,10 +119,42 @@ dk run -d --name "$MTN_TEST_DOCKER_WEB" --network "$docker_net" --restart unless
 export MTN_TEST_DOCKER_STOPPED=mtn_stopped
 dk create --name "$MTN_TEST_DOCKER_STOPPED" local/debian:trixie true >/dev/null
 
+# MariaDB (seed database `shop`, 500 rows in `items`) and SecantusDB, on the network only.
+export MTN_TEST_DOCKER_MARIADB=mtn_mariadb
+export MTN_TEST_DOCKER_MARIADB_PASSWORD="mdb-Secret-$RANDOM$RANDOM"
+dk run -d --name "$MTN_TEST_DOCKER_MARIADB" --network "$docker_net" \
+  -e MARIADB_ROOT_PASSWORD="$MTN_TEST_DOCKER_MARIADB_PASSWORD" local/mtn-mariadb:trixie >/dev/null
+if [ -x "$docker_mongo_bin" ]; then
+  dk run -d --name mtn_mongo --network "$docker_net" local/mtn-secantus:trixie >/dev/null
+fi
+
 for ((i = 0; i < 100; i++)); do dk exec "$MTN_TEST_DOCKER_PG" pg_isready -q 2>/dev/null && break; sleep 0.1; done
 dk exec "$MTN_TEST_DOCKER_PG" psql -qX -U postgres \
   -c "ALTER USER postgres PASSWORD '$MTN_TEST_DOCKER_PG_PASSWORD'" >/dev/null
 export MTN_TEST_DOCKER_PG_IP="$(dk inspect -f "{{(index .NetworkSettings.Networks \"$docker_net\").IPAddress}}" "$MTN_TEST_DOCKER_PG")"
+
+docker_ip() { dk inspect -f "{{(index .NetworkSettings.Networks \"$docker_net\").IPAddress}}" "$1"; }
+for ((i = 0; i < 300; i++)); do
+  dk exec "$MTN_TEST_DOCKER_MARIADB" mariadb -uroot -N -e 'SELECT count(*) FROM shop.items' 2>/dev/null | grep -qx 500 && break
+  sleep 0.1
+done
+dk exec "$MTN_TEST_DOCKER_MARIADB" mariadb -uroot -N -e 'SELECT count(*) FROM shop.items' | grep -qx 500 \
+  || { dk logs "$MTN_TEST_DOCKER_MARIADB" >&2; return 1; }
+# MongoDB: the first user is created while authentication is off, then the server restarts with it.
+if [ -x "$docker_mongo_bin" ]; then
+  mongo_ctr_ip="$(docker_ip mtn_mongo)"
+  wait_port "$mongo_ctr_ip" 27017 30
+  export MTN_TEST_DOCKER_MONGO_PASSWORD="mgo-Secret-$RANDOM$RANDOM"
+  "$MTN_TEST_MONGO_PYTHON" - "$mongo_ctr_ip" "$MTN_TEST_DOCKER_MONGO_PASSWORD" <<'PY'
+import sys, pymongo
+c = pymongo.MongoClient(f"mongodb://{sys.argv[1]}:27017/", serverSelectionTimeoutMS=10000)
+c.admin.command("createUser", "mtnadmin", pwd=sys.argv[2], roles=["root"])
+PY
+  dk exec mtn_mongo touch /data/auth
+  dk restart -t 10 mtn_mongo >/dev/null
+  wait_port "$mongo_ctr_ip" 27017 30
+  export MTN_TEST_DOCKER_MONGO=mtn_mongo MTN_TEST_DOCKER_MONGO_USER=mtnadmin
+fi
 
 # Redis on the host too, with a password (redaction, INFO compared with redis-cli).
 redis_port="$(free_port)"

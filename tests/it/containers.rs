@@ -7,6 +7,8 @@ use std::process::Command;
 
 use crate::support::*;
 
+mod databases;
+
 fn docker_host() -> String {
     env_var("MTN_TEST_DOCKER_HOST")
 }

@@ -4,9 +4,10 @@
 //! `db_exec` take no options map, and one URL then works for every database function.
 //!
 //! Queries connect from the host to the container's address on its network (from inspect), so
-//! the port need not be published. Dumps and restores run the container's own pg_dump / psql /
-//! pg_restore through the engine's exec API (see `host/db/postgres/in_container.rs`), so the
-//! tool always matches the server's version.
+//! the port need not be published. SQL dumps and restores run the container's own tools through
+//! the engine's exec API (pg_dump / psql / pg_restore, mariadb-dump / mariadb or mysqldump /
+//! mysql: `host/db/in_container.rs`), so the tool always matches the server's version. MongoDB's
+//! dumps and restores are mtn's own (the driver), so a `mongodb://` URL only needs the address.
 
 use crate::engine::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
@@ -72,9 +73,10 @@ pub fn resolve(ctx: &RunCtx, raw: &str) -> HostResult<(String, Option<Target>)> 
     let default_port = match scheme.as_str() {
         "postgres" | "postgresql" => "5432",
         "mysql" | "mariadb" => "3306",
+        "mongodb" => "27017",
         _ => {
             return Err(HostError::invalid(format!(
-                "the container:NAME form is for postgres:// and mysql:// URLs, not {scheme}://"
+                "the container:NAME form is for postgres://, mysql:// (mariadb://) and mongodb:// URLs, not {scheme}://"
             )))
         }
     };

@@ -31,7 +31,8 @@ pub struct Db {
     /// Where the password came from, or where mtn looked: for authentication errors.
     pub lookup: Lookup,
     /// The container the URL named (`postgres://user@container:NAME/db`): `url` then points at
-    /// the container's address, and dumps and restores run the container's own tools.
+    /// the container's address, and SQL dumps and restores run the container's own tools
+    /// (MongoDB's are native: the address is all they need).
     pub container: Option<ContainerTarget>,
 }
 
@@ -153,15 +154,6 @@ impl Db {
         })
     }
 
-    /// Dumps and restores inside a container exist for PostgreSQL only so far; queries work for
-    /// every server engine (they go to the container's address).
-    pub fn no_container_tools(&self, function: &str) -> HostError {
-        HostError::invalid(format!(
-            "{function} of a database in a container is supported for PostgreSQL only, not {}: publish the port and use a host URL, or run the dump tool with container_exec",
-            self.engine.name()
-        ))
-    }
-
     /// Authentication failures say where the password came from, or where mtn looked.
     pub fn explain(&self, e: HostError) -> HostError {
         if e.kind != ErrorKind::Auth || self.lookup.looked.is_empty() {
@@ -178,12 +170,9 @@ impl Db {
         }
         let o: DumpOptions = opts(map)?;
         let inside = self.container.as_ref();
-        if inside.is_some() && self.engine != Engine::Postgres {
-            return Err(self.no_container_tools("dump_db"));
-        }
         to_dynamic(&match self.engine {
             Engine::Postgres => ctx.block_on(postgres::dump(ctx, &self.url, o, inside))?,
-            Engine::Mysql => ctx.block_on(mysql::dump(ctx, &self.url, o))?,
+            Engine::Mysql => ctx.block_on(mysql::dump(ctx, &self.url, o, inside))?,
             _ => sqlite::dump(ctx, &self.url, o)?,
         })
     }
@@ -198,12 +187,9 @@ impl Db {
             return Err(HostError::not_found(format!("dump {dump} does not exist")));
         }
         let inside = self.container.as_ref();
-        if inside.is_some() && self.engine != Engine::Postgres {
-            return Err(self.no_container_tools("restore_db"));
-        }
         to_dynamic(&match self.engine {
             Engine::Postgres => ctx.block_on(postgres::restore(ctx, path, &self.url, o, inside))?,
-            Engine::Mysql => ctx.block_on(mysql::restore(ctx, path, &self.url, o))?,
+            Engine::Mysql => ctx.block_on(mysql::restore(ctx, path, &self.url, o, inside))?,
             _ => sqlite::restore(ctx, path, &self.url, o)?,
         })
     }

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod batches;
 pub mod dump_file;
 pub mod export_sink;
+pub mod in_container;
 pub mod mongo;
 pub mod mysql;
 pub mod options;

@@ -48,9 +48,11 @@ pub fn restore_db(ctx: &Ctx, dump: &str, url: &str, opts_map: &Map) -> HostResul
     to_dynamic(&restore::restore(ctx, dump, url, o)?)
 }
 
-/// The URL with its password resolved like every database function's (`DB_PASSWORD`, ...).
-fn resolved(url: &str) -> HostResult<String> {
-    Ok(super::Db::open(url, None)?.url)
+/// The URL with its password resolved like every database function's (`DB_PASSWORD`, ...), and
+/// `mongodb://user@container:NAME/db` pointed at the container's address.
+fn resolved(ctx: &Ctx, url: &str) -> HostResult<String> {
+    let (url, _) = crate::host::container::db::resolve(ctx, url)?;
+    Ok(super::Db::open(&url, None)?.url)
 }
 
 fn doc_arg(v: &Dynamic, what: &str) -> HostResult<Document> {
@@ -61,16 +63,16 @@ pub fn register(r: &mut Registrar) {
     r.category("mongodb");
 
     host_fn!(r, "mongo_stats", "Database statistics (dbStats) plus, per collection, document count and sizes.\n\nReturns dbStats' fields (`collections`, `objects`, `dataSize`, `storageSize`, `indexSize`, ...), `database`, and `collections_detail`: an array of `#{ name, count, size, storage_size, total_index_size, avg_obj_size, index_sizes }` (bytes).\n\n```rhai\nlet s = mongo_stats(\"mongodb://127.0.0.1:27017/app\");\nfor c in s.collections_detail { log(`${c.name}: ${c.count} docs, ${c.storage_size} bytes`); }\n```", |ctx, url: &str| -> dyn "Map" {
-        ctx.block_on(ops::stats(&resolved(url)?)).map(Dynamic::from_map)
+        ctx.block_on(ops::stats(&resolved(&ctx, url)?)).map(Dynamic::from_map)
     });
 
     // The filter is a positional document, not an options map: two definitions.
     host_fn!(r, "mongo_count", "Number of documents in a collection.\n\n```rhai\nlet n = mongo_count(\"mongodb://127.0.0.1:27017/app\", \"users\");\n```", |ctx, url: &str, collection: &str| -> "i64" {
-        ctx.block_on(ops::count(&resolved(url)?, collection, Document::new()))
+        ctx.block_on(ops::count(&resolved(&ctx, url)?, collection, Document::new()))
     });
     host_fn!(r, "mongo_count", "Number of documents matching a filter (see docs/mongodb.md for how Rhai values map to BSON).\n\n```rhai\nlet n = mongo_count(\"mongodb://127.0.0.1:27017/app\", \"orders\", #{ status: \"open\", total: #{ \"$gt\": 100 } });\n```", |ctx, url: &str, collection: &str, filter: Dynamic| -> "i64" {
         let f = doc_arg(&filter, "filter")?;
-        ctx.block_on(ops::count(&resolved(url)?, collection, f))
+        ctx.block_on(ops::count(&resolved(&ctx, url)?, collection, f))
     });
 
     let find_doc = "Documents of a collection as maps, at most `limit` (default 100, max 100000).\n\nOptions: `limit`, `skip`, `sort` (a map, or `#{\"$ordered\": [[\"a\", 1], [\"b\", -1]]}` for a compound sort), `projection`. Types without a Rhai equivalent come back as Extended JSON maps (`#{\"$oid\": ...}`, `#{\"$date\": ...}`, `#{\"$numberDecimal\": ...}`), so a document read and written back keeps every type.";
@@ -86,7 +88,7 @@ pub fn register(r: &mut Registrar) {
         let mut o: ops::FindOptions = opts(&m)?;
         o.sort = sort;
         o.projection = projection;
-        ctx.block_on(ops::find(&resolved(url)?, collection, f, o)).map(Dynamic::from_array)
+        ctx.block_on(ops::find(&resolved(&ctx, url)?, collection, f, o)).map(Dynamic::from_array)
     });
 
     let delete_doc = "Delete every document matching a filter; returns `#{ collection, deleted, dry_run }`.\n\nWith `--dry-run` nothing is deleted and `deleted` is the number of documents that would be. An empty filter is refused unless the options say `#{ all: true }`.";
@@ -96,7 +98,7 @@ pub fn register(r: &mut Registrar) {
     );
     host_fn!(r, "mongo_delete_many", doc, |ctx, url: &str, collection: &str, filter: Dynamic; options: DeleteManyOptions| -> "Map" {
         let f = doc_arg(&filter, "filter")?;
-        ctx.block_on(ops::delete_many(&resolved(url)?, collection, f, options.all, ctx.dry_run))
+        ctx.block_on(ops::delete_many(&resolved(&ctx, url)?, collection, f, options.all, ctx.dry_run))
     });
 
     let compact_doc = "Run `compact` on a collection to return free space to the OS; returns the server's reply plus `collection` and `dry_run`.\n\nSkipped (after checking the collection exists) with `--dry-run`. On a replica-set primary MongoDB needs `#{ force: true }`.";
@@ -105,7 +107,7 @@ pub fn register(r: &mut Registrar) {
         &format!("{compact_doc} Options: `force`.\n\n```rhai\nmongo_compact(\"mongodb://127.0.0.1:27017/app\", \"events\", #{{ force: true }});\n```"),
     );
     host_fn!(r, "mongo_compact", doc, |ctx, url: &str, collection: &str; options: CompactOptions| -> dyn "Map" {
-        ctx.block_on(ops::compact(&resolved(url)?, collection, options.force, ctx.dry_run)).map(Dynamic::from_map)
+        ctx.block_on(ops::compact(&resolved(&ctx, url)?, collection, options.force, ctx.dry_run)).map(Dynamic::from_map)
     });
 
     let cmd_doc = "Run any database command; returns the server's reply as a map (numbers as plain Rhai numbers; documents in a cursor's `firstBatch` keep their exact types).\n\nRhai maps sort their keys, so the command name is moved to the front when it is a known command; otherwise write `#{\"$ordered\": [[\"cmd\", 1], [\"arg\", 2]]}` or pass the name as a string for a command without arguments. With `--dry-run`, only read-only commands run; others return `#{ command, dry_run: true, skipped: true }`.";
@@ -115,7 +117,7 @@ pub fn register(r: &mut Registrar) {
             let mut d = Document::new();
             d.insert(name, 1);
             return ctx
-                .block_on(ops::run_command(&resolved(url)?, d, true, ctx.dry_run))
+                .block_on(ops::run_command(&resolved(&ctx, url)?, d, true, ctx.dry_run))
                 .map(Dynamic::from_map);
         }
         let ordered = command
@@ -123,7 +125,7 @@ pub fn register(r: &mut Registrar) {
             .map(|m| m.contains_key("$ordered"))
             .unwrap_or(false);
         let d = doc_arg(&command, "command")?;
-        ctx.block_on(ops::run_command(&resolved(url)?, d, ordered, ctx.dry_run))
+        ctx.block_on(ops::run_command(&resolved(&ctx, url)?, d, ordered, ctx.dry_run))
             .map(Dynamic::from_map)
     });
 }

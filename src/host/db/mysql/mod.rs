@@ -5,6 +5,7 @@
 //! real bind parameters (`conn`, `ops`).
 
 pub mod conn;
+mod in_container;
 pub mod ops;
 
 pub use ops::{
@@ -17,11 +18,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
 
-use super::dump_file::{self, DumpReport};
+use super::dump_file::{self, DumpReport, Finished, Sanity};
 use super::options::*;
 use super::tools;
 use super::url::{quote_ident, ServerUrl};
 use crate::engine::ctx::RunCtx;
+use crate::host::codec::Codec;
+use crate::host::container::db::Target;
 use crate::error::{ErrorKind, HostError, HostResult};
 
 const PACKAGE: &str = "mariadb-client";
@@ -52,12 +55,19 @@ fn client(url: &ServerUrl) -> HostResult<Client> {
         .map_err(|e| HostError::io("writing the MySQL defaults file", &e))?;
     // --defaults-extra-file must come first.
     let mut args = vec![format!("--defaults-extra-file={}", f.path().display())];
-    let socket = url.query_param("socket");
-    if let Some(s) = &socket {
+    args.extend(conn_args(url, &url.host));
+    Ok(Client { _defaults: f, args })
+}
+
+/// Where and as whom a client tool connects: `host` is the URL's, or the container's loopback for
+/// the container's own tools (a `socket` in the URL is then a path inside the container).
+fn conn_args(url: &ServerUrl, host: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(s) = url.query_param("socket") {
         args.push(format!("--socket={s}"));
     } else {
-        args.push(format!("--host={}", url.host));
-        if url.host != "localhost" || url.port.is_some() {
+        args.push(format!("--host={host}"));
+        if host != "localhost" || url.port.is_some() {
             args.push("--protocol=TCP".into());
         }
     }
@@ -67,7 +77,7 @@ fn client(url: &ServerUrl) -> HostResult<Client> {
     if let Some(u) = &url.user {
         args.push(format!("--user={u}"));
     }
-    Ok(Client { _defaults: f, args })
+    args
 }
 
 fn classify(url: &ServerUrl, tool: &str, stderr: &str) -> HostError {
@@ -113,7 +123,16 @@ fn cli() -> HostResult<PathBuf> {
 // ---------------------------------------------------------------------------------------------
 // dump / restore
 
-pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<DumpReport> {
+/// What a dump will write, checked before anything runs: the URL, the destination (allowed by
+/// the policy) and its compression and sanity checks.
+struct DumpPlan {
+    url: ServerUrl,
+    dest: PathBuf,
+    codec: Option<Codec>,
+    sanity: Sanity,
+}
+
+fn plan_dump(ctx: &RunCtx, raw_url: &str, opts: &DumpOptions) -> HostResult<DumpPlan> {
     let url = ServerUrl::parse(raw_url)?;
     if url.database.is_empty() {
         return Err(HostError::invalid(
@@ -133,15 +152,18 @@ pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<
         &format!(".sql{}", codec.map_or("", |c| c.ext())),
     );
     let dest = ctx.policy.check_write(&dest)?;
-    let prog = tools::find_tool(&["mariadb-dump", "mysqldump"], PACKAGE)?;
-    // Fails fast with a clear message on a wrong password, host or database.
-    let _ = conn::connect(&url, None).await?.disconnect().await;
-    if ctx.dry_run {
-        return Ok(dump_file::dry_run_report(&dest, "plain"));
-    }
-    let c = client(&url)?;
-    let mut cmd = tools::command(&prog);
-    cmd.args(&c.args).args([
+    Ok(DumpPlan {
+        url,
+        dest,
+        codec,
+        sanity,
+    })
+}
+
+/// The dump tool's arguments after the connection's: a consistent snapshot, everything that
+/// restores the database, then the database and its tables.
+fn dump_args(opts: &DumpOptions, database: &str) -> Vec<String> {
+    let mut args: Vec<String> = [
         "--single-transaction",
         "--quick",
         "--routines",
@@ -149,29 +171,25 @@ pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<
         "--triggers",
         "--hex-blob",
         "--no-tablespaces",
-    ]);
+    ]
+    .map(String::from)
+    .to_vec();
     if opts.schema_only {
-        cmd.arg("--no-data");
+        args.push("--no-data".into());
     }
     if opts.data_only {
-        cmd.arg("--no-create-info");
+        args.push("--no-create-info".into());
     }
     for t in &opts.exclude_tables {
-        cmd.arg(format!("--ignore-table={}.{t}", url.database));
+        args.push(format!("--ignore-table={database}.{t}"));
     }
-    cmd.arg(&url.database)
-        .args(&opts.tables)
-        .stdout(Stdio::piped());
-    let mut child = tools::spawn(&mut cmd, &prog)?;
-    let stderr = tools::drain_stderr(&mut child);
-    let out = tools::stdout_file(&mut child)?;
-    let writer = dump_file::write_from(out, dest.clone(), codec, opts.threads);
-    let finished = tools::wait_with(child, stderr, writer, "mariadb-dump", |err| {
-        classify(&url, "mariadb-dump", err)
-    })
-    .await?;
-    // The defaults file holding the password may go only once the tool has exited.
-    drop(c);
+    args.push(database.to_string());
+    args.extend(opts.tables.iter().cloned());
+    args
+}
+
+/// Check the dump's trailer, then fsync, rename and write the sidecar.
+async fn commit(finished: Finished, sanity: Sanity) -> HostResult<DumpReport> {
     if !String::from_utf8_lossy(&finished.tail).contains("Dump completed") {
         return Err(HostError::verification("mariadb-dump exited 0 but its output lacks the \"Dump completed\" trailer: the dump is truncated"));
     }
@@ -180,14 +198,49 @@ pub async fn dump(ctx: &RunCtx, raw_url: &str, opts: DumpOptions) -> HostResult<
         .map_err(|e| HostError::other(format!("commit failed: {e}")))?
 }
 
-pub async fn restore(
+pub async fn dump(
+    ctx: &RunCtx,
+    raw_url: &str,
+    opts: DumpOptions,
+    inside: Option<&Target>,
+) -> HostResult<DumpReport> {
+    let plan = plan_dump(ctx, raw_url, &opts)?;
+    if let Some(c) = inside {
+        return in_container::dump(ctx, plan, &opts, c).await;
+    }
+    let url = &plan.url;
+    let prog = tools::find_tool(&["mariadb-dump", "mysqldump"], PACKAGE)?;
+    // Fails fast with a clear message on a wrong password, host or database.
+    let _ = conn::connect(url, None).await?.disconnect().await;
+    if ctx.dry_run {
+        return Ok(dump_file::dry_run_report(&plan.dest, "plain"));
+    }
+    let c = client(url)?;
+    let mut cmd = tools::command(&prog);
+    cmd.args(&c.args)
+        .args(dump_args(&opts, &url.database))
+        .stdout(Stdio::piped());
+    let mut child = tools::spawn(&mut cmd, &prog)?;
+    let stderr = tools::drain_stderr(&mut child);
+    let out = tools::stdout_file(&mut child)?;
+    let writer = dump_file::write_from(out, plan.dest.clone(), plan.codec, opts.threads);
+    let finished = tools::wait_with(child, stderr, writer, "mariadb-dump", |err| {
+        classify(url, "mariadb-dump", err)
+    })
+    .await?;
+    // The defaults file holding the password may go only once the tool has exited.
+    drop(c);
+    commit(finished, plan.sanity).await
+}
+
+/// Refuse what is not a MySQL/MariaDB SQL dump, and make the target ready: created when
+/// missing (`create`), dropped and recreated when not empty (`clean`).
+async fn prepare_target(
     ctx: &RunCtx,
     dump: &Path,
-    raw_url: &str,
-    opts: RestoreOptions,
-) -> HostResult<RestoreReport> {
-    let started = Instant::now();
-    let url = ServerUrl::parse(raw_url)?;
+    url: &ServerUrl,
+    opts: &RestoreOptions,
+) -> HostResult<()> {
     let head = dump_file::sniff(dump)?;
     if head.starts_with(b"PGDMP") || head.starts_with(b"SQLite format 3") {
         return Err(HostError::invalid(format!(
@@ -195,8 +248,7 @@ pub async fn restore(
             dump.display()
         )));
     }
-    let prog = cli()?;
-    if !database_exists(&url, &url.database).await? {
+    if !database_exists(url, &url.database).await? {
         if !opts.create {
             return Err(HostError::not_found(format!(
                 "database {:?} does not exist on {} (pass create: true to create it)",
@@ -205,35 +257,61 @@ pub async fn restore(
             )));
         }
         if !ctx.dry_run {
-            create_database(&url, &url.database).await?;
+            create_database(url, &url.database).await?;
         }
     } else {
-        let n = ops::table_count(&url, &url.database).await?;
+        let n = ops::table_count(url, &url.database).await?;
         if n > 0 {
             if !opts.clean {
                 return Err(HostError::refused(format!("database {:?} on {} is not empty ({n} tables); pass clean: true to drop and recreate it", url.database, url.endpoint())));
             }
             if !ctx.dry_run {
-                drop_database(&url, &url.database).await?;
-                create_database(&url, &url.database).await?;
+                drop_database(url, &url.database).await?;
+                create_database(url, &url.database).await?;
             }
         }
     }
+    Ok(())
+}
+
+pub async fn restore(
+    ctx: &RunCtx,
+    dump: &Path,
+    raw_url: &str,
+    opts: RestoreOptions,
+    inside: Option<&Target>,
+) -> HostResult<RestoreReport> {
+    let started = Instant::now();
+    let url = ServerUrl::parse(raw_url)?;
+    // A missing client is said before the target is touched.
+    let inner_client = match inside {
+        Some(c) => Some((c, in_container::client(c).await?)),
+        None => {
+            cli()?;
+            None
+        }
+    };
+    prepare_target(ctx, dump, &url, &opts).await?;
     let dump_bytes = std::fs::metadata(dump).map(|m| m.len()).unwrap_or(0);
     if !ctx.dry_run {
-        let c = client(&url)?;
-        let mut cmd = tools::command(&prog);
-        cmd.args(&c.args)
-            .arg("--batch")
-            .arg(format!("--database={}", url.database))
-            .stdin(Stdio::piped());
-        let mut child = tools::spawn(&mut cmd, &prog)?;
-        let stderr = tools::drain_stderr(&mut child);
-        let feeder = dump_file::feed(dump, tools::stdin_file(&mut child)?);
-        tools::wait_with(child, stderr, feeder, "mariadb", |err| {
-            classify(&url, "mariadb", err)
-        })
-        .await?;
+        match inner_client {
+            Some((c, program)) => in_container::restore(dump, &url, c, program).await?,
+            None => {
+                let prog = cli()?;
+                let c = client(&url)?;
+                let mut cmd = tools::command(&prog);
+                cmd.args(&c.args)
+                    .args(restore_args(&url))
+                    .stdin(Stdio::piped());
+                let mut child = tools::spawn(&mut cmd, &prog)?;
+                let stderr = tools::drain_stderr(&mut child);
+                let feeder = dump_file::feed(dump, tools::stdin_file(&mut child)?);
+                tools::wait_with(child, stderr, feeder, "mariadb", |err| {
+                    classify(&url, "mariadb", err)
+                })
+                .await?;
+            }
+        }
     }
     Ok(RestoreReport {
         database: url.database.clone(),
@@ -242,4 +320,9 @@ pub async fn restore(
         duration_ms: started.elapsed().as_millis() as u64,
         dry_run: ctx.dry_run,
     })
+}
+
+/// The client's arguments after the connection's, for a restore.
+fn restore_args(url: &ServerUrl) -> [String; 2] {
+    ["--batch".into(), format!("--database={}", url.database)]
 }

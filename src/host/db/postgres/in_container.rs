@@ -1,8 +1,7 @@
 //! PostgreSQL inside a container: `dump_db` and `restore_db` run the container's own pg_dump,
 //! psql and pg_restore through the engine's exec API, so the tool always matches the server's
 //! major version (no postgresql-client-NN on the host). The bytes go through the same path as a
-//! host dump: the exec's stdout is piped into the parallel-gzip writer (temporary name, fsync,
-//! rename, `.sha256`), and a restore's dump is fed into the exec's stdin.
+//! host dump (`db/in_container.rs`, shared with MariaDB/MySQL).
 //!
 //! Plain and custom formats only: a directory archive is a folder the container's tools would
 //! have to write inside the container.
@@ -16,8 +15,8 @@ use super::{server_major, tool_failure};
 use crate::engine::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 use crate::host::container::db::Target;
-use crate::host::container::process::{self, AbortOnDrop, Spec};
 use crate::host::db::dump_file::{self, DumpReport};
+use crate::host::db::in_container::{self, Exit, Tool};
 use crate::host::db::options::*;
 use crate::host::db::url::ServerUrl;
 
@@ -42,25 +41,21 @@ fn inner_env(url: &ServerUrl) -> Vec<String> {
     env
 }
 
-fn spec<'a>(c: &'a Target, url: &ServerUrl, cmd: Vec<String>, stdin: bool) -> Spec<'a> {
-    Spec {
-        container: &c.name,
+fn tool<'a>(c: &'a Target, url: &ServerUrl, cmd: Vec<String>) -> Tool<'a> {
+    Tool {
+        container: c,
         cmd,
         env: inner_env(url),
-        user: None,
-        workdir: None,
-        stdin,
     }
 }
 
 /// A failed tool: its stderr, and the container named.
-fn failure(tool: &str, url: &ServerUrl, c: &Target, code: i64, stderr: &str) -> HostError {
-    let stderr = if stderr.is_empty() {
-        format!("exited with code {code}")
-    } else {
-        stderr.to_string()
-    };
-    tool_failure(&format!("{tool} (in container {})", c.name), url, &stderr)
+fn failure(tool: &str, url: &ServerUrl, c: &Target, exit: &Exit) -> HostError {
+    tool_failure(
+        &format!("{tool} (in container {})", c.name),
+        url,
+        &exit.reason(),
+    )
 }
 
 pub async fn dump(
@@ -98,20 +93,13 @@ pub async fn dump(
     }
     let mut cmd = vec!["pg_dump".to_string()];
     cmd.extend(dump_args(&opts, &format, codec, &inner_dsn(&url, c)?));
-    let mut running = process::start(spec(c, &url, cmd, false)).await?;
-    let (out, pump) = running.stdout_file()?;
-    let pump = AbortOnDrop::new(pump);
     let level = if format == "plain" { codec } else { None };
-    let writer = dump_file::write_from(out, dest.clone(), level, opts.threads);
-    let written = writer
-        .await
-        .map_err(|e| HostError::other(format!("the thread writing the dump failed: {e}")));
-    let stderr = pump.join("reading pg_dump's output").await??;
-    let code = running.exit_code().await?;
-    if code != 0 {
-        return Err(failure("pg_dump", &url, c, code, &stderr));
+    let (exit, written) =
+        in_container::dump_to(tool(c, &url, cmd), dest, level, opts.threads).await?;
+    if exit.code != 0 {
+        return Err(failure("pg_dump", &url, c, &exit));
     }
-    let finished = written??;
+    let finished = written?;
     if format == "plain" {
         let tail = String::from_utf8_lossy(&finished.tail);
         if !tail.contains("PostgreSQL database dump complete") {
@@ -129,36 +117,16 @@ pub async fn dump(
     Ok(report)
 }
 
-/// Run a tool in the container with `input` fed to its stdin; returns (exit code, stdout, stderr).
-async fn run_fed(
-    c: &Target,
-    url: &ServerUrl,
-    cmd: Vec<String>,
-    input: &Path,
-) -> HostResult<(i64, Vec<u8>, String)> {
-    let mut running = process::start(spec(c, url, cmd, true)).await?;
-    let (stdin, pump) = running.stdin_file()?;
-    let _pump = AbortOnDrop::new(pump);
-    let feeder = dump_file::feed(input, stdin);
-    let (fed, collected) = tokio::join!(feeder, running.collect(1024 * 1024));
-    let (out, err, _) = collected?;
-    let code = running.exit_code().await?;
-    fed.map_err(|e| HostError::other(format!("the thread feeding the dump failed: {e}")))??;
-    Ok((
-        code,
-        out,
-        crate::redact::redact(String::from_utf8_lossy(&err).trim()),
-    ))
-}
-
 /// A custom archive must be readable by the container's pg_restore (the host's may be older).
 async fn verify_archive(c: &Target, url: &ServerUrl, path: &Path) -> HostResult<()> {
     let cmd = vec!["pg_restore".to_string(), "--list".to_string()];
-    let (code, out, err) = run_fed(c, url, cmd, path).await?;
-    if code != 0 {
+    let (exit, out) = in_container::run_fed(tool(c, url, cmd), path).await?;
+    if exit.code != 0 {
         return Err(HostError::verification(format!(
-            "pg_restore --list (in container {}) rejects the new dump of {}: {err}",
-            c.name, url.database
+            "pg_restore --list (in container {}) rejects the new dump of {}: {}",
+            c.name,
+            url.database,
+            exit.reason()
         )));
     }
     if !String::from_utf8_lossy(&out).contains("TOC Entries") {
@@ -200,7 +168,7 @@ pub async fn restore(
     };
     if !ctx.dry_run {
         let dsn = format!("--dbname={}", inner_dsn(&url, c)?);
-        let (tool, cmd) = if kind == Archive::Plain {
+        let (name, cmd) = if kind == Archive::Plain {
             let mut cmd: Vec<String> = [
                 "psql",
                 "-X",
@@ -224,9 +192,9 @@ pub async fn restore(
             }
             ("pg_restore", cmd)
         };
-        let (code, _, err) = run_fed(c, &url, cmd, dump).await?;
-        if code != 0 {
-            return Err(failure(tool, &url, c, code, &err));
+        let (exit, _) = in_container::run_fed(tool(c, &url, cmd), dump).await?;
+        if exit.code != 0 {
+            return Err(failure(name, &url, c, &exit));
         }
     }
     Ok(RestoreReport {

@@ -137,12 +137,9 @@ impl Scratch {
             } => to_json(
                 &postgres::restore(ctx, dump, &url, sql_opts, self.container.as_ref()).await?,
             ),
-            Place::Server { .. } if self.container.is_some() => {
-                return Err(HostError::invalid(
-                    "restore_test of a database in a container is supported for PostgreSQL only",
-                ))
+            Place::Server { .. } => {
+                to_json(&mysql::restore(ctx, dump, &url, sql_opts, self.container.as_ref()).await?)
             }
-            Place::Server { .. } => to_json(&mysql::restore(ctx, dump, &url, sql_opts).await?),
             Place::File { .. } if ctx.dry_run => Value::Null,
             Place::File { .. } => {
                 // Straight into the private scratch file (not through restore_db's policy
