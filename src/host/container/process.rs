@@ -126,7 +126,9 @@ impl Running {
         if !api::engine_address().starts_with("unix://") {
             return None;
         }
-        for _ in 0..50 {
+        // Up to 3 s: on a busy machine the engine can take longer than half a second to report
+        // it, and without it a cancelled dump's tool would be left running (seen in the tests).
+        for _ in 0..300 {
             let info = self.docker.inspect_exec(&self.exec_id).await.ok()?;
             match info.pid {
                 Some(p) if p > 0 => return i32::try_from(p).ok(),
