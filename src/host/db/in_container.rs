@@ -7,11 +7,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::codec::Codec;
 use crate::host::container::db::Target;
 use crate::host::container::process::{self, AbortOnDrop, Spec};
 use crate::host::db::dump_file::{self, Finished};
-use crate::error::{ErrorKind, HostError, HostResult};
 
 /// One tool invocation in the container: the argument vector and its environment (where the
 /// password travels: PGPASSWORD, MYSQL_PWD).

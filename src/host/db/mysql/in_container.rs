@@ -8,12 +8,12 @@ use std::path::Path;
 
 use super::{classify, commit, conn, conn_args, dump_args, restore_args, DumpPlan};
 use crate::engine::ctx::RunCtx;
+use crate::error::{HostError, HostResult};
 use crate::host::container::db::Target;
 use crate::host::db::dump_file::{self, DumpReport};
 use crate::host::db::in_container::{self, Exit, Tool};
 use crate::host::db::options::DumpOptions;
 use crate::host::db::url::ServerUrl;
-use crate::error::{HostError, HostResult};
 
 /// `tool` connecting to the server from inside the container, with the password in MYSQL_PWD.
 fn tool<'a>(c: &'a Target, url: &ServerUrl, program: String, rest: &[String]) -> Tool<'a> {

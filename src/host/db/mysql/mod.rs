@@ -23,9 +23,9 @@ use super::options::*;
 use super::tools;
 use super::url::{quote_ident, ServerUrl};
 use crate::engine::ctx::RunCtx;
+use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::codec::Codec;
 use crate::host::container::db::Target;
-use crate::error::{ErrorKind, HostError, HostResult};
 
 const PACKAGE: &str = "mariadb-client";
 
