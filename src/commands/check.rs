@@ -13,9 +13,9 @@ use chrono::{DateTime, Local};
 
 use crate::cli::Common;
 use crate::config::{job_key_location, Config};
+use crate::ctx::RunCtx;
 use crate::daemon::jobs::{JobSpec, Settings};
 use crate::engine::check::Checker;
-use crate::engine::ctx::RunCtx;
 use crate::engine::resolver::find_stdlib;
 use crate::exit;
 use crate::policy::Policy;

@@ -1,7 +1,7 @@
 //! `mtn fns`: every host function, read from the engine's registration metadata.
 
-use crate::engine::registry::{host_functions, FnInfo};
 use crate::exit;
+use crate::host::registry::{host_functions, FnInfo};
 
 pub fn all_functions() -> Result<Vec<FnInfo>, exit::CommandError> {
     let rt = exit::runtime()?;

@@ -8,9 +8,10 @@ use rhai::{Dynamic, Map};
 
 use crate::cli::{Common, RunArgs};
 use crate::config::Config;
+use crate::ctx::monitor::{MonitorOptions, TAIL_LINES};
+use crate::ctx::{LogTail, RunCtx, StopReason};
 use crate::engine::check::Checker;
-use crate::engine::ctx::{LogTail, RunCtx, StopReason};
-use crate::engine::monitor::{self, MonitorOptions, RunEnd};
+use crate::engine::monitor::{self, RunEnd};
 use crate::engine::resolver::find_stdlib;
 use crate::engine::runner::{execute_with, supervise, Status};
 use crate::exit;
@@ -153,8 +154,8 @@ pub fn run(args: RunArgs, common: Common) -> exit::Result {
             .and_then(|(c, b)| c.stdlib.as_ref().map(|s| b.join(s)))
     });
     ctx.stdlib_dir = find_stdlib(stdlib);
-    ctx.log_tail = LogTail::new(monitor::TAIL_LINES);
-    ctx.run = crate::engine::ctx::RunInfo {
+    ctx.log_tail = LogTail::new(TAIL_LINES);
+    ctx.run = crate::ctx::RunInfo {
         trigger: "cli".into(),
         host: crate::host::core::hostname(),
         ..Default::default()
@@ -241,7 +242,7 @@ pub fn run(args: RunArgs, common: Common) -> exit::Result {
         // Watch SIGTERM before anything is announced: a signal right after `/start` must end
         // the run as interrupted (and `/fail`), not kill the process silently.
         let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
-        monitor::start(&script_ctx).await;
+        crate::host::notify::monitor::start(&script_ctx).await;
         if lock_conn.is_some() {
             tokio::spawn(crate::daemon::fleet::once::watch(
                 lock_conn,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::cron::JobTz;
-use crate::engine::ctx::Limits;
+use crate::ctx::Limits;
 use crate::policy::PolicyConfig;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -80,8 +80,8 @@ pub struct JobConfig {
 
 impl JobConfig {
     /// The job's `ping`/`notify` keys, for the run's monitor.
-    pub fn monitor(&self) -> crate::engine::monitor::MonitorOptions {
-        crate::engine::monitor::MonitorOptions {
+    pub fn monitor(&self) -> crate::ctx::monitor::MonitorOptions {
+        crate::ctx::monitor::MonitorOptions {
             ping: self.ping.clone(),
             notify: self.notify.clone(),
         }
@@ -197,7 +197,7 @@ impl Config {
             if let Err(e) = job.overlap_mode() {
                 out.push(fail("overlap", e));
             }
-            if let Err(e) = crate::engine::monitor::Monitor::default().set(job.monitor()) {
+            if let Err(e) = crate::ctx::monitor::Monitor::default().set(job.monitor()) {
                 let key = if e.starts_with("ping") {
                     "ping"
                 } else {

@@ -82,7 +82,7 @@ impl Daemon {
 
     /// `on_failure = "smtp://..."`: the same email `notify()` sends from a script.
     async fn email_alert(&self, url: &str, entry: &Entry, alert: Alert, st: &AlertState) -> bool {
-        let ctx = crate::engine::ctx::RunCtx::new(
+        let ctx = crate::ctx::RunCtx::new(
             self.handle.clone(),
             std::path::PathBuf::from(&entry.job),
             crate::policy::Policy::with_roots(vec![]),
@@ -118,7 +118,7 @@ impl Daemon {
             level: Some(level.into()),
             ..Default::default()
         };
-        let clients = crate::host::check::http::HttpClients::new();
+        let clients = crate::http::HttpClients::new();
         let shown = crate::redact::register_url(url);
         let job = &entry.job;
         match crate::host::notify::notify(&ctx, &clients, url, &message, opts).await {

@@ -13,7 +13,7 @@ use tokio::runtime::Handle;
 
 use crate::config::{state_dir, Config, JobConfig, Overlap, StateDefault};
 use crate::cron::JobTz;
-use crate::engine::ctx::{Limits, LogTail, RunCtx};
+use crate::ctx::{Limits, LogTail, RunCtx};
 use crate::engine::resolver::ScriptResolver;
 use crate::host::binding::parse_duration;
 use crate::policy::{Policy, PolicyConfig};

@@ -14,10 +14,10 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::Overlap;
+use crate::ctx::{Ctx, StopReason};
 use crate::daemon::history::{Entry, History};
 use crate::daemon::jobs::{Compiled, JobSpec, Settings};
 use crate::daemon::metrics::Metrics;
-use crate::engine::ctx::{Ctx, StopReason};
 use crate::engine::runner::{execute, supervise, Status, GRACE};
 use crate::sync::{lock, read};
 
@@ -299,7 +299,7 @@ impl Daemon {
         let name = job.spec.name().to_string();
         let settings = read(&self.settings).clone();
         let mut run_ctx = job.spec.run_ctx(self.handle.clone(), &settings);
-        run_ctx.run = crate::engine::ctx::RunInfo {
+        run_ctx.run = crate::ctx::RunInfo {
             job: Some(name.clone()),
             slot: scheduled,
             attempt,
@@ -339,7 +339,7 @@ impl Daemon {
                 String::new(),
             ),
             Some(c) => {
-                crate::engine::monitor::start(&ctx).await;
+                crate::host::notify::monitor::start(&ctx).await;
                 let (status, error) = self.execute(&ctx, &c, job.spec.timeout).await;
                 (status, error, c.hash.clone())
             }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rhai::{ASTNode, Engine, Expr, Position, Stmt, AST};
 
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::engine::error::{render_at, render_parse};
 use crate::engine::resolver::ScriptResolver;
 
@@ -77,7 +77,7 @@ impl<'a> Checker<'a> {
             .map(|n| n.rsplit("::").next().unwrap_or(n).trim().to_string())
             .collect();
         known.extend(KEYWORD_CALLS.iter().map(|s| s.to_string()));
-        let host_params = crate::engine::registry::host_functions(engine)
+        let host_params = crate::host::registry::host_functions(engine)
             .into_iter()
             .map(|f| {
                 let names: Vec<String> = f
@@ -264,7 +264,7 @@ impl<'a> Checker<'a> {
                         let Some(param) = params.get(*i) else {
                             continue;
                         };
-                        if let Some(allowed) = crate::engine::options::allowed_keys(&name, param) {
+                        if let Some(allowed) = crate::host::options::allowed_keys(&name, param) {
                             let allowed: Vec<String> =
                                 allowed.iter().map(|s| s.to_string()).collect();
                             self.check_keys(&name, keys, &allowed, file);
@@ -302,7 +302,7 @@ impl Checker<'_> {
         let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
         for (key, pos) in keys {
             if !allowed.contains(&key.as_str()) {
-                let msg = crate::engine::options::unknown_option(function, key, &allowed);
+                let msg = crate::host::options::unknown_option(function, key, &allowed);
                 self.problems.push(render_at(&msg, file, *pos, None));
             }
         }

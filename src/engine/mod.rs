@@ -4,20 +4,19 @@
 //! disabled symbols, cancellation and the host functions are the same everywhere.
 
 pub mod check;
-pub mod ctx;
 pub mod error;
 pub mod monitor;
-pub mod options;
-pub mod registry;
 pub mod resolver;
 pub mod runner;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, Scope, AST};
 
-use crate::engine::ctx::{Ctx, RunCtx, StopReason};
+use crate::ctx::{Ctx, RunCtx, StopReason};
 use crate::engine::resolver::ScriptResolver;
 
 /// Build an engine for one run.
@@ -86,7 +85,7 @@ pub fn build(ctx: Ctx) -> Engine {
         ctx.stdlib_dir.as_deref(),
     ));
 
-    let mut r = registry::Registrar::new(&mut engine, ctx);
+    let mut r = crate::host::registry::Registrar::new(&mut engine, ctx);
     crate::host::register_all(&mut r);
     engine
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use rhai::AST;
 
-use crate::engine::ctx::{Ctx, StopReason};
+use crate::ctx::{Ctx, StopReason};
 use crate::engine::error::{render_with, Failure, Rendered};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

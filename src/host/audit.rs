@@ -8,8 +8,8 @@ use std::path::Path;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::registry::Registrar;
 use crate::error::{HostError, HostResult};
+use crate::host::registry::Registrar;
 use crate::host_fn;
 
 #[derive(Debug, Deserialize)]

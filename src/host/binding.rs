@@ -18,7 +18,7 @@ use rhai::{Dynamic, EvalAltResult, FnPtr, Map};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 
 pub type RhaiResult = Result<Dynamic, Box<EvalAltResult>>;
@@ -48,7 +48,7 @@ fn describe_serde_error(msg: &str) -> String {
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         if let Some((bad, tail)) = rest.split_once('`') {
             let allowed: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
-            return crate::engine::options::unknown_option_text(bad, &allowed);
+            return crate::host::options::unknown_option_text(bad, &allowed);
         }
     }
     format!("invalid options: {msg}")
@@ -160,7 +160,7 @@ rhai_type! {
 /// The calling context Rhai passes first to functions that call script closures: not a
 /// parameter a script writes, so it has no name in the reference (see [`Registrar::add`]).
 ///
-/// [`Registrar::add`]: crate::engine::registry::Registrar::add
+/// [`Registrar::add`]: crate::host::registry::Registrar::add
 impl RhaiType for rhai::NativeCallContext<'_> {
     const NAME: &'static str = "";
 }
@@ -370,45 +370,6 @@ mod tests {
             err.message,
             "unknown option `compres` (did you mean `compress`?); allowed options: compress, to"
         );
-    }
-
-    /// The wrapper is the one place a function's name goes on its error: the caught message has
-    /// none, the rendered one has it once.
-    #[test]
-    fn a_failing_call_is_named_once() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let engine = crate::engine::metadata_engine(rt.handle().clone());
-        for (args, caught, shown) in [
-            (
-                r#"#{ sortt: "name" }"#,
-                "unknown option `sortt` (did you mean `sort`?)",
-                "list: unknown option `sortt`",
-            ),
-            (
-                r#"#{ sort: "colour" }"#,
-                "unknown sort \"colour\"",
-                "list: unknown sort \"colour\"",
-            ),
-        ] {
-            let call = format!(r#"list(".", {args})"#);
-            let message: String = engine
-                .eval(&format!(
-                    "let m = \"\"; try {{ {call}; }} catch (e) {{ m = e.message; }} m"
-                ))
-                .unwrap();
-            assert!(message.starts_with(caught), "{message}");
-            let err = engine.eval::<Dynamic>(&call).unwrap_err();
-            let rendered = crate::engine::error::render(&err, std::path::Path::new("t.rhai"));
-            assert!(rendered.message.starts_with(shown), "{}", rendered.message);
-            assert_eq!(
-                rendered.message.matches("list:").count(),
-                1,
-                "{}",
-                rendered.message
-            );
-        }
     }
 
     #[test]

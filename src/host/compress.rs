@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::AtomicFile;
-use crate::engine::ctx::RunCtx;
-use crate::engine::registry::Registrar;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 use crate::host::codec::{self, Codec, Format};
 pub use crate::host::pgzip::{compress_member, default_threads, ParallelGzWriter, DEFAULT_CHUNK};
+use crate::host::registry::Registrar;
 use crate::host_fn;
 
 /// Compress `src` into `dest` through `<dest>.tmp` (fsynced, then renamed), keeping the source's

@@ -6,10 +6,10 @@ use chrono::{DateTime, Local, TimeZone, Utc};
 use rhai::{Array, Dynamic, EvalAltResult, FnPtr, Map, NativeCallContext};
 use serde::Deserialize;
 
-use crate::engine::ctx::RunCtx;
-use crate::engine::registry::Registrar;
+use crate::ctx::RunCtx;
 use crate::error::{ErrorKind, HostError};
 use crate::host::binding::parse_duration;
+use crate::host::registry::Registrar;
 use crate::host_fn;
 
 /// A point in time (local time zone), as returned by `now()`.
@@ -241,7 +241,7 @@ pub fn register(r: &mut Registrar) {
             let allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
             for key in opts.keys() {
                 if !allowed.contains(&key.as_str()) {
-                    let msg = crate::engine::options::unknown_option(function, key, &allowed);
+                    let msg = crate::host::options::unknown_option(function, key, &allowed);
                     return Err(HostError::invalid(msg).into_rhai(function));
                 }
             }
@@ -332,7 +332,7 @@ impl Default for RetryOptions {
 /// tries. Timeouts and cancellation are never retried.
 fn retry(
     nctx: &NativeCallContext,
-    ctx: &crate::engine::ctx::RunCtx,
+    ctx: &crate::ctx::RunCtx,
     f: &FnPtr,
     opts: RetryOptions,
 ) -> Result<Dynamic, Box<EvalAltResult>> {
@@ -360,66 +360,4 @@ pub fn hostname() -> String {
         .map(|s| s.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "localhost".to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::{BTreeMap, BTreeSet};
-
-    /// Every mtn host function whose name Rhai's standard library also uses must cover each of
-    /// Rhai's argument types with an exact overload, or Rhai's version runs instead of mtn's
-    /// (`log(1.5)` was Rhai's logarithm). A new collision fails here until it is handled.
-    #[test]
-    fn mtn_wins_every_builtin_collision() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let mtn = crate::engine::metadata_engine(rt.handle().clone());
-        let host = crate::engine::registry::host_functions(&mtn);
-        let host_names: BTreeSet<&str> = host.iter().map(|f| f.name.as_str()).collect();
-        let plain = rhai::Engine::new();
-        // Rhai's signatures: "log(x: f64, base: f64) -> f64" → name → [param types].
-        let mut builtin: BTreeMap<String, BTreeSet<Vec<String>>> = BTreeMap::new();
-        for sig in plain.gen_fn_signatures(true) {
-            let Some((name, rest)) = sig.split_once('(') else {
-                continue;
-            };
-            let name = name.rsplit("::").next().unwrap_or(name).trim().to_string();
-            if !host_names.contains(name.as_str()) {
-                continue;
-            }
-            let params = rest.split(')').next().unwrap_or("");
-            let types: Vec<String> = params
-                .split(',')
-                .filter(|p| !p.trim().is_empty())
-                .map(|p| p.rsplit(':').next().unwrap_or(p).trim().to_string())
-                .collect();
-            builtin.entry(name).or_default().insert(types);
-        }
-        let names: Vec<&str> = builtin.keys().map(String::as_str).collect();
-        assert_eq!(
-            names,
-            ["log", "sleep"],
-            "collisions changed: handle and list them"
-        );
-        for (name, sigs) in &builtin {
-            for types in sigs {
-                let covered = host.iter().any(|f| {
-                    &f.name == name
-                        && f.params.len() == types.len()
-                        && f.params.iter().zip(types).all(|(p, t)| {
-                            let ours = p.rsplit(':').next().unwrap_or(p).trim();
-                            ours == t
-                                || (ours == "f64" && t.contains("f64"))
-                                || (ours == "i64" && t.contains("i64"))
-                        })
-                });
-                assert!(
-                    covered,
-                    "Rhai's {name}({}) is not overridden by mtn",
-                    types.join(", ")
-                );
-            }
-        }
-    }
 }

@@ -3,7 +3,7 @@
 //! deleting function (`delete_older_than`, `remove_file`, `retention`, `delete_remote`, rotation)
 //! announces through here, so the wording is the same everywhere and a dry run always says "would".
 
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::host::units::human;
 
 /// `deleted ./backups/app-2026-10-01.sql.gz (82.3 MB)` or `would delete ...` in a dry run.

@@ -13,10 +13,10 @@ use rhai::{Array, Dynamic, ImmutableString};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use crate::engine::ctx::RunCtx;
-use crate::engine::registry::Registrar;
+use crate::ctx::RunCtx;
 use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::binding::serde_duration;
+use crate::host::registry::Registrar;
 use crate::host_fn;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);

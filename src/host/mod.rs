@@ -12,8 +12,10 @@ pub mod deletion;
 pub mod exec;
 pub mod fs;
 pub mod notify;
+pub mod options;
 pub mod pgzip;
 pub mod redis;
+pub mod registry;
 pub mod rotate;
 pub mod state;
 pub mod storage;
@@ -21,7 +23,7 @@ pub mod system;
 pub mod units;
 pub mod verify;
 
-use crate::engine::registry::Registrar;
+use crate::host::registry::Registrar;
 
 /// Register every host function. The order decides nothing but the order of `mtn fns`.
 pub fn register_all(r: &mut Registrar) {

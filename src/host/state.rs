@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::registry::Registrar;
 use crate::error::{HostError, HostResult};
+use crate::host::registry::Registrar;
 use crate::host_fn;
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]

@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use crate::engine::registry::Registrar;
 use crate::error::{HostError, HostResult};
+use crate::host::registry::Registrar;
 use crate::host_fn;
 
 #[derive(Debug, Serialize, PartialEq)]

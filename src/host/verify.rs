@@ -9,9 +9,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::atomic::HashingWriter;
-use crate::engine::registry::Registrar;
 use crate::error::{HostError, HostResult};
 use crate::host::codec::{self, Format};
+use crate::host::registry::Registrar;
 use crate::host_fn;
 
 #[derive(Debug, Serialize)]

@@ -12,8 +12,8 @@ use chrono::{DateTime, Local, TimeZone, Timelike};
 use super::{Claim, Claimed, Fleet, FleetConfig};
 use crate::cli::RunArgs;
 use crate::config::Config;
+use crate::ctx::{RunCtx, RunInfo, StopReason};
 use crate::daemon::history::Entry;
-use crate::engine::ctx::{RunCtx, RunInfo, StopReason};
 use crate::engine::runner::Status;
 
 pub struct Once {

@@ -9,10 +9,10 @@ use chrono::{DateTime, Local};
 use tokio_util::sync::CancellationToken;
 
 use super::{Claimed, FleetMode};
+use crate::ctx::StopReason;
 use crate::daemon::history::Entry;
 use crate::daemon::jobs::Settings;
 use crate::daemon::scheduler::{Daemon, Job};
-use crate::engine::ctx::StopReason;
 use crate::sync::{lock, read};
 
 /// How long a takeover waits for the job's lock (the job running on another host).

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use rhai::{Array, Dynamic, ImmutableString, Map};
 
-use crate::engine::ctx::Ctx;
-use crate::engine::registry::Registrar;
+use crate::ctx::Ctx;
 use crate::error::{HostError, HostResult};
 use crate::host::binding::{map_to_json, parse_duration};
+use crate::host::registry::Registrar;
 use crate::host_fn;
 use http::{Check, CheckOptions};
 
@@ -37,11 +37,7 @@ pub fn duration_arg(d: &Dynamic) -> HostResult<Duration> {
 }
 
 /// Decode `http_check_all`'s targets: strings use the shared options, maps override them.
-fn build_checks(
-    ctx: &crate::engine::ctx::RunCtx,
-    targets: &Array,
-    shared: &Map,
-) -> HostResult<Vec<Check>> {
+fn build_checks(ctx: &crate::ctx::RunCtx, targets: &Array, shared: &Map) -> HostResult<Vec<Check>> {
     let shared_json = map_to_json(shared)?;
     let mut checks = Vec::with_capacity(targets.len());
     for (i, t) in targets.iter().enumerate() {

@@ -9,7 +9,7 @@
 //! mysql: `host/db/in_container.rs`), so the tool always matches the server's version. MongoDB's
 //! dumps and restores are mtn's own (the driver), so a `mongodb://` URL only needs the address.
 
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 
 /// The container a database URL named, resolved.

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use super::process::{self, Spec};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::binding::serde_duration;
 use crate::host::exec::ExecReport;

@@ -14,8 +14,8 @@ pub mod stats;
 
 use rhai::Array;
 
-use crate::engine::registry::Registrar;
 use crate::error::HostResult;
+use crate::host::registry::Registrar;
 use crate::host_fn;
 
 fn args_of(args: &Array) -> HostResult<Vec<String>> {

@@ -7,7 +7,7 @@ use bollard::query_parameters::RestartContainerOptionsBuilder;
 use serde::{Deserialize, Serialize};
 
 use super::api::{self, api_error};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::HostResult;
 use crate::host::binding::serde_duration;
 

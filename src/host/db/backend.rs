@@ -13,7 +13,7 @@ use super::options::*;
 use super::password::{self, Lookup, Target};
 use super::url::{self as dburl, Engine, ServerUrl};
 use super::{mongo, mysql, postgres, sqlite};
-use crate::engine::ctx::Ctx;
+use crate::ctx::Ctx;
 use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::binding::{opts, to_dynamic};
 pub use crate::host::container::db::Target as ContainerTarget;

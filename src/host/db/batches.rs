@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::options::{DeleteOptions, DeleteReport};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::HostResult;
 
 /// What an engine provides to the loop.

@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::{AtomicFile, HashingWriter};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::codec::{Codec, Encoder};
 use crate::host::compress::default_threads;

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::dump_file::{DumpWriter, Sanity};
 use super::options::{ExportFormat, ExportOptions, ExportReport};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 use crate::host::codec::Codec;
 

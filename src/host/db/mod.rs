@@ -21,10 +21,10 @@ use serde_json::Value;
 
 pub use self::backend::{query, Db};
 use self::options::*;
-use crate::engine::ctx::Ctx;
-use crate::engine::registry::Registrar;
+use crate::ctx::Ctx;
 use crate::error::HostResult;
 use crate::host::binding::{self, dynamic_to_json, to_dynamic};
+use crate::host::registry::Registrar;
 use crate::host_fn;
 
 /// Every database function goes through here: the backend is chosen once from the URL (secret

@@ -16,10 +16,10 @@ pub mod restore;
 use mongodb::bson::Document;
 use rhai::{Dynamic, Map};
 
-use crate::engine::ctx::Ctx;
-use crate::engine::registry::Registrar;
+use crate::ctx::Ctx;
 use crate::error::HostResult;
 use crate::host::binding::{opts, to_dynamic};
+use crate::host::registry::Registrar;
 use crate::host_fn;
 
 use convert::dynamic_to_doc;

@@ -18,7 +18,7 @@ use super::dump_file::{self, DumpReport, DumpWriter};
 use super::export_sink::ExportPlan;
 use super::options::*;
 use super::url::{quote_ident, sqlite_path};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{ErrorKind, HostError, HostResult};
 use crate::policy::Policy;
 

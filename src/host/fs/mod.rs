@@ -8,8 +8,8 @@ pub mod sync;
 
 use rhai::Dynamic;
 
-use crate::engine::registry::Registrar;
 use crate::host::binding::age_arg;
+use crate::host::registry::Registrar;
 use crate::host_fn;
 
 pub fn register(r: &mut Registrar) {

@@ -9,7 +9,7 @@ use globset::GlobMatcher;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::AtomicFile;
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 
 #[derive(Debug, Serialize, Clone)]

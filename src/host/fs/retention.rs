@@ -15,7 +15,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use serde::{Deserialize, Serialize};
 
 use super::dir::{self, Dir, Kind};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 
 #[derive(Debug, Deserialize)]

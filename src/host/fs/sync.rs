@@ -23,7 +23,7 @@ use filetime::FileTime;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::AtomicFile;
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 
 #[derive(Debug, Deserialize, Default)]

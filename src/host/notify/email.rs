@@ -9,7 +9,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::{NotifyReport, OneOrMany, DEFAULT_TIMEOUT};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{ErrorKind, HostError, HostResult};
 
 /// The options an smtp:// target takes (decoded from `notify`'s map by `NotifyOptions::email`).

@@ -12,16 +12,17 @@ use std::time::Duration;
 use rhai::{Dynamic, Map};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::ctx::Ctx;
-use crate::engine::ctx::RunCtx;
-use crate::engine::registry::Registrar;
+use crate::ctx::Ctx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 use crate::host::binding::serde_duration;
-use crate::host::check::http::HttpClients;
+use crate::host::registry::Registrar;
 use crate::host_fn;
+use crate::http::HttpClients;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 pub mod email;
+pub mod monitor;
 pub mod ping;
 pub mod webhook;
 
@@ -246,11 +247,11 @@ pub fn register(r: &mut Registrar) {
 
     // Its options are required: one arity.
     host_fn!(r, "monitor", "Monitor this run: `ping` (a healthchecks.io-style check URL) gets `/start` now and, when the run ends, success for exit 0 or `/fail` with the error and the last log lines for any other exit (error, `--timeout`, SIGTERM); `notify` (webhook or smtp:// URL) is told once when the run fails. The final signal is sent by mtn after the script's last statement, so a later step that fails can never be reported as success. Same as `mtn run --ping URL --notify TARGET` and a daemon job's `ping`/`notify` keys; an empty string keeps what is set.\n\n```rhai\nmonitor(#{ ping: env(\"HC_URL\", \"\"), notify: env(\"SLACK_WEBHOOK\", \"\") });\n```", |ctx, opts: Map| -> "()" {
-        let o: crate::engine::monitor::MonitorOptions = crate::host::binding::opts(&opts)?;
+        let o: crate::ctx::monitor::MonitorOptions = crate::host::binding::opts(&opts)?;
         ctx.monitor.set(o).map_err(HostError::invalid)?;
         let c2 = ctx.clone();
         ctx.block_on(async move {
-            crate::engine::monitor::start(&c2).await;
+            monitor::start(&c2).await;
             Ok(())
         })
     });

@@ -7,9 +7,9 @@ use serde::Serialize;
 
 use super::describe;
 use super::webhook::register_webhook;
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
-use crate::host::check::http::HttpClients;
+use crate::http::HttpClients;
 
 /// healthchecks.io convention: `<url>/start`, `<url>` (success), `<url>/fail`, `<url>/<exit code>`.
 pub fn ping_url(base: &str, status: &Dynamic) -> HostResult<String> {

@@ -6,9 +6,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{describe, Level, NotifyReport, DEFAULT_TIMEOUT};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
-use crate::host::check::http::HttpClients;
+use crate::http::HttpClients;
 
 /// The options a webhook target takes (decoded from `notify`'s map by `NotifyOptions::webhook`).
 #[derive(Debug, Default)]

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::registry::Registrar;
 use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::binding::serde_duration;
+use crate::host::registry::Registrar;
 use crate::host_fn;
 
 #[derive(Debug, Deserialize, Default)]

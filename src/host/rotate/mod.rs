@@ -20,12 +20,12 @@ use std::fs;
 use rhai::{Array, Dynamic, FnPtr, Map, NativeCallContext};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::ctx::RunCtx;
-use crate::engine::registry::Registrar;
+use crate::ctx::RunCtx;
 use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::binding::{opts, take_fn};
 use crate::host::compress::{default_threads, gzip_file};
 use crate::host::fs::dir::par_for_each;
+use crate::host::registry::Registrar;
 use crate::host_fn;
 
 mod attrs;

@@ -16,7 +16,7 @@ use super::attrs::create_attrs;
 use super::names::{numbered, with_suffix, DateFmt, Listing};
 use super::schedule::{due, Conditions, State};
 use super::{Moved, RotateOpts, RotateReport, Skipped};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 
 /// `max_age`: a whole number of days is counted as logrotate ≥ 3.22 counts it (whole days

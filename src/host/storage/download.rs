@@ -18,7 +18,7 @@ use super::encrypt::{self, DecryptOptions};
 use super::target::{Backend, Target};
 use super::upload::SHA256_META;
 use crate::atomic::AtomicFile;
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -23,10 +23,10 @@ use std::path::Path;
 use rhai::{Array, Dynamic, Map};
 use serde::de::DeserializeOwned;
 
-use crate::engine::ctx::RunCtx;
-use crate::engine::registry::Registrar;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 use crate::host::binding::opts;
+use crate::host::registry::Registrar;
 use crate::host_fn;
 use target::{ConnOptions, Target, CONN_KEYS};
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::remote::{self, ListOptions, RemoteObject};
 use super::target::Target;
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 
 #[derive(Debug, Clone, Default, Deserialize)]

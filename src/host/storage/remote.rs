@@ -12,7 +12,7 @@ use super::download::read_sidecar;
 use super::retention::{self, Entry, Plan, Policy, TimeFrom};
 use super::target::{Backend, Target};
 use super::upload::SHA256_META;
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::encrypt::{self, EncryptOptions};
 use super::target::{Backend, Target};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 
 pub const SHA256_META: &str = "sha256";

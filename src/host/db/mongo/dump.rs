@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::archive::TarGz;
 use super::conn::{connect, map_err};
 use crate::atomic::{sync_dir, write_sha256_sidecar, AtomicFile, HashingWriter};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 use crate::host::binding::serde_duration;
 use crate::host::codec::Codec;

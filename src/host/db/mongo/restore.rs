@@ -17,7 +17,7 @@ use mongodb::Database;
 use serde::{Deserialize, Serialize};
 
 use super::conn::{connect, map_err};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 use crate::host::binding::serde_duration;
 

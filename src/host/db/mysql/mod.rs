@@ -22,7 +22,7 @@ use super::dump_file::{self, DumpReport, Finished, Sanity};
 use super::options::*;
 use super::tools;
 use super::url::{quote_ident, ServerUrl};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::codec::Codec;
 use crate::host::container::db::Target;

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::conn::{classify, connect, params, rows, scalar, values};
 use super::q;
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::HostResult;
 use crate::host::db::batches::{self, BatchDelete};
 use crate::host::db::export_sink::ExportPlan;

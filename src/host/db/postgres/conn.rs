@@ -88,7 +88,7 @@ where
     tokio::spawn(conn);
     PgClient {
         client,
-        run: crate::engine::ctx::run_token(),
+        run: crate::ctx::run_token(),
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::conn::connect;
 use super::{checked_tool, libpq_env, server_major, tool_dsn, tool_failure, CLIENT_PACKAGE};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 use crate::host::codec::Codec;
 use crate::host::db::backend::ContainerTarget;

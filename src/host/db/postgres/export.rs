@@ -6,7 +6,7 @@ use futures::StreamExt;
 
 use super::conn::{connect, query_error};
 use super::q;
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::HostResult;
 use crate::host::db::export_sink::ExportPlan;
 use crate::host::db::options::*;

@@ -12,7 +12,7 @@ use std::time::Instant;
 use super::dump::{dump_args, extension};
 use super::restore::{archive_kind, prepare_target, Archive};
 use super::{server_major, tool_failure};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 use crate::host::container::db::Target;
 use crate::host::db::dump_file::{self, DumpReport};

@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 use super::conn::{connect, query_error};
 use super::q;
 use super::values::{row_to_json, Param};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 use crate::host::db::batches::{self, BatchDelete};
 use crate::host::db::options::*;

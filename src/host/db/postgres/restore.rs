@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 
 use super::conn::{connect, query_error};
 use super::{checked_tool, libpq_env, q, tool_dsn, tool_failure};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::db::backend::ContainerTarget;
 use crate::host::db::dump_file;

@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use super::url::Engine;
 use super::Db;
-use crate::engine::ctx::Ctx;
+use crate::ctx::Ctx;
 use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::binding::serde_duration;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{to_json, RestoreTestOptions};
-use crate::engine::ctx::Ctx;
+use crate::ctx::Ctx;
 use crate::error::{HostError, HostResult};
 use crate::host::db::options::RestoreOptions;
 use crate::host::db::url::{Engine, ServerUrl};

@@ -10,10 +10,10 @@ use std::path::Path;
 
 use rhai::Map;
 
-use crate::engine::ctx::RunCtx;
-use crate::engine::registry::Registrar;
+use crate::ctx::RunCtx;
 use crate::error::HostResult;
 use crate::host::binding::opts;
+use crate::host::registry::Registrar;
 use crate::host::storage::retention::Policy;
 use crate::host_fn;
 use run::{RepoOptions, Restic, REPO_KEYS};

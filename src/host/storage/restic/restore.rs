@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::run::{RepoOptions, Restic};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 
 #[derive(Debug, Clone, Default, Deserialize)]

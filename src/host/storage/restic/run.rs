@@ -7,7 +7,7 @@ use std::process::Stdio;
 
 use serde::Deserialize;
 
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::db::tools;
 

@@ -13,7 +13,7 @@ use russh_sftp::client::RawSftpSession;
 use russh_sftp::protocol::StatusCode;
 
 use super::Remote;
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{ErrorKind, HostError, HostResult};
 
 /// The host key verdict, filled by the handler while the key exchange runs.

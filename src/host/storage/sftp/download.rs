@@ -14,7 +14,7 @@ use super::conn::{connect, sftp_err, Backoff, Session};
 use super::ops::{parent_and_name, read_sidecar};
 use super::{Remote, CHUNK, IN_FLIGHT};
 use crate::atomic::AtomicFile;
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 
 /// What a download found: the object's size and the sha256 its sidecar records.

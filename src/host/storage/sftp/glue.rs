@@ -5,7 +5,7 @@ use chrono::{DateTime, Local, NaiveDateTime, Utc};
 use super::conn::with_retry;
 use super::ops::{list_on, read_sidecar_of};
 use super::Remote;
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::HostResult;
 use crate::host::storage::remote::RemoteObject;
 use crate::host::storage::target::Target;

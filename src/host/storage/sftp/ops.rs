@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::conn::{sftp_err, with_retry, Session};
 use super::{Remote, CHUNK, IN_FLIGHT};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 
 const POSIX_RENAME: &str = "posix-rename@openssh.com";

@@ -8,7 +8,7 @@
 
 use rhai::{Engine, FuncRegistration, RhaiNativeFunc, Variant};
 
-use crate::engine::ctx::Ctx;
+use crate::ctx::Ctx;
 
 pub struct Registrar<'a> {
     pub engine: &'a mut Engine,
@@ -137,74 +137,4 @@ pub fn host_functions(engine: &Engine) -> Vec<FnInfo> {
             ))
     });
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Functions whose options map is required, so they have no arity without it.
-    const REQUIRED_OPTS: &[&str] = &["monitor"];
-
-    /// A parameter name that tells the reader nothing (`_x`, `arg1`, `p`, `x`). `f` is the
-    /// usual name of a closure parameter and stays allowed for `FnPtr`.
-    fn placeholder(name: &str, ty: &str) -> bool {
-        let stem = name.trim_end_matches(|c: char| c.is_ascii_digit());
-        name.is_empty()
-            || name.starts_with('_')
-            || matches!(stem, "arg" | "param" | "value" | "val" | "unnamed")
-            || (name.chars().count() == 1 && !(name == "f" && ty == "FnPtr"))
-    }
-
-    #[test]
-    fn every_host_function_has_an_example_real_names_and_its_arity_without_options() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let engine = crate::engine::metadata_engine(rt.handle().clone());
-        let fns = host_functions(&engine);
-        assert!(fns.len() > 100, "only {} host functions found", fns.len());
-        let mut problems = Vec::new();
-        for f in &fns {
-            if !f.doc.contains("```rhai") {
-                problems.push(format!("{}: no ```rhai example in its doc", f.signature));
-            }
-            for p in &f.params {
-                let (name, ty) = p.split_once(": ").unwrap_or((p.as_str(), ""));
-                if placeholder(name, ty) {
-                    problems.push(format!(
-                        "{}: placeholder parameter name `{name}`",
-                        f.signature
-                    ));
-                }
-            }
-            let options_last = f
-                .params
-                .last()
-                .is_some_and(|p| p == "opts: Map" || p == "options: Map");
-            if options_last && !REQUIRED_OPTS.contains(&f.name.as_str()) {
-                let without = &f.params[..f.params.len() - 1];
-                if !fns.iter().any(|g| g.name == f.name && g.params == without) {
-                    problems.push(format!("{}: no arity without the options map", f.signature));
-                }
-            }
-        }
-        assert!(problems.is_empty(), "{}", problems.join("\n"));
-    }
-
-    #[test]
-    fn placeholders_are_recognised() {
-        for (name, ty) in [
-            ("_x", "?"),
-            ("arg1", "?"),
-            ("p", "&str"),
-            ("f", "&str"),
-            ("", "?"),
-        ] {
-            assert!(placeholder(name, ty), "{name}: {ty}");
-        }
-        for (name, ty) in [("url", "&str"), ("f", "FnPtr"), ("path_or_glob", "&str")] {
-            assert!(!placeholder(name, ty), "{name}: {ty}");
-        }
-    }
 }

@@ -4,6 +4,8 @@
 //! async I/O (`block_on`, raced against cancellation), to check dry-run and the safety policy,
 //! and to record host-call events for the run summary.
 
+pub mod monitor;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::path::PathBuf;
@@ -16,7 +18,7 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ErrorKind, HostError, HostResult};
-use crate::host::check::http::HttpClients;
+use crate::http::HttpClients;
 use crate::policy::Policy;
 
 /// Why a run was stopped from outside.
@@ -154,8 +156,8 @@ pub struct RunCtx {
     pub run: RunInfo,
     /// The run's last log lines, kept for the daemon's run history (empty capacity: not kept).
     pub log_tail: LogTail,
-    /// Dead-man's switch and failure alert of this run (see `engine::monitor`).
-    pub monitor: crate::engine::monitor::Monitor,
+    /// Dead-man's switch and failure alert of this run (see `ctx::monitor`, `engine::monitor`).
+    pub monitor: monitor::Monitor,
     warned: AtomicBool,
     host_calls: AtomicU64,
     host_failures: AtomicU64,
