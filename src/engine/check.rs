@@ -6,7 +6,7 @@
 //! the compiled AST and reports every call whose name is neither a host function, a Rhai
 //! built-in, nor a function defined in the script or the module it names; and every key of a
 //! literal map passed as options that the function does not accept (host functions: the keys of
-//! the serde structs that decode them, see `engine::options`; stdlib functions: the list given
+//! the serde structs that decode them, see `host::options`; stdlib functions: the list given
 //! to their `check_options(...)` call).
 
 use std::collections::{HashMap, HashSet};
@@ -271,7 +271,7 @@ impl<'a> Checker<'a> {
                         }
                         for (key, inner) in nested {
                             if let Some(allowed) =
-                                crate::engine::options::nested_keys(&name, param, key)
+                                crate::host::options::nested_keys(&name, param, key)
                             {
                                 let allowed: Vec<String> =
                                     allowed.iter().map(|s| s.to_string()).collect();

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::{classify, commit, conn, conn_args, dump_args, restore_args, DumpPlan};
-use crate::engine::ctx::RunCtx;
+use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 use crate::host::container::db::Target;
 use crate::host::db::dump_file::{self, DumpReport};
