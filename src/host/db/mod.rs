@@ -68,6 +68,9 @@ const DUMP_DOC: &str = r#"Back up a database to a compressed, checksummed file; 
 `sqlite://path` copies with SQLite's online backup API, `mongodb://` dumps natively. Output streams through
 parallel gzip (or multi-threaded zstd, `compress: "zstd"`, named `.zst`) into `<final>.tmp`, is fsynced and renamed, and gets a `.sha256` sidecar. The password goes to
 the tools through their environment or a private defaults file, never their command line.
+A server in a container is named `postgres://user@container:NAME/db` (also `mysql://`, `mariadb://`,
+`mongodb://`): the dump then comes from the container's own pg_dump or mariadb-dump/mysqldump, run through
+the Docker exec API, through the same write path (docs/containers.md).
 Options: `to` (file or folder; default `./backups/<db>_<YYYY-mm-dd_HHMMSS>.sql.gz`), `format`
 (plain | custom | directory, PostgreSQL), `compress` ("gzip", "gzip:9", "zstd", "zstd:19", "none"; MongoDB:
 "gzip" per .bson file, "zstd" for a `.tar.zst` archive, with `level`), `tables`, `exclude_tables`,
@@ -84,7 +87,9 @@ const RESTORE_DOC: &str = r#"Restore a dump made by `dump_db` into the database 
 
 Plain SQL dumps (gzip, zstd or uncompressed, told by the first bytes) are streamed into `psql`/`mariadb`; custom and directory archives go through
 `pg_restore`; SQLite dumps are copied in with the backup API. Refuses a non-empty target unless `clean: true`
-(drop and recreate it); `create: true` creates a missing target. Options: `create`, `clean`, `jobs`, `no_owner`.
+(drop and recreate it); `create: true` creates a missing target. For a `…@container:NAME` URL the
+container's own psql/pg_restore or mariadb/mysql read the dump (docs/containers.md).
+Options: `create`, `clean`, `jobs`, `no_owner`.
 Returns `#{ database, format, dump_bytes, duration_ms, dry_run }`.
 
 ```rhai
