@@ -89,12 +89,15 @@ docker_image() {
 docker_image pg local/mtn-pg:17 tests/env/docker/pg
 docker_image redis local/mtn-redis:8 tests/env/docker/redis
 docker_image mariadb local/mtn-mariadb:trixie tests/env/docker/mariadb
-# The MongoDB-compatible server of tests/env/60-mongo.sh (sourced before this file), when it built.
+# The MongoDB-compatible server of tests/env/60-mongo.sh (sourced before this file: it builds the
+# binary and the pymongo that creates the first user), when it built; else no MongoDB container
+# and its test fails on the missing variable.
 docker_mongo_bin="$MTN_TEST_ENV/secantus/bin/secantusd-rs"
-if [ -x "$docker_mongo_bin" ]; then
+if [ -x "$docker_mongo_bin" ] && [ -n "${MTN_TEST_MONGO_PYTHON:-}" ]; then
   docker_image mongo local/mtn-secantus:trixie tests/env/docker/mongo "$docker_mongo_bin"
 else
-  echo "tests/env/80-docker.sh: no $docker_mongo_bin (tests/env/60-mongo.sh builds it): no MongoDB container" >&2
+  echo "tests/env/80-docker.sh: no SecantusDB from tests/env/60-mongo.sh: no MongoDB container" >&2
+  docker_mongo_bin=""
 fi
 
 docker_net="mtn-test-$$"
@@ -124,7 +127,7 @@ export MTN_TEST_DOCKER_MARIADB=mtn_mariadb
 export MTN_TEST_DOCKER_MARIADB_PASSWORD="mdb-Secret-$RANDOM$RANDOM"
 dk run -d --name "$MTN_TEST_DOCKER_MARIADB" --network "$docker_net" \
   -e MARIADB_ROOT_PASSWORD="$MTN_TEST_DOCKER_MARIADB_PASSWORD" local/mtn-mariadb:trixie >/dev/null
-if [ -x "$docker_mongo_bin" ]; then
+if [ -n "$docker_mongo_bin" ]; then
   dk run -d --name mtn_mongo --network "$docker_net" local/mtn-secantus:trixie >/dev/null
 fi
 
@@ -141,7 +144,7 @@ done
 dk exec "$MTN_TEST_DOCKER_MARIADB" mariadb -uroot -N -e 'SELECT count(*) FROM shop.items' | grep -qx 500 \
   || { dk logs "$MTN_TEST_DOCKER_MARIADB" >&2; return 1; }
 # MongoDB: the first user is created while authentication is off, then the server restarts with it.
-if [ -x "$docker_mongo_bin" ]; then
+if [ -n "$docker_mongo_bin" ]; then
   mongo_ctr_ip="$(docker_ip mtn_mongo)"
   wait_port "$mongo_ctr_ip" 27017 30
   export MTN_TEST_DOCKER_MONGO_PASSWORD="mgo-Secret-$RANDOM$RANDOM"
