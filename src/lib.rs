@@ -21,3 +21,4 @@ pub mod progress;
 pub mod redact;
 pub mod sync;
 pub mod tls;
+pub mod units;

@@ -37,7 +37,7 @@ fn entries_of(c: &ClientCtx, job: Option<&str>) -> Result<Vec<history::Entry>, S
 
 pub fn list(paths: &DaemonPaths, f: &Filter, json: bool) -> exit::Result {
     let c = client_ctx(paths)?;
-    let since = match f.since.as_deref().map(crate::host::binding::parse_duration) {
+    let since = match f.since.as_deref().map(crate::units::parse_duration) {
         None => None,
         Some(Ok(d)) => {
             Some(Local::now() - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))

@@ -118,7 +118,7 @@ pub fn run(args: RunArgs, common: Common) -> exit::Result {
         }
     }
     let timeout = match &args.timeout {
-        Some(t) => match crate::host::binding::parse_duration(t) {
+        Some(t) => match crate::units::parse_duration(t) {
             Ok(d) => Some(d),
             Err(e) => return usage_error(&format!("--timeout: {}", e.message)),
         },

@@ -42,7 +42,7 @@ impl FleetConfig {
     pub fn check_every(&self) -> std::time::Duration {
         self.check_every
             .as_deref()
-            .and_then(|d| crate::host::binding::parse_duration(d).ok())
+            .and_then(|d| crate::units::parse_duration(d).ok())
             .unwrap_or(std::time::Duration::from_secs(30))
     }
 }
@@ -80,11 +80,7 @@ pub fn problems(cfg: &Config, text: &str, path: &Path) -> Vec<String> {
                 ));
             }
         }
-        if let Some(Err(e)) = f
-            .check_every
-            .as_deref()
-            .map(crate::host::binding::parse_duration)
-        {
+        if let Some(Err(e)) = f.check_every.as_deref().map(crate::units::parse_duration) {
             out.push(fail("check_every", format!("`check_every`: {}", e.message)));
         }
     }

@@ -135,7 +135,7 @@ impl Config {
             ("shutdown_grace", &self.shutdown_grace),
             ("history_max_age", &self.history_max_age),
         ] {
-            if let Some(Err(e)) = v.as_deref().map(crate::host::binding::parse_duration) {
+            if let Some(Err(e)) = v.as_deref().map(crate::units::parse_duration) {
                 let (l, c) = top_key_location(text, key);
                 out.push(format!(
                     "invalid config {}:{l}:{c}: {key}: {}",
@@ -189,7 +189,7 @@ impl Config {
                 ("notify_every", &job.notify_every),
             ] {
                 if let Some(v) = v {
-                    if let Err(e) = crate::host::binding::parse_duration(v) {
+                    if let Err(e) = crate::units::parse_duration(v) {
                         out.push(fail(key, format!("`{key}`: {}", e.message)));
                     }
                 }

@@ -15,8 +15,8 @@ use crate::config::{state_dir, Config, JobConfig, Overlap, StateDefault};
 use crate::cron::JobTz;
 use crate::ctx::{Limits, LogTail, RunCtx};
 use crate::engine::resolver::ScriptResolver;
-use crate::host::binding::parse_duration;
 use crate::policy::{Policy, PolicyConfig};
+use crate::units::parse_duration;
 
 /// Lines of a run's log kept in its history entry.
 pub const LOG_TAIL_LINES: usize = 40;

@@ -139,7 +139,7 @@ async fn serve(
         .with_max_age(
             cfg.history_max_age
                 .as_deref()
-                .and_then(|a| crate::host::binding::parse_duration(a).ok())
+                .and_then(|a| crate::units::parse_duration(a).ok())
                 .unwrap_or(history::DEFAULT_MAX_AGE),
         ),
         settings: RwLock::new(settings.clone()),

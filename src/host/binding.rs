@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
+use crate::units::parse_duration;
 
 pub type RhaiResult = Result<Dynamic, Box<EvalAltResult>>;
 
@@ -275,19 +276,6 @@ macro_rules! host_fn {
     }};
 }
 
-/// Parse "30d", "12h", "90m", "1h30m", "500ms", "2 weeks" into a Duration.
-pub fn parse_duration(text: &str) -> HostResult<std::time::Duration> {
-    let t = text.trim();
-    if let Ok(secs) = t.parse::<u64>() {
-        return Ok(std::time::Duration::from_secs(secs));
-    }
-    humantime::parse_duration(t).map_err(|e| {
-        HostError::invalid(format!(
-            "invalid duration {text:?}: {e} (use e.g. \"30s\", \"5m\", \"12h\", \"30d\", \"1h30m\")"
-        ))
-    })
-}
-
 /// An age given as a duration string ("30d", "12h") or as a number of seconds (delete_older_than,
 /// delete_rows_older_than). Negative, NaN and infinite seconds are refused: clamping them to 0
 /// would make "older than" mean "everything".
@@ -370,13 +358,5 @@ mod tests {
             err.message,
             "unknown option `compres` (did you mean `compress`?); allowed options: compress, to"
         );
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30d").unwrap().as_secs(), 30 * 86400);
-        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
-        assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
-        assert!(parse_duration("5 parsecs").is_err());
     }
 }

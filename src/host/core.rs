@@ -8,9 +8,9 @@ use serde::Deserialize;
 
 use crate::ctx::RunCtx;
 use crate::error::{ErrorKind, HostError};
-use crate::host::binding::parse_duration;
 use crate::host::registry::Registrar;
 use crate::host_fn;
+use crate::units::parse_duration;
 
 /// A point in time (local time zone), as returned by `now()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

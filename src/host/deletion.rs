@@ -4,7 +4,7 @@
 //! announces through here, so the wording is the same everywhere and a dry run always says "would".
 
 use crate::ctx::RunCtx;
-use crate::host::units::human;
+use crate::units::human;
 
 /// `deleted ./backups/app-2026-10-01.sql.gz (82.3 MB)` or `would delete ...` in a dry run.
 pub fn announce(ctx: &RunCtx, what: &str, bytes: Option<u64>) {

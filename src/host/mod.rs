@@ -20,7 +20,6 @@ pub mod rotate;
 pub mod state;
 pub mod storage;
 pub mod system;
-pub mod units;
 pub mod verify;
 
 use crate::host::registry::Registrar;

@@ -4,10 +4,11 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use mtn::host::binding::{opts, parse_duration};
+use mtn::host::binding::opts;
 use mtn::host::db::dump_file::parse_size;
 use mtn::host::db::mongo::convert::{bson_to_dynamic, dynamic_to_bson, Mode};
 use mtn::policy::{normalize, Policy};
+use mtn::units::parse_duration;
 use proptest::prelude::*;
 use rhai::{Dynamic, Map};
 

@@ -10,9 +10,10 @@ use rhai::{Array, Dynamic, ImmutableString, Map};
 
 use crate::ctx::Ctx;
 use crate::error::{HostError, HostResult};
-use crate::host::binding::{map_to_json, parse_duration};
+use crate::host::binding::map_to_json;
 use crate::host::registry::Registrar;
 use crate::host_fn;
+use crate::units::parse_duration;
 use http::{Check, CheckOptions};
 
 /// Default number of checks `http_check_all` runs at once.

@@ -98,7 +98,7 @@ fn since_epoch(v: &serde_json::Value, now: i64) -> HostResult<i64> {
             if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
                 return Ok(t.timestamp());
             }
-            let d = crate::host::binding::parse_duration(s)?;
+            let d = crate::units::parse_duration(s)?;
             Ok(now - d.as_secs() as i64)
         }
         other => Err(HostError::invalid(format!(

@@ -13,7 +13,7 @@ use crate::ctx::RunCtx;
 use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::codec::{Codec, Encoder};
 use crate::host::compress::default_threads;
-use crate::host::units::human;
+use crate::units::human;
 
 /// What `dump_db` returns.
 #[derive(Debug, Clone, Serialize)]
@@ -52,7 +52,7 @@ pub fn codec_of(c: &Option<CompressOpt>) -> HostResult<Option<Codec>> {
     }
 }
 
-pub use crate::host::units::{parse_size, SizeOpt};
+pub use crate::units::{parse_size, SizeOpt};
 
 /// Where a dump goes: `to` is a file, or a directory (existing, or ending in `/`) that gets
 /// `<name>_<YYYY-mm-dd_HHMMSS><ext>`; no `to` means `./backups/`.

@@ -344,7 +344,7 @@ pub fn delete_older_than(
                 "{} file(s) could not be deleted ({} others deleted, {} freed): {}{}",
                 report.errors.len(),
                 report.deleted.len(),
-                crate::host::units::human(report.bytes_freed),
+                crate::units::human(report.bytes_freed),
                 list.join("; "),
                 if report.errors.len() > 10 {
                     "; ..."

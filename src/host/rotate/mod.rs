@@ -34,7 +34,7 @@ mod recover;
 mod schedule;
 mod steps;
 
-pub use crate::host::units::SizeOpt;
+pub use crate::units::SizeOpt;
 pub use attrs::CreateOpt;
 use names::with_suffix;
 use schedule::{Conditions, Interval};
@@ -146,7 +146,7 @@ pub struct RotateReport {
     pub dry_run: bool,
 }
 
-/// Sizes follow logrotate: `k`, `M`, `G` are powers of 1024 (see `host/units.rs`).
+/// Sizes follow logrotate: `k`, `M`, `G` are powers of 1024 (see `src/units.rs`).
 pub fn parse_size(s: &SizeOpt) -> HostResult<u64> {
     s.bytes()
 }
@@ -154,7 +154,7 @@ pub fn parse_size(s: &SizeOpt) -> HostResult<u64> {
 fn parse_age(a: &AgeOpt) -> HostResult<MaxAge> {
     match a {
         AgeOpt::Days(d) => Ok(MaxAge::Days(*d)),
-        AgeOpt::Text(t) => crate::host::binding::parse_duration(t).map(MaxAge::from_duration),
+        AgeOpt::Text(t) => crate::units::parse_duration(t).map(MaxAge::from_duration),
     }
 }
 

@@ -4,7 +4,7 @@
 //! `.sha256` sidecar (file:// and sftp:// targets). An object without one (uploaded by another tool) is
 //! checked by size only, and the report says so. Nothing partial ever has the final name.
 
-use crate::host::units::human;
+use crate::units::human;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;

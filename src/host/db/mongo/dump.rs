@@ -322,7 +322,7 @@ async fn dump_async(ctx: &RunCtx, url: &str, opts: DumpOptions) -> HostResult<Du
         Format::Archive => job.archive(&chosen, &dest, &parent).await?,
         Format::Directory => job.directory(&chosen, &dest).await?,
     };
-    tracing::info!(target: "mtn::db", database = %db_name, documents, bytes, path = %dest.display(), "mongodb dump written: {}", crate::host::units::human(bytes));
+    tracing::info!(target: "mtn::db", database = %db_name, documents, bytes, path = %dest.display(), "mongodb dump written: {}", crate::units::human(bytes));
     Ok(DumpReport {
         path: dest.display().to_string(),
         bytes,

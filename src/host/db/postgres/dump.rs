@@ -77,7 +77,7 @@ pub async fn dump(
     let report = tokio::task::spawn_blocking(move || finished.commit(&sanity, &format))
         .await
         .map_err(|e| HostError::other(format!("commit failed: {e}")))??;
-    tracing::info!(target: "mtn::db", path = %report.path, bytes = report.bytes, raw_bytes = report.raw_bytes, "PostgreSQL dump written: {} ({} before compression)", crate::host::units::human(report.bytes), crate::host::units::human(report.raw_bytes));
+    tracing::info!(target: "mtn::db", path = %report.path, bytes = report.bytes, raw_bytes = report.raw_bytes, "PostgreSQL dump written: {} ({} before compression)", crate::units::human(report.bytes), crate::units::human(report.raw_bytes));
     Ok(report)
 }
 

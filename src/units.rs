@@ -1,11 +1,12 @@
-//! Sizes in option values, one parser for every function (`rotate`'s `size`, `dump_db`'s
-//! `min_size`, ...), so "10M" means the same everywhere.
+//! Sizes and durations in option values and configs, one parser each for every function
+//! (`rotate`'s `size`, `dump_db`'s `min_size`, ...) and every config key, so "10M" and "30d"
+//! mean the same everywhere.
 //!
 //! The rule: a bare number is bytes; the single letters `k`, `M`, `G`, `T` (either case) are
 //! powers of 1024, as logrotate names them (`size 10M` = 10,485,760 bytes); the two-letter SI
 //! units `KB`, `MB`, `GB`, `TB` are powers of 1000 (`"10MB"` = 10,000,000) and the IEC units
-//! `KiB`, `MiB`, `GiB`, `TiB` powers of 1024. Fractions are allowed (`"1.5GiB"`). Durations have
-//! their one parser too: `binding::parse_duration`.
+//! `KiB`, `MiB`, `GiB`, `TiB` powers of 1024. Fractions are allowed (`"1.5GiB"`). A duration is
+//! a number of seconds or humantime's text ([`parse_duration`]).
 
 use serde::Deserialize;
 
@@ -84,9 +85,22 @@ pub fn human(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// Parse "30d", "12h", "90m", "1h30m", "500ms", "2 weeks" into a Duration.
+pub fn parse_duration(text: &str) -> HostResult<std::time::Duration> {
+    let t = text.trim();
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    humantime::parse_duration(t).map_err(|e| {
+        HostError::invalid(format!(
+            "invalid duration {text:?}: {e} (use e.g. \"30s\", \"5m\", \"12h\", \"30d\", \"1h30m\")"
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{human, parse_size};
+    use super::{human, parse_duration, parse_size};
 
     #[test]
     fn human_sizes_read_back_as_the_same_unit() {
@@ -115,5 +129,13 @@ mod tests {
         assert_eq!(parse_size("4096").unwrap(), 4096);
         assert!(parse_size("3 parsecs").is_err());
         assert!(parse_size("M").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30d").unwrap().as_secs(), 30 * 86400);
+        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
+        assert!(parse_duration("5 parsecs").is_err());
     }
 }
