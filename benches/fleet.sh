@@ -33,7 +33,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-mkdir -p "$WORK/pg" && chown postgres: "$WORK/pg"
+mkdir -p "$WORK/pg" && touch "$WORK/pg.log" && chown postgres: "$WORK/pg" "$WORK/pg.log"
 runuser -u postgres -- "$PG_BIN/initdb" -D "$WORK/pg" -U postgres --auth=trust >/dev/null
 runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w \
   -o "-p $PG_PORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
@@ -98,5 +98,14 @@ echo "slots expected $expected, claimed $rows (distinct $distinct), not ok $lost
 echo "connections at rest, max per daemon: $max_rest (target <= 2)"
 by_host=$(q "SELECT host, count(*) FROM mtn_fleet_claims WHERE slot BETWEEN to_timestamp($from) AND to_timestamp($to) GROUP BY host ORDER BY host" | tr '\n' ' ')
 echo "slots run per host: $by_host"
-[ "$rows" = "$expected" ] && [ "$distinct" = "$expected" ] && [ "$lost_or_skipped" = 0 ] && [ "$max_rest" -le 2 ] \
-  && echo "OK: no slot lost or doubled" || { echo "FAILED"; exit 1; }
+if [ "$rows" = "$expected" ] && [ "$distinct" = "$expected" ] && [ "$lost_or_skipped" = 0 ] && [ "$max_rest" -le 2 ]; then
+  echo "OK: no slot lost or doubled"
+else
+  echo "FAILED; slots without a claim (job, slot):"
+  q "SELECT j.name, to_char(s, 'HH24:MI:SS') FROM generate_series(to_timestamp($from), to_timestamp($to), '1 second') s,
+       (SELECT 'job' || lpad(g::text, 3, '0') AS name FROM generate_series(1, $JOBS) g) j
+     WHERE extract(epoch FROM s)::bigint % 5 = 0
+       AND NOT EXISTS (SELECT 1 FROM mtn_fleet_claims c WHERE c.job = j.name AND c.slot = s) ORDER BY 2, 1" | head -20
+  for h in h1 h2 h3; do echo "--- $h: warnings and errors"; grep -iE "warn|error" "$WORK/$h/daemon.log" | head -10; done
+  exit 1
+fi

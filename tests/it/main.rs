@@ -15,6 +15,7 @@ mod files;
 mod fleet;
 mod gcs;
 mod hardening;
+mod layers;
 mod messages;
 mod mongo;
 mod mongo_legacy;
