@@ -35,7 +35,7 @@ pub use claim::{Claim, Claimed};
 pub const NS: i32 = 0x006d_746e;
 /// Idle connections kept for the next claim; with the one a run holds, a daemon at rest has at
 /// most this many connections to the lock database.
-const MAX_IDLE: usize = 2;
+const MAX_IDLE: usize = 1;
 /// Shared-history records kept while the database is unreachable, written when it returns.
 const MAX_PENDING: usize = 1000;
 
@@ -91,6 +91,8 @@ pub struct Fleet {
     /// Where the password came from (for authentication errors).
     hint: String,
     idle: Mutex<Vec<PgClient>>,
+    /// The one session holding this host's advisory locks (see `claim`).
+    pub(crate) locks: std::sync::Arc<claim::LockSession>,
     schema_ready: AtomicBool,
     /// The last connection error while the database is unreachable (None: reachable).
     down: Mutex<Option<String>>,
@@ -143,6 +145,7 @@ impl Fleet {
             url,
             hint: db.lookup.hint(),
             idle: Mutex::new(Vec::new()),
+            locks: Default::default(),
             schema_ready: AtomicBool::new(false),
             down: Mutex::new(None),
             pending: Mutex::new(VecDeque::new()),
@@ -170,7 +173,7 @@ impl Fleet {
         r
     }
 
-    async fn connect(&self) -> Result<PgClient, String> {
+    pub(crate) async fn connect(&self) -> Result<PgClient, String> {
         let c = conn::connect(&self.url).await.map_err(|e| {
             let mut m = e.message;
             if e.kind == crate::error::ErrorKind::Auth {
