@@ -107,8 +107,8 @@ impl Fleet {
         let c = match turn.as_ref().filter(|c| !c.is_closed()) {
             Some(c) => c.clone(),
             None => {
-                let r = self.connect().await;
-                self.set_up(r.as_ref().err().cloned());
+                // An idle pooled connection becomes the session (see `finish`), else a new one.
+                let r = self.conn().await;
                 match r {
                     Ok(c) => {
                         // A new session holds nothing: the old one's locks died with it (and
@@ -359,12 +359,31 @@ impl Claim {
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
             [&self.job, &self.slot, &self.takeover, &outcome];
         let done = {
-            let _turn = self.session.client.lock().await;
-            async {
+            let mut turn = self.session.client.lock().await;
+            let r = async {
                 conn.execute(update, &params).await?;
                 self.session.unlock(&conn, self.key).await
             }
-            .await
+            .await;
+            // Holding no lock, the session goes back to the pool: a host at rest keeps one
+            // connection, and the next claim (or the shared history) reuses it.
+            if r.is_ok() && crate::sync::lock(&self.session.held).is_empty() {
+                if let Some(session) = turn.take() {
+                    if Arc::ptr_eq(&session, &conn) {
+                        drop(session);
+                        if let Ok(c) = Arc::try_unwrap(conn) {
+                            fleet.put(c);
+                        }
+                    } else {
+                        *turn = Some(session);
+                    }
+                }
+                drop(turn);
+                let us = started.elapsed().as_micros() as u64;
+                fleet.metrics.claim_us.fetch_add(us, Ordering::SeqCst);
+                return;
+            }
+            r
         };
         match done {
             Ok(()) => {
