@@ -389,6 +389,20 @@ fn azure_server_killed_mid_upload_leaves_no_blob_under_the_final_name() {
     wait_up();
     let endpoint = format!("http://127.0.0.1:{port}/{}", a.account);
     a.rest_at(&endpoint, &["mkcontainer", "kill"]);
+    // Azurite keeps its metadata in memory and saves it every few seconds: wait until the
+    // container is on disk, or the restart below would not know it (SIGKILL loses the rest).
+    let db = ws.join("__azurite_db_blob__.json");
+    for _ in 0..300 {
+        if fs::read_to_string(&db).is_ok_and(|t| t.contains("\"kill\"")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        fs::read_to_string(&db).is_ok_and(|t| t.contains("\"kill\"")),
+        "Azurite did not save the container in {}",
+        db.display()
+    );
     fs::write(d.join("big.bin"), random_bytes(300 * 1024 * 1024)).unwrap();
     let script = d.join("k.rhai");
     fs::write(
