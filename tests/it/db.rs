@@ -841,3 +841,23 @@ log(`BAD=${{bad}}`);
     assert_eq!(mariadb(&db, "SELECT COUNT(*) FROM ev"), "1");
     mariadb("", &format!("DROP DATABASE {db}"));
 }
+
+/// `application_name` in a URL reaches the server as written, spaces included (operators find
+/// mtn's sessions in pg_stat_activity by it; the fleet names its sessions `mtn fleet HOST`).
+#[test]
+fn db_pg_application_name_from_the_url_keeps_its_spaces() {
+    let dir = tempdir();
+    let url = pg_db("postgres");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let r = run_script(
+        dir.path(),
+        "a.rhai",
+        &format!(
+            r#"let rows = db_query("{url}{sep}application_name=nightly+backup", "SELECT current_setting('application_name') AS n");
+print("NAME=" + rows[0].n);"#
+        ),
+        &[],
+    );
+    r.expect_code(0);
+    assert!(r.stdout.contains("NAME=nightly backup"), "{}", r.all());
+}

@@ -113,9 +113,12 @@ pub async fn connect(url: &ServerUrl) -> HostResult<PgClient> {
     if cfg.get_connect_timeout().is_none() {
         cfg.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
     }
-    if cfg.get_application_name().is_none() {
-        cfg.application_name("mtn");
-    }
+    // tokio-postgres reads URL values percent-decoded but keeps `+` as is, while the url crate
+    // (which built the query) writes a space as `+`: "mtn fleet h1" arrived as "mtn+fleet+h1".
+    match url.query_param("application_name") {
+        Some(name) => cfg.application_name(&name),
+        None => cfg.application_name("mtn"),
+    };
     let sslmode = url
         .query_param("sslmode")
         .unwrap_or_else(|| "prefer".to_string());
