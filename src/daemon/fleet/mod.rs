@@ -88,6 +88,8 @@ pub struct Fleet {
     pub host: String,
     pub check_every: Duration,
     url: ServerUrl,
+    /// The lock URL as the operator wrote it, without its password (messages).
+    shown: String,
     /// Where the password came from (for authentication errors).
     hint: String,
     idle: Mutex<Vec<PgClient>>,
@@ -128,6 +130,7 @@ impl Fleet {
             (crate::host::db::url::Engine::Postgres, Some(s)) => s,
             _ => return Err("[fleet] lock: the lock database must be PostgreSQL".into()),
         };
+        let shown = url.without_password();
         // An operator reading pg_stat_activity sees which host holds which connection.
         if url.query_param("application_name").is_none() {
             let name: String = format!("mtn fleet {}", cfg.host())
@@ -143,6 +146,7 @@ impl Fleet {
             host: cfg.host(),
             check_every: cfg.check_every(),
             url,
+            shown,
             hint: db.lookup.hint(),
             idle: Mutex::new(Vec::new()),
             locks: Default::default(),
@@ -155,7 +159,7 @@ impl Fleet {
 
     /// The lock database as shown in messages (no password).
     pub fn shown(&self) -> String {
-        self.url.without_password()
+        self.shown.clone()
     }
 
     /// A connection: an idle one, or a new one (the tables created on the first).
