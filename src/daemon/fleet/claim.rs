@@ -365,28 +365,23 @@ impl Claim {
                 self.session.unlock(&conn, self.key).await
             }
             .await;
-            // Holding no lock, the session goes back to the pool: a host at rest keeps one
-            // connection, and the next claim (or the shared history) reuses it.
-            if r.is_ok() && crate::sync::lock(&self.session.held).is_empty() {
-                if let Some(session) = turn.take() {
-                    if Arc::ptr_eq(&session, &conn) {
-                        drop(session);
-                        if let Ok(c) = Arc::try_unwrap(conn) {
-                            fleet.put(c);
-                        }
-                    } else {
-                        *turn = Some(session);
-                    }
-                }
-                drop(turn);
-                let us = started.elapsed().as_micros() as u64;
-                fleet.metrics.claim_us.fetch_add(us, Ordering::SeqCst);
-                return;
+            // Holding no lock, the session leaves its place (and goes back to the pool below):
+            // a host at rest keeps one connection, and the next claim or the shared history
+            // reuses it.
+            if r.is_ok()
+                && crate::sync::lock(&self.session.held).is_empty()
+                && turn.as_ref().is_some_and(|s| Arc::ptr_eq(s, &conn))
+            {
+                *turn = None;
             }
             r
         };
         match done {
             Ok(()) => {
+                // Only a session that left its place is ours alone.
+                if let Ok(c) = Arc::try_unwrap(conn) {
+                    fleet.put(c);
+                }
                 let us = started.elapsed().as_micros() as u64;
                 fleet.metrics.claim_us.fetch_add(us, Ordering::SeqCst);
             }
