@@ -19,8 +19,9 @@ use crate::host::binding::serde_duration;
 use crate::host::registry::Registrar;
 use crate::host_fn;
 
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
-const DEFAULT_MAX_OUTPUT: usize = 1024 * 1024;
+/// Limits of a program run by `exec` or `container_exec` when the script sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+pub const DEFAULT_MAX_OUTPUT: usize = 1024 * 1024;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]

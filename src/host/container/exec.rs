@@ -11,10 +11,7 @@ use super::process::{self, Spec};
 use crate::ctx::RunCtx;
 use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::binding::serde_duration;
-use crate::host::exec::ExecReport;
-
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
-const DEFAULT_MAX_OUTPUT: usize = 1024 * 1024;
+use crate::host::exec::{ExecReport, DEFAULT_MAX_OUTPUT, DEFAULT_TIMEOUT};
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]

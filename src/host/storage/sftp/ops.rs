@@ -100,10 +100,11 @@ async fn make_dirs(s: &Session, dir: &str) -> HostResult<()> {
     }
 }
 
-/// Write a small file through a temporary name.
-async fn put_small(s: &Session, path: &str, data: &[u8]) -> HostResult<()> {
+/// Create the temporary file an upload to `path` is written into: (its name, its handle).
+/// EXCLUDE: never write into a file that is already there.
+async fn create_temp(s: &Session, path: &str) -> HostResult<(String, String)> {
     let tmp = temp_name(path);
-    let h = s
+    let handle = s
         .sftp
         .open(
             &tmp,
@@ -113,6 +114,12 @@ async fn put_small(s: &Session, path: &str, data: &[u8]) -> HostResult<()> {
         .await
         .map_err(|e| sftp_err(&format!("creating {tmp}"), e))?
         .handle;
+    Ok((tmp, handle))
+}
+
+/// Write a small file through a temporary name.
+async fn put_small(s: &Session, path: &str, data: &[u8]) -> HostResult<()> {
+    let (tmp, h) = create_temp(s, path).await?;
     let w = s.sftp.write(h.as_str(), 0, data.to_vec()).await;
     let c = s.sftp.close(h.as_str()).await;
     w.and(c)
@@ -191,17 +198,7 @@ async fn upload_once(
 ) -> HostResult<(u64, String)> {
     let (dir, _) = parent_and_name(path);
     make_dirs(s, &dir).await?;
-    let tmp = temp_name(path);
-    let handle = s
-        .sftp
-        .open(
-            &tmp,
-            OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE,
-            FileAttributes::empty(),
-        )
-        .await
-        .map_err(|e| sftp_err(&format!("creating {tmp}"), e))?
-        .handle;
+    let (tmp, handle) = create_temp(s, path).await?;
     let res = send_file(s, &handle, source, &tmp, ctx).await;
     let res = match res {
         Ok(v) => finish_upload(s, &handle, &tmp, path, v).await,
