@@ -236,6 +236,26 @@ fn runs_by_slot(dir: &Path, suffix: &str) -> std::collections::BTreeMap<i64, Vec
 }
 
 /// The config every host of a test fleet shares (host_id differs).
+/// Daemons named `hosts` under `root`, each with an every-second job `tick` running `script`
+/// (which sees the returned output folder as `vars.out`).
+fn tick_fleet(root: &Path, lock: &str, hosts: &[&str], script: &str) -> (PathBuf, Vec<Daemon>) {
+    let out = root.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let job = format!(
+        "[[job]]\nname = \"tick\"\nscript = \"tick.rhai\"\nschedule = \"* * * * * *\"\nvars = {{ out = {out:?} }}\n"
+    );
+    let daemons = hosts
+        .iter()
+        .map(|h| {
+            let dir = root.join(h);
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join("tick.rhai"), script).unwrap();
+            Daemon::start(&dir, &fleet_config(lock, h, &out, &job))
+        })
+        .collect();
+    (out, daemons)
+}
+
 fn fleet_config(lock: &str, host: &str, out: &Path, jobs: &str) -> String {
     format!(
         "[policy]\nallow_paths = [{out:?}]\n\n[fleet]\nlock = {lock:?}\nhost_id = {host:?}\ncheck_every = \"1s\"\n\n{jobs}"
@@ -250,24 +270,12 @@ fn unix_now() -> i64 {
 fn fleet_three_daemons_run_every_slot_exactly_once() {
     let lock = fresh_db(&crate::support::env_var("MTN_TEST_PG_URL"));
     let tmp = tempdir();
-    let out = tmp.path().join("out");
-    std::fs::create_dir(&out).unwrap();
-    let job = format!(
-        "[[job]]\nname = \"tick\"\nscript = \"tick.rhai\"\nschedule = \"* * * * * *\"\nvars = {{ out = {out:?} }}\n"
+    let (out, mut daemons) = tick_fleet(
+        tmp.path(),
+        &lock,
+        &["h1", "h2", "h3"],
+        "write_file(`${vars.out}/${run.slot_unix}-${run.host}-${run.id}.run`, run.trigger);\n",
     );
-    let mut daemons: Vec<Daemon> = ["h1", "h2", "h3"]
-        .iter()
-        .map(|h| {
-            let dir = tmp.path().join(h);
-            std::fs::create_dir(&dir).unwrap();
-            std::fs::write(
-                dir.join("tick.rhai"),
-                "write_file(`${vars.out}/${run.slot_unix}-${run.host}-${run.id}.run`, run.trigger);\n",
-            )
-            .unwrap();
-            Daemon::start(&dir, &fleet_config(&lock, h, &out, &job))
-        })
-        .collect();
     // 15 s instead of the 60 s keeps the suite fast; every second is a slot, so this is
     // still 15 contested slots × 3 hosts.
     let from = unix_now() + 2;
@@ -678,24 +686,12 @@ fn fleet_no_run_starts_without_a_claim_while_the_lock_database_is_down() {
     let pg = PrivatePg::start();
     let lock = pg.url();
     let tmp = tempdir();
-    let out = tmp.path().join("out");
-    std::fs::create_dir(&out).unwrap();
-    let job = format!(
-        "[[job]]\nname = \"tick\"\nscript = \"tick.rhai\"\nschedule = \"* * * * * *\"\nvars = {{ out = {out:?} }}\n"
+    let (out, mut daemons) = tick_fleet(
+        tmp.path(),
+        &lock,
+        &["o1", "o2"],
+        "write_file(`${vars.out}/${run.slot_unix}-${run.host}.run`, \"\");\n",
     );
-    let mut daemons: Vec<Daemon> = ["o1", "o2"]
-        .iter()
-        .map(|h| {
-            let dir = tmp.path().join(h);
-            std::fs::create_dir(&dir).unwrap();
-            std::fs::write(
-                dir.join("tick.rhai"),
-                "write_file(`${vars.out}/${run.slot_unix}-${run.host}.run`, \"\");\n",
-            )
-            .unwrap();
-            Daemon::start(&dir, &fleet_config(&lock, h, &out, &job))
-        })
-        .collect();
     let wait_runs = |after: i64, what: &str, daemons: &[Daemon]| {
         let until = Instant::now() + Duration::from_secs(15);
         while !runs_by_slot(&out, ".run").keys().any(|s| *s > after) {
