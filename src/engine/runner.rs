@@ -51,12 +51,7 @@ pub struct Outcome {
 }
 
 fn late(what: &str) -> Rendered {
-    let message = format!("{what} before its last host call returned");
-    Rendered {
-        text: format!("error: {message}\n"),
-        failure: crate::engine::error::Failure::Script,
-        message,
-    }
+    stop_message(&format!("{what} before its last host call returned"))
 }
 
 /// The error of a run that panicked: say it is mtn's bug and where to report it.
@@ -173,8 +168,7 @@ pub async fn supervise(
                 (_, Some(_)) => stopped(),
             };
             let error = outcome.error.or_else(|| match status {
-                Status::Timeout => Some(stop_message("run timed out")),
-                Status::Interrupted => Some(stop_message("run interrupted")),
+                Status::Timeout | Status::Interrupted => Some(stop_message(stop_words(status))),
                 _ => None,
             });
             Ended { status, error }
@@ -185,19 +179,24 @@ pub async fn supervise(
         },
         Some(Err(_)) | None => {
             let status = stopped();
-            let what = if status == Status::Timeout {
-                "run timed out"
-            } else {
-                "run interrupted"
-            };
             Ended {
                 status,
                 error: Some(stop_message(&format!(
-                    "{what} and did not stop within {}s; abandoned",
+                    "{} and did not stop within {}s; abandoned",
+                    stop_words(status),
                     GRACE.as_secs()
                 ))),
             }
         }
+    }
+}
+
+/// What a stopped run's error says: "run timed out" or "run interrupted".
+fn stop_words(status: Status) -> &'static str {
+    if status == Status::Timeout {
+        "run timed out"
+    } else {
+        "run interrupted"
     }
 }
 
