@@ -8,14 +8,11 @@ N=${1:-500}
 DELAY_MS=${2:-50}
 CONC=${3:-200}
 
-cargo build --release --quiet
-MTN="$PWD/target/release/mtn"
-TMP=$(mktemp -d /tmp/mtn-bench-checks.XXXXXX)
-SERVER_PID=""
-cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$TMP"; }
-trap cleanup EXIT
-
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+bench_mtn
+bench_tmp TMP bench-checks
+PORT=$(free_port)
 # A keep-alive HTTP/1.1 server (asyncio): every request is answered after DELAY_MS.
 cat >"$TMP/server.py" <<'PY'
 import asyncio, sys
@@ -40,8 +37,8 @@ async def main():
 asyncio.run(main())
 PY
 python3 "$TMP/server.py" "$PORT" "$DELAY_MS" &
-SERVER_PID=$!
-for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.05; done
+on_exit "kill $!"
+wait_port 127.0.0.1 "$PORT" 5
 
 for i in $(seq 0 $((N - 1))); do echo "http://127.0.0.1:$PORT/e/$i"; done >"$TMP/urls.txt"
 cat >"$TMP/bench.rhai" <<'RHAI'
@@ -54,23 +51,18 @@ print(`MTN_RESULT ok=${ok} inner_s=${now() - t0}`);
 assert(ok == targets.len(), `${targets.len() - ok} checks failed`);
 RHAI
 
-secs() { python3 -c "print(f'{$2 - $1:.3f}')"; }
-
-t0=$EPOCHREALTIME
+t=$EPOCHREALTIME
 "$MTN" run "$TMP/bench.rhai" --set n="$N" --set port="$PORT" --set conc="$CONC" >"$TMP/mtn.out" 2>&1 || { cat "$TMP/mtn.out"; exit 1; }
-t1=$EPOCHREALTIME
-mtn_s=$(secs "$t0" "$t1")
+mtn_s=$(since "$t" 3)
 inner=$(grep -o 'inner_s=[0-9.]*' "$TMP/mtn.out" | cut -d= -f2)
 
-t0=$EPOCHREALTIME
+t=$EPOCHREALTIME
 xargs -P 16 -n 1 curl -fsS -o /dev/null <"$TMP/urls.txt"
-t1=$EPOCHREALTIME
-xargs_s=$(secs "$t0" "$t1")
+xargs_s=$(since "$t" 3)
 
-t0=$EPOCHREALTIME
+t=$EPOCHREALTIME
 while read -r u; do curl -fsS -o /dev/null "$u"; done <"$TMP/urls.txt"
-t1=$EPOCHREALTIME
-loop_s=$(secs "$t0" "$t1")
+loop_s=$(since "$t" 3)
 
 echo "endpoints=$N delay=${DELAY_MS}ms mtn_concurrency=$CONC ($(nproc) CPUs)"
 printf '%-40s %8ss\n' "mtn http_check_all (whole process)" "$mtn_s"

@@ -16,13 +16,11 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--jobs N] [--secs S]" >&2; exit 2 ;;
   esac
 done
-cargo build --release --quiet
-MTN="$PWD/target/release/mtn"
-WORK="$(mktemp -d /tmp/mtn-bench-daemon.XXXXXX)"
-PID=""
-cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+bench_mtn
+bench_tmp WORK bench-daemon
+PORT=$(free_port)
 
 write_config() { # schedule
   {
@@ -41,25 +39,18 @@ for i in $(seq 1 "$JOBS"); do
   printf 'import "common" as c;\nlet x = c::keep(%d);\nif x < 0 { fail("impossible"); }\n' "$i" > "$WORK/scripts/job$(printf %03d "$i").rhai"
 done
 
-start_daemon() {
-  (cd "$WORK" && exec "$MTN" daemon --config mtn.toml 2> daemon.log) &
-  PID=$!
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && return 0; sleep 0.1; done
-  echo "daemon did not start" >&2; cat "$WORK/daemon.log" >&2; exit 1
-}
-
 # 1. Idle.
 write_config "0 3 * * *"
-start_daemon
+start_daemon "$WORK" "$PORT"
 sleep 3
-rss_kib=$(awk '/VmRSS/ {print $2}' /proc/$PID/status)
-ticks() { awk '{print $14 + $15}' /proc/$PID/stat; }
+rss_kib=$(vmrss "$DAEMON_PID")
+ticks() { awk '{print $14 + $15}' /proc/$DAEMON_PID/stat; }
 t0=$(ticks); sleep 10; t1=$(ticks)
 hz=$(getconf CLK_TCK)
 idle_cpu=$(python3 -c "print(f'{($t1-$t0)/$hz/10*100:.3f}')")
 echo "idle: ${JOBS} jobs, RSS $((rss_kib / 1024)) MiB ($rss_kib KiB), CPU ${idle_cpu}% of one core (10 s)"
 if cron_pid=$(pgrep -x cron 2>/dev/null | head -1) && [ -n "$cron_pid" ]; then
-  cron_kib=$(awk '/VmRSS/ {print $2}' /proc/$cron_pid/status)
+  cron_kib=$(vmrss "$cron_pid")
   echo "cron (for comparison): RSS $cron_kib KiB; mtn/cron ratio $(python3 -c "print(round($rss_kib/$cron_kib,1))")"
 fi
 
@@ -91,16 +82,16 @@ lat.sort()
 print(f"reload latency over {len(lat)} edits: median {statistics.median(lat):.0f} ms, "
       f"p90 {lat[int(len(lat)*0.9)-1]:.0f} ms, max {lat[-1]:.0f} ms")
 EOF
-kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+stop_daemon
 
 # 3. Lateness of every-second jobs.
 rm -rf "$WORK/.mtn"
 write_config "* * * * * *"
-start_daemon
+start_daemon "$WORK" "$PORT"
 echo "running ${JOBS} every-second jobs for ${SECS} s..."
 sleep "$SECS"
-rss_busy=$(awk '/VmRSS/ {print $2}' /proc/$PID/status)
-kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+rss_busy=$(vmrss "$DAEMON_PID")
+stop_daemon
 python3 - "$WORK" "$rss_busy" <<'EOF'
 import json, sys, glob, datetime
 work, rss = sys.argv[1], int(sys.argv[2])

@@ -14,13 +14,11 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--jobs N] [--runs R]" >&2; exit 2 ;;
   esac
 done
-cargo build --release --quiet
-MTN="$PWD/target/release/mtn"
-WORK="$(mktemp -d /tmp/mtn-soak.XXXXXX)"
-PID=""
-cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+bench_mtn
+bench_tmp WORK soak
+PORT=$(free_port)
 mkdir -p "$WORK/scripts" "$WORK/out"
 {
   echo "listen = \"127.0.0.1:$PORT\""
@@ -33,13 +31,11 @@ for i in $(seq 1 "$JOBS"); do
   # Each run does real host work: write, list, checksum, delete.
   printf 'let f = "out/f%03d.txt";\nwrite_file(f, `run ${now()}`);\nlet l = list("out");\nverify_backup(f);\ndelete_older_than("out", "1h");\n' "$i" > "$WORK/scripts/job$(printf %03d "$i").rhai"
 done
-(cd "$WORK" && exec "$MTN" daemon --config mtn.toml -q 2> daemon.log) &
-PID=$!
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+start_daemon "$WORK" "$PORT" -q
 runs() { cat "$WORK"/.mtn/history/*.jsonl* 2>/dev/null | wc -l; }
 sample() {
   printf '%6s runs  RSS %6s KiB  fds %4s  history %6s KiB\n' "$(runs)" \
-    "$(awk '/VmRSS/ {print $2}' /proc/$PID/status)" "$(ls /proc/$PID/fd | wc -l)" \
+    "$(vmrss "$DAEMON_PID")" "$(ls /proc/$DAEMON_PID/fd | wc -l)" \
     "$(du -sk "$WORK/.mtn" | cut -f1)"
 }
 first=$(sample); echo "$first"
@@ -47,7 +43,7 @@ start=$(date +%s)
 while [ "$(runs)" -lt "$RUNS" ]; do
   sleep 10
   sample
-  kill -0 "$PID" 2>/dev/null || { echo "daemon died" >&2; tail -20 "$WORK/daemon.log" >&2; exit 1; }
+  kill -0 "$DAEMON_PID" 2>/dev/null || { echo "daemon died" >&2; tail -20 "$WORK/daemon.log" >&2; exit 1; }
 done
 last=$(sample)
 echo "soak: $(runs) runs of $JOBS jobs in $(( $(date +%s) - start )) s"

@@ -4,11 +4,11 @@
 # Compared with the shell it replaces: `bash -c true` for start-up cost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine; }
-command -v /usr/bin/time >/dev/null || apt-get install -y -qq time
-cargo build --release --quiet
-MTN="$PWD/target/release/mtn"
-W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+apt_install hyperfine time
+bench_mtn
+bench_tmp W bench-engine
 echo 'let x = 1 + 1; log(`x = ${x}`);' > "$W/trivial.rhai"
 python3 - "$W/big.rhai" <<'PY'
 import sys

@@ -6,18 +6,11 @@
 # Usage: bash benches/files.sh [workdir]   (needs ~4 GiB free; default workdir: a temp dir)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REPO="$PWD"
-command -v pigz >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pigz; }
-command -v logrotate >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq logrotate
-cargo build --release --quiet
-MTN="$REPO/target/release/mtn"
-W="${1:-$(mktemp -d /tmp/mtn-bench.XXXXXX)}"
-mkdir -p "$W"
-trap 'rm -rf "$W"' EXIT
-
-now() { date +%s.%N; }
-ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
-secs() { python3 -c "print(f'{$2-$1:.2f}')"; }
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+apt_install pigz logrotate
+bench_mtn
+if [ -n "${1:-}" ]; then W=$1; mkdir -p "$W"; on_exit "rm -rf '$W'"; else bench_tmp W; fi
 
 # ---- 1. delete_older_than ------------------------------------------------------------
 make_tree() { # dir: 1,000 dirs × 100 files, 60 of each 100 older than 31 days
@@ -44,9 +37,9 @@ let r = delete_older_than("$W/mtn", "30d", #{ recursive: true, keep_at_least: 0 
 print(\`deleted \${r.deleted.len()}\`);
 EOR
 sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-t0=$(now); find "$W/find" -type f -mtime +30 -delete; t1=$(now)
+t0=$EPOCHREALTIME; find "$W/find" -type f -mtime +30 -delete; t1=$EPOCHREALTIME
 sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-t2=$(now); "$MTN" run -q --allow-path "$W" "$W/del.rhai"; t3=$(now)
+t2=$EPOCHREALTIME; "$MTN" run -q --allow-path "$W" "$W/del.rhai"; t3=$EPOCHREALTIME
 left_find=$(find "$W/find" -type f | wc -l); left_mtn=$(find "$W/mtn" -type f | wc -l)
 [ "$left_find" = "$left_mtn" ] || { echo "MISMATCH: find left $left_find, mtn left $left_mtn"; exit 1; }
 F=$(secs $t0 $t1); M=$(secs $t2 $t3)
@@ -78,9 +71,9 @@ let r = rotate("$W/mt/*.log", #{ keep: 7, compress: true });
 print(\`rotated \${r.rotated.len()} compressed \${r.compressed.len()}\`);
 EOR
 sync
-t0=$(now); logrotate -f -s "$W/lr.state" "$W/lr.conf"; t1=$(now)
+t0=$EPOCHREALTIME; logrotate -f -s "$W/lr.state" "$W/lr.conf"; t1=$EPOCHREALTIME
 sync
-t2=$(now); "$MTN" run -q --allow-path "$W" "$W/rot.rhai"; t3=$(now)
+t2=$EPOCHREALTIME; "$MTN" run -q --allow-path "$W" "$W/rot.rhai"; t3=$EPOCHREALTIME
 szl=$(du -sb "$W/lr" | cut -f1); szm=$(du -sb "$W/mt" | cut -f1)
 [ "$(ls "$W/lr" | sed 's/\.gz$//' | sort | md5sum)" = "$(ls "$W/mt" | sed 's/\.gz$//' | sort | md5sum)" ] || { echo "MISMATCH in rotated names"; exit 1; }
 L=$(secs $t0 $t1); M=$(secs $t2 $t3)
@@ -108,9 +101,9 @@ let r = compress("$W/big", #{ level: 6, keep: true });
 print(\`ratio \${r.ratio}\`);
 EOR
 cat "$W/big" > /dev/null
-t0=$(now); gzip -6 -c "$W/big" > "$W/big.gzip.gz"; t1=$(now)
-t2=$(now); pigz -6 -c "$W/big" > "$W/big.pigz.gz"; t3=$(now)
-t4=$(now); "$MTN" run -q --allow-path "$W" "$W/c.rhai"; t5=$(now)
+t0=$EPOCHREALTIME; gzip -6 -c "$W/big" > "$W/big.gzip.gz"; t1=$EPOCHREALTIME
+t2=$EPOCHREALTIME; pigz -6 -c "$W/big" > "$W/big.pigz.gz"; t3=$EPOCHREALTIME
+t4=$EPOCHREALTIME; "$MTN" run -q --allow-path "$W" "$W/c.rhai"; t5=$EPOCHREALTIME
 gunzip -t "$W/big.gz"
 G=$(secs $t0 $t1); P=$(secs $t2 $t3); M=$(secs $t4 $t5)
 sg=$(stat -c %s "$W/big.gzip.gz"); sp=$(stat -c %s "$W/big.pigz.gz"); sm=$(stat -c %s "$W/big.gz")

@@ -20,19 +20,17 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--jobs N] [--secs S] [--runs R]" >&2; exit 2 ;;
   esac
 done
-if [ -z "${MTN_BIN:-}" ]; then cargo build --release --quiet; fi
-MTN="${MTN_BIN:-$PWD/target/release/mtn}"
-WORK="$(mktemp -d /tmp/mtn-bench-fleet.XXXXXX)"
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+bench_mtn
+bench_tmp WORK bench-fleet
 chmod 755 "$WORK"
 PIDS=""
+# Its own cluster rather than tests/env/20-postgres.sh's: 200 connections (three daemons of 100
+# jobs each) and trust authentication, so the lock URL carries no password.
 PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
-PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cleanup() {
-  for p in $PIDS; do kill "$p" 2>/dev/null || true; done
-  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+PG_PORT=$(free_port)
+on_exit 'for p in $PIDS; do kill "$p" 2>/dev/null || true; done; runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1'
 mkdir -p "$WORK/pg" && touch "$WORK/pg.log" && chown postgres: "$WORK/pg" "$WORK/pg.log"
 runuser -u postgres -- "$PG_BIN/initdb" -D "$WORK/pg" -U postgres --auth=trust >/dev/null
 runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w \
@@ -59,7 +57,7 @@ python3 -c "print(f'claim overhead, new process per run: {($t3-$t2-($t1-$t0))/$R
 # 2. JOBS jobs x 3 daemons.
 for h in h1 h2 h3; do
   mkdir -p "$WORK/$h/scripts"
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   echo "$port" > "$WORK/$h/port"
   {
     echo "listen = \"127.0.0.1:$port\""

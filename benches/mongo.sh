@@ -17,17 +17,19 @@ PY="$ENV_DIR/mongo-py/bin/python"
 [ -x "$SERVER" ] || { echo "missing $SERVER: run tests/run.sh once (tests/env/60-mongo.sh installs it)" >&2; exit 1; }
 [ -x "$PY" ] || { echo "missing $PY: run tests/run.sh once" >&2; exit 1; }
 
-cargo build --release --quiet --bin mtn --example mongo_scan
-MTN="${MTN_BIN:-$PWD/target/release/mtn}"
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+cargo build --release --quiet --example mongo_scan
+bench_mtn
 SCAN="$PWD/target/release/examples/mongo_scan"
 
-TMP="$(mktemp -d /tmp/mtn-bench-mongo.XXXXXX)"
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+bench_tmp TMP bench-mongo
+PORT="$(free_port)"
 "$SERVER" --host 127.0.0.1 --port "$PORT" --storage-path "$TMP/data" --standalone \
   --log-file-max 64MB --cache-size 512M >"$TMP/server.log" 2>&1 &
 SERVER_PID=$!
-trap 'kill $SERVER_PID 2>/dev/null || true; sleep 0.5; kill -9 $SERVER_PID 2>/dev/null || true; rm -rf "$TMP"' EXIT
-for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+on_exit 'kill $SERVER_PID 2>/dev/null || true; sleep 0.5; kill -9 $SERVER_PID 2>/dev/null'
+wait_port 127.0.0.1 "$PORT" 10
 URL="mongodb://127.0.0.1:$PORT/bench"
 
 echo "seeding $DOCS documents..." >&2

@@ -7,32 +7,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${N:-300}"
-if [ -z "${MTN_TEST_MY_URL:-}" ]; then
-  export MTN_TEST_TMP="$(mktemp -d /tmp/mtn-bench.XXXXXX)"; chmod 755 "$MTN_TEST_TMP"
-  export MTN_TEST_PIDS=""
-  apt_install() { :; }
-  free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-  wait_port() { for ((i = 0; i < ${3:-30} * 10; i++)); do (echo >"/dev/tcp/$1/$2") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-  # shellcheck source=/dev/null
-  source tests/env/21-mariadb.sh
-  trap 'for p in $MTN_TEST_PIDS; do kill $p 2>/dev/null || true; done; sleep 1; rm -rf "$MTN_TEST_TMP"' EXIT
-fi
-if [ -z "${MTN_BIN:-}" ]; then cargo build --release --quiet; fi
-MTN="${MTN_BIN:-$PWD/target/release/mtn}"
-OUT="$(mktemp -d /tmp/mtn-bench-out.XXXXXX)"
-now() { python3 -c 'import time; print(time.time())'; }
-since() { python3 -c 'import sys,time; print("%.3f" % (time.time()-float(sys.argv[1])))' "$1"; }
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+[ -n "${MTN_TEST_MY_URL:-}" ] || bench_env tests/env/21-mariadb.sh
+bench_mtn
+bench_tmp OUT bench-out
 
 echo "let x = 1;" >"$OUT/empty.rhai"
 echo "for i in 0..$N { db_query(\"$MTN_TEST_MY_URL\", \"SELECT ? + 1 AS x\", [i]); }" >"$OUT/q.rhai"
-t=$(now); "$MTN" run -q "$OUT/empty.rhai"; T_START=$(since "$t")
-t=$(now); "$MTN" run -q "$OUT/q.rhai"; T_MTN=$(since "$t")
-t=$(now)
+t=$EPOCHREALTIME; "$MTN" run -q "$OUT/empty.rhai"; T_START=$(since "$t" 3)
+t=$EPOCHREALTIME; "$MTN" run -q "$OUT/q.rhai"; T_MTN=$(since "$t" 3)
+t=$EPOCHREALTIME
 for ((i = 0; i < N; i++)); do
   MYSQL_PWD="$MTN_TEST_MY_PASSWORD" mariadb --no-defaults --protocol=TCP -h 127.0.0.1 -P "$MTN_TEST_MY_PORT" -uroot -N -B -e "SELECT $i + 1 AS x" >/dev/null
 done
-T_CLI=$(since "$t")
-rm -rf "$OUT"
+T_CLI=$(since "$t" 3)
 python3 - "$N" "$T_START" "$T_MTN" "$T_CLI" <<'PY'
 import sys
 n, start, mtn, cli = int(sys.argv[1]), *map(float, sys.argv[2:])

@@ -1,26 +1,15 @@
 #!/usr/bin/env bash
 # 1 GiB file to SeaweedFS on loopback: mtn `upload` vs `aws s3 cp` vs `rclone copy`, with the
 # peak RSS of each (GNU time). Starts its own SeaweedFS like tests/env/30-s3.sh does.
-# Usage: bash benches/storage.sh   (needs the release build: cargo build --release)
+# Usage: bash benches/storage.sh   (builds the release binary unless MTN_BIN is set)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export MTN_REPO="$PWD" MTN_TEST_ENV="${MTN_TEST_ENV:-${HOME:-$PWD}/.cache/mtn-test-env}"
-export MTN_TEST_TMP="$(mktemp -d /tmp/mtn-bench.XXXXXX)" MTN_TEST_PIDS=""
-apt_install() {
-  local missing=()
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-  if ((${#missing[@]})); then apt-get install -y -qq "${missing[@]}" >&2; fi
-}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for ((i = 0; i < ${3:-30} * 10; i++)); do (echo >"/dev/tcp/$1/$2") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-cleanup() { for p in $MTN_TEST_PIDS; do kill "$p" 2>/dev/null || true; done; sleep 0.5; for p in $MTN_TEST_PIDS; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$MTN_TEST_TMP"; }
-trap cleanup EXIT
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+bench_mtn
 apt_install time
-# shellcheck source=/dev/null
-source tests/env/30-s3.sh
+bench_env tests/env/30-s3.sh
 
-MTN="$PWD/target/release/mtn"
-[ -x "$MTN" ] || { echo "build first: cargo build --release" >&2; exit 2; }
 DATA="$MTN_TEST_TMP/data"; mkdir -p "$DATA"
 head -c 1073741824 /dev/urandom >"$DATA/big.bin"
 export AWS_ACCESS_KEY_ID=$MTN_TEST_S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$MTN_TEST_S3_SECRET_KEY
@@ -47,12 +36,10 @@ measure() {
   local name=$1; shift
   local best="" bestrss=""
   for _ in $(seq 1 "${BENCH_RUNS:-2}"); do
-    local s e
-    s=$(date +%s.%N)
+    local s=$EPOCHREALTIME t
     ( cd "$DATA" && /usr/bin/time -f "%M" -o "$MTN_TEST_TMP/rss" "$@" >/dev/null 2>"$MTN_TEST_TMP/err" ) \
       || { cat "$MTN_TEST_TMP/err" >&2; exit 1; }
-    e=$(date +%s.%N)
-    local t; t=$(echo "$e - $s" | bc)
+    t=$(since "$s" 3)
     local r; r=$(( $(cat "$MTN_TEST_TMP/rss") / 1024 ))
     if [ -z "$best" ] || (( $(echo "$t < $best" | bc) )); then best=$t; fi
     if [ -z "$bestrss" ] || (( r > bestrss )); then bestrss=$r; fi
