@@ -19,58 +19,12 @@ fn run(dir: &Path, text: &str, args: &[&str]) -> Run {
     run_script_env(dir, "t.rhai", text, args, &[("DOCKER_HOST", host.as_str())])
 }
 
-/// The docker CLI against the test engine (the reference the results are compared with).
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .env("DOCKER_HOST", docker_host())
-        .env("DOCKER_API_VERSION", "1.41")
-        .output()
-        .expect("docker CLI");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn result_json(run: &Run) -> serde_json::Value {
-    let all = run.all();
-    let line = all
-        .lines()
-        .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r.to_string()))
-        .unwrap_or_else(|| panic!("no RESULT line in output:\n{all}"));
-    serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad JSON {line}: {e}"))
-}
-
 fn pg_url(db: &str) -> String {
     format!(
         "postgres://postgres:{}@container:{}/{db}",
         env_var("MTN_TEST_DOCKER_PG_PASSWORD"),
         env_var("MTN_TEST_DOCKER_PG")
     )
-}
-
-/// SQL through the container's own psql (the reference client).
-fn ctr_psql(db: &str, sql: &str) -> String {
-    docker(&[
-        "exec",
-        &env_var("MTN_TEST_DOCKER_PG"),
-        "psql",
-        "-X",
-        "-q",
-        "-t",
-        "-A",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-U",
-        "postgres",
-        "-d",
-        db,
-        "-c",
-        sql,
-    ])
 }
 
 #[test]
@@ -91,7 +45,7 @@ print("RESULT " + #{{ all: all, running: running, pg: container("{pg}"), stats: 
         &[],
     );
     r.expect_code(0);
-    let v = result_json(&r);
+    let v = json_after(&r, "RESULT ");
     let names: Vec<&str> = v["all"]
         .as_array()
         .unwrap()
@@ -145,7 +99,7 @@ print("RESULT " + #{{ e: e, out: out, slow: slow, all: all, tail: tail, future: 
         &[],
     );
     r.expect_code(0);
-    let v = result_json(&r);
+    let v = json_after(&r, "RESULT ");
     // The container printed 3 ERROR lines on stdout and 2 on stderr, 4 INFO lines.
     assert_eq!(v["e"]["matched"], 5, "{}", v["e"]);
     assert_eq!(v["e"]["stdout_matched"], 3);
@@ -183,19 +137,13 @@ fn container_exec_is_allow_listed_and_redacted() {
         &[],
     );
     r.expect_code(0);
-    let v = result_json(&r);
+    let v = json_after(&r, "RESULT ");
     assert_eq!(v["kind"], "refused", "{v}");
     assert!(v["message"]
         .as_str()
         .unwrap()
         .contains(&format!("--allow-exec {web}:touch")));
-    let ls = Command::new("docker")
-        .args(["exec", &web, "ls", "/tmp"])
-        .env("DOCKER_HOST", docker_host())
-        .env("DOCKER_API_VERSION", "1.41")
-        .output()
-        .unwrap();
-    assert!(!String::from_utf8_lossy(&ls.stdout).contains("ran"));
+    assert!(!docker(&["exec", &web, "ls", "/tmp"]).contains("ran"));
 
     // Allowed: arguments as an array (no shell: `$HOME` and `;` stay literal), exit code,
     // stdin, a secret in the output masked.
@@ -222,7 +170,7 @@ print("RESULT " + #{{ a: a, b: b }}.to_json());"#
     );
     r.expect_code(0);
     assert!(!r.all().contains("tok-Very-Secret-77"), "{}", r.all());
-    let v = result_json(&r);
+    let v = json_after(&r, "RESULT ");
     assert_eq!(v["a"]["code"], 0);
     assert_eq!(v["a"]["stdout"], "$HOME; x ***\n");
     assert_eq!(v["b"]["code"], 3);
@@ -241,7 +189,7 @@ print("RESULT " + #{{ a: a, b: b }}.to_json());"#
         &["--dry-run", "--allow-exec", &format!("{web}:echo")],
     );
     r.expect_code(0);
-    let v = result_json(&r);
+    let v = json_after(&r, "RESULT ");
     assert_eq!(v["a"]["dry_run"], true);
     assert_eq!(v["a"]["stdout"], "");
     assert_eq!(v["b"]["stdout"], "hi\n");
@@ -259,7 +207,7 @@ fn container_exec_timeout_kills_the_process() {
         &["--allow-exec", &format!("{web}:sleep")],
     );
     r.expect_code(0);
-    let v = result_json(&r);
+    let v = json_after(&r, "RESULT ");
     assert_eq!(v["kind"], "failed", "{v}");
     assert!(v["message"].as_str().unwrap().contains("timeout"));
     // The process is gone from the container.
@@ -298,7 +246,7 @@ fn stopped_or_missing_container_is_not_found_and_writes_nothing() {
             ),
             &[],
         );
-        assert_eq!(result_json(&r)["kind"], "not_found");
+        assert_eq!(json_after(&r, "RESULT ")["kind"], "not_found");
     }
     let r = run(dir.path(), r#"container("mtn_no_such_container");"#, &[]);
     r.expect_code(1);
@@ -323,7 +271,7 @@ fn no_engine_is_a_network_error_naming_the_address() {
             &[("DOCKER_HOST", host)],
         );
         r.expect_code(1);
-        let v = result_json(&r);
+        let v = json_after(&r, "RESULT ");
         assert_eq!(v["kind"], "network", "{host}: {v}");
         let addr = host.rsplit('/').next().unwrap_or(host);
         assert!(r.all().contains(addr), "{host}: {}", r.all());
@@ -350,7 +298,7 @@ fn restart_container_needs_policy_and_honours_dry_run() {
         &["--dry-run", "--allow-exec", &format!("{web}:@restart")],
     );
     r.expect_code(0);
-    assert_eq!(result_json(&r)["dry_run"], true);
+    assert_eq!(json_after(&r, "RESULT ")["dry_run"], true);
     assert_eq!(
         docker(&["inspect", "-f", "{{.State.StartedAt}}", &web]),
         started,
@@ -404,7 +352,7 @@ print("RESULT " + #{{ d: d, c: c, q: q, r: r, r2: r2, t: t, s: s }}.to_json());"
         "{}",
         r.all()
     );
-    let v = result_json(&r);
+    let v = json_after(&r, "RESULT ");
     let path = v["d"]["path"].as_str().unwrap();
     assert!(path.ends_with(".sql.gz"), "{path}");
     let full = dir.path().join(path);
@@ -477,7 +425,7 @@ redis_ping("redis://:wrong-Pass-1@127.0.0.1:{port}");"#
     assert!(!r.all().contains(&pw), "{}", r.all());
     assert!(!r.all().contains("wrong-Pass-1"), "{}", r.all());
     assert!(r.all().contains("auth"), "{}", r.all());
-    let v = result_json(&r);
+    let v = json_after(&r, "RESULT ");
     let info = cli(&["INFO", "everything"]);
     let field = |k: &str| -> String {
         info.lines()
@@ -544,13 +492,11 @@ fn cancelled_container_dump_kills_pg_dump_and_leaves_nothing() {
     ctr_psql("postgres", &format!("CREATE DATABASE {db}"));
     ctr_psql(&db, "CREATE TABLE held(id int)");
     // A session holding an exclusive lock: pg_dump waits for it until the run's deadline.
-    let mut holder = Command::new("docker")
+    let mut holder = docker_command()
         .args([
             "exec", &pg, "psql", "-X", "-q", "-U", "postgres", "-d", &db, "-c",
         ])
         .arg("BEGIN; LOCK TABLE held IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(30);")
-        .env("DOCKER_HOST", docker_host())
-        .env("DOCKER_API_VERSION", "1.41")
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("lock holder");

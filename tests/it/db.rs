@@ -18,83 +18,39 @@ fn pg_port() -> String {
 }
 /// The server URL pointing at another database.
 fn pg_db(db: &str) -> String {
-    let u = pg_url();
-    format!("{}/{db}", &u[..u.rfind('/').unwrap()])
+    url_with_db(&pg_url(), db)
 }
 fn my_url() -> String {
     env_var("MTN_TEST_MY_URL")
 }
 fn my_db(db: &str) -> String {
-    let u = my_url();
-    format!("{}/{db}", &u[..u.rfind('/').unwrap()])
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}_{}", std::process::id(), rand_suffix())
-}
-fn rand_suffix() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-}
-
-/// psql as a real client, password via the environment.
-fn psql(db: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-t",
-            "-A",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-        ])
-        .args(["-p", &pg_port(), "-d", db, "-c", sql])
-        .env("PGPASSWORD", pg_password())
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    url_with_db(&my_url(), db)
 }
 
 fn mariadb(db: &str, sql: &str) -> String {
     let port = env_var("MTN_TEST_MY_PORT");
-    let out = Command::new("mariadb")
-        .args([
-            "--no-defaults",
-            "--protocol=TCP",
-            "-h",
-            "127.0.0.1",
-            "-P",
-            &port,
-            "-uroot",
-            "-N",
-            "-B",
-        ])
-        .args(["-e", sql])
-        .args(if db.is_empty() {
-            vec![]
-        } else {
-            vec![db.to_string()]
-        })
-        .env("MYSQL_PWD", env_var("MTN_TEST_MY_PASSWORD"))
-        .output()
-        .expect("mariadb");
-    assert!(
-        out.status.success(),
-        "mariadb {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    cli(
+        Command::new("mariadb")
+            .args([
+                "--no-defaults",
+                "--protocol=TCP",
+                "-h",
+                "127.0.0.1",
+                "-P",
+                &port,
+                "-uroot",
+                "-N",
+                "-B",
+            ])
+            .args(["-e", sql])
+            .args(if db.is_empty() {
+                vec![]
+            } else {
+                vec![db.to_string()]
+            })
+            .env("MYSQL_PWD", env_var("MTN_TEST_MY_PASSWORD")),
+        &format!("mariadb {sql}"),
+    )
 }
 
 const PG_SCHEMA: &str = "
@@ -111,7 +67,7 @@ fn pg_fingerprint(db: &str) -> Vec<String> {
     ["customers", "orders"]
         .iter()
         .map(|t| {
-            psql(db, &format!("SELECT count(*) || ':' || md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} x"))
+            psql(&pg_db(db), &format!("SELECT count(*) || ':' || md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} x"))
         })
         .collect()
 }
@@ -123,8 +79,8 @@ fn assert_no_secret(text: &str, secret: &str) {
 #[test]
 fn pg_dump_restore_roundtrip_identical_and_plain_gunzip_psql() {
     let src = unique("mtn_src");
-    psql("postgres", &format!("CREATE DATABASE {src}"));
-    psql(&src, PG_SCHEMA);
+    psql(&pg_db("postgres"), &format!("CREATE DATABASE {src}"));
+    psql(&pg_db(&src), PG_SCHEMA);
     let dir = tempdir();
     let dst = unique("mtn_dst");
     let script = format!(
@@ -174,29 +130,14 @@ try {{ restore_db(r.path, "{dst_url}"); fail("not refused"); }} catch (e) {{ ass
 
     // The file is an ordinary gzip of an ordinary SQL dump: `gunzip -c f | psql` restores it.
     let plain = unique("mtn_plain");
-    psql("postgres", &format!("CREATE DATABASE {plain}"));
+    psql(&pg_db("postgres"), &format!("CREATE DATABASE {plain}"));
     let mut gz = Command::new("gunzip")
         .arg("-c")
         .arg(&path)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let st = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-p",
-            &pg_port(),
-            "-d",
-            &plain,
-        ])
-        .env("PGPASSWORD", pg_password())
+    let st = psql_command(&pg_db(&plain))
         .stdin(gz.stdout.take().unwrap())
         .stdout(Stdio::null())
         .status()
@@ -205,15 +146,18 @@ try {{ restore_db(r.path, "{dst_url}"); fail("not refused"); }} catch (e) {{ ass
     assert!(gz.wait().unwrap().success());
     assert_eq!(pg_fingerprint(&src), pg_fingerprint(&plain));
     for d in [&src, &dst, &plain] {
-        psql("postgres", &format!("DROP DATABASE {d} WITH (FORCE)"));
+        psql(
+            &pg_db("postgres"),
+            &format!("DROP DATABASE {d} WITH (FORCE)"),
+        );
     }
 }
 
 #[test]
 fn pg_custom_format_lists_and_restores() {
     let src = unique("mtn_csrc");
-    psql("postgres", &format!("CREATE DATABASE {src}"));
-    psql(&src, PG_SCHEMA);
+    psql(&pg_db("postgres"), &format!("CREATE DATABASE {src}"));
+    psql(&pg_db(&src), PG_SCHEMA);
     let dst = unique("mtn_cdst");
     let dir = tempdir();
     let script = format!(
@@ -231,16 +175,22 @@ restore_db(r.path, "{}", #{{ create: true, jobs: 2 }});"#,
         .status
         .success());
     assert_eq!(pg_fingerprint(&src), pg_fingerprint(&dst));
-    psql("postgres", &format!("DROP DATABASE {src} WITH (FORCE)"));
-    psql("postgres", &format!("DROP DATABASE {dst} WITH (FORCE)"));
+    psql(
+        &pg_db("postgres"),
+        &format!("DROP DATABASE {src} WITH (FORCE)"),
+    );
+    psql(
+        &pg_db("postgres"),
+        &format!("DROP DATABASE {dst} WITH (FORCE)"),
+    );
 }
 
 #[test]
 fn pg_sigkill_mid_dump_leaves_no_final_file_and_password_not_in_ps() {
     let src = unique("mtn_big");
-    psql("postgres", &format!("CREATE DATABASE {src}"));
+    psql(&pg_db("postgres"), &format!("CREATE DATABASE {src}"));
     // ~150 MB of text: long enough to catch the dump in flight.
-    psql(&src, "CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 8) AS payload FROM generate_series(1, 500000) g");
+    psql(&pg_db(&src), "CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 8) AS payload FROM generate_series(1, 500000) g");
     let dir = tempdir();
     let dest = dir.path().join("big.sql.gz");
     std::fs::write(
@@ -288,7 +238,10 @@ fn pg_sigkill_mid_dump_leaves_no_final_file_and_password_not_in_ps() {
         !dest.exists(),
         "a file exists under the final name after SIGKILL"
     );
-    psql("postgres", &format!("DROP DATABASE {src} WITH (FORCE)"));
+    psql(
+        &pg_db("postgres"),
+        &format!("DROP DATABASE {src} WITH (FORCE)"),
+    );
 }
 
 #[test]
@@ -333,8 +286,8 @@ fn pg_clear_errors_exit_1_and_no_file() {
 #[test]
 fn pg_restore_test_drops_scratch_when_check_fails_and_records_success() {
     let src = unique("mtn_rt");
-    psql("postgres", &format!("CREATE DATABASE {src}"));
-    psql(&src, PG_SCHEMA);
+    psql(&pg_db("postgres"), &format!("CREATE DATABASE {src}"));
+    psql(&pg_db(&src), PG_SCHEMA);
     let dir = tempdir();
     let script = format!(
         r#"
@@ -383,7 +336,7 @@ log(`SCRATCH=${{bad.database}},${{thrown.database}},${{good.database}}`);
         .join(",");
     assert_eq!(
         psql(
-            "postgres",
+            &pg_db("postgres"),
             &format!("SELECT count(*) FROM pg_database WHERE datname IN ({list})")
         ),
         "0"
@@ -395,15 +348,18 @@ log(`SCRATCH=${{bad.database}},${{thrown.database}},${{good.database}}`);
     assert_eq!(state["ok"], true);
     assert!(state["timestamp"].as_i64().unwrap() > 1_600_000_000);
     assert!(!state["url"].as_str().unwrap().contains(&pg_password()));
-    psql("postgres", &format!("DROP DATABASE {src} WITH (FORCE)"));
+    psql(
+        &pg_db("postgres"),
+        &format!("DROP DATABASE {src} WITH (FORCE)"),
+    );
 }
 
 #[test]
 fn pg_delete_rows_older_than_deletes_in_batches() {
     let db = unique("mtn_del");
-    psql("postgres", &format!("CREATE DATABASE {db}"));
+    psql(&pg_db("postgres"), &format!("CREATE DATABASE {db}"));
     psql(
-        &db,
+        &pg_db(&db),
         "CREATE TABLE events (id serial, at timestamptz); \
         INSERT INTO events (at) SELECT now() - interval '100 days' FROM generate_series(1, 2500); \
         INSERT INTO events (at) SELECT now() FROM generate_series(1, 10);",
@@ -415,7 +371,7 @@ fn pg_delete_rows_older_than_deletes_in_batches() {
 assert(dry.dry_run && dry.deleted == 0 && dry.matching == 2500, `dry: ${{dry}}`);"#
     );
     run_script(dir.path(), "d.rhai", &dry_script, &["--dry-run"]).expect_code(0);
-    assert_eq!(psql(&db, "SELECT count(*) FROM events"), "2510");
+    assert_eq!(psql(&pg_db(&db), "SELECT count(*) FROM events"), "2510");
     let script = format!(
         r#"let r = delete_rows_older_than("{u}", "events", "at", "90d", #{{ batch: 1000, pause: "10ms" }});
 log(`BATCHES=${{r.batches}} DELETED=${{r.deleted}}`);"#
@@ -427,8 +383,11 @@ log(`BATCHES=${{r.batches}} DELETED=${{r.deleted}}`);"#
         "{}",
         run.all()
     );
-    assert_eq!(psql(&db, "SELECT count(*) FROM events"), "10");
-    psql("postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
+    assert_eq!(psql(&pg_db(&db), "SELECT count(*) FROM events"), "10");
+    psql(
+        &pg_db("postgres"),
+        &format!("DROP DATABASE {db} WITH (FORCE)"),
+    );
 }
 
 #[test]

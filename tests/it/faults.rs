@@ -143,19 +143,6 @@ fn nothing_left(dir: &Path, name: &str) {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
-fn psql(url: &str, sql: &str) {
-    let out = std::process::Command::new("psql")
-        .arg(url)
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn a_connection_reset_during_a_postgres_dump_leaves_no_file() {
     let url = env_var("MTN_TEST_PG_URL");
@@ -163,7 +150,7 @@ fn a_connection_reset_during_a_postgres_dump_leaves_no_file() {
     let db = format!("fault_{}", std::process::id());
     psql(&url, &format!("DROP DATABASE IF EXISTS {db}"));
     psql(&url, &format!("CREATE DATABASE {db}"));
-    let db_url = format!("{}/{db}", url.rsplit_once('/').expect("a database URL").0);
+    let db_url = url_with_db(&url, &db);
     psql(
         &db_url,
         "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g*7)::text) AS v FROM generate_series(1, 200000) g",
@@ -365,12 +352,7 @@ fn a_timed_out_postgres_statement_is_cancelled_on_the_server() {
     run.expect_code(124);
     assert!(started.elapsed() < Duration::from_secs(5));
     let still_running = || {
-        let out = std::process::Command::new("psql")
-            .arg(&url)
-            .args(["-tAc", &format!("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{tag}%' AND pid <> pg_backend_pid()")])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        psql(&url, &format!("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%{tag}%' AND pid <> pg_backend_pid()"))
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     while still_running() != "0" {

@@ -2,10 +2,11 @@
 //! several real daemons sharing the real PostgreSQL that tests/env/20-postgres.sh starts.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{free_port, mtn, run_script, tempdir, Run};
+use crate::support::daemon::{http, Daemon};
+use crate::support::{free_port, mtn, psql, run_script, tempdir, unique, url_with_db, Run};
 
 /// The host name the daemon reports by default (`run.host`).
 fn hostname() -> String {
@@ -13,83 +14,6 @@ fn hostname() -> String {
         .unwrap()
         .trim()
         .to_string()
-}
-
-/// One `mtn daemon` in its own folder (state dir `.mtn`, its own port), killed on drop.
-pub struct Daemon {
-    pub child: Option<Child>,
-    pub dir: PathBuf,
-    pub port: u16,
-}
-
-impl Daemon {
-    /// Write `dir/mtn.toml` (listen and state_dir prepended to `config`) and start the daemon.
-    pub fn start(dir: &Path, config: &str) -> Daemon {
-        let port = free_port();
-        std::fs::create_dir_all(dir).unwrap();
-        let text = format!("listen = \"127.0.0.1:{port}\"\nstate_dir = \".mtn\"\n{config}");
-        std::fs::write(dir.join("mtn.toml"), text).unwrap();
-        let child = mtn()
-            .current_dir(dir)
-            .args(["daemon", "--config", "mtn.toml"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
-            .spawn()
-            .expect("start mtn daemon");
-        let d = Daemon {
-            child: Some(child),
-            dir: dir.to_path_buf(),
-            port,
-        };
-        let until = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < until, "daemon did not start:\n{}", d.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
-    }
-
-    pub fn history(&self, job: &str) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.dir.join(".mtn/history").join(format!("{job}.jsonl")))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// SIGTERM, then wait (SIGKILL after 15 s).
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
-            }
-            let until = Instant::now() + Duration::from_secs(15);
-            while c.try_wait().ok().flatten().is_none() && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// kill -9: no clean-up of any kind.
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill9();
-    }
 }
 
 #[test]
@@ -175,46 +99,9 @@ write_file(`${vars.out}/run.txt`, `${run.job}|${run.slot}|${run.slot_unix}|${run
 
 /// A database of its own for one test (tables, claims and advisory locks do not mix).
 fn fresh_db(base_url: &str) -> String {
-    let name = format!("mtn_fleet_{}", rand_suffix());
+    let name = unique("mtn_fleet");
     psql(base_url, &format!("CREATE DATABASE {name}"));
-    let mut u = url::Url::parse(base_url).unwrap();
-    u.set_path(&format!("/{name}"));
-    u.to_string()
-}
-
-fn rand_suffix() -> String {
-    format!(
-        "{}{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    )
-}
-
-/// Run SQL with psql (an independent client); returns the unaligned output.
-fn psql(url: &str, sql: &str) -> String {
-    let out = std::process::Command::new("psql")
-        .args([
-            "-X",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            url,
-            "-c",
-            sql,
-        ])
-        .output()
-        .expect("psql (postgresql-client)");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    url_with_db(base_url, &name)
 }
 
 /// Files `SLOT-HOST-...` written by the test scripts, grouped by slot.
@@ -665,16 +552,7 @@ impl Drop for PrivatePg {
 }
 
 fn metric(port: u16, name: &str) -> Option<f64> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
+    let (_, body) = http(port, "GET", "/metrics")?;
     body.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())

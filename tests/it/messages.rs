@@ -213,11 +213,11 @@ fn messages_a_missing_database_is_said_once() {
         (env_var("MTN_TEST_PG_URL"), "postgres"),
         (env_var("MTN_TEST_MY_URL"), "mysql"),
     ] {
-        let base = &url[..url.rfind('/').unwrap()];
+        let missing = url_with_db(&url, "no_such_db_here");
         let r = run_script(
             dir.path(),
             "q.rhai",
-            &format!(r#"db_query("{base}/no_such_db_here", "select 1");"#),
+            &format!(r#"db_query("{missing}", "select 1");"#),
             &[],
         );
         assert_eq!(r.code, 1, "{engine}: {r:?}");

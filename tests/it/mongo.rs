@@ -16,14 +16,6 @@ use mongodb::{Client, IndexModel};
 
 use crate::support::*;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 fn server() -> String {
     env_var("MTN_TEST_MONGO_URL")
 }
@@ -35,23 +27,6 @@ fn unique_db(prefix: &str) -> String {
 
 fn db_url(db: &str) -> String {
     format!("{}/{db}", server())
-}
-
-fn client(rt: &tokio::runtime::Runtime) -> Client {
-    rt.block_on(async {
-        Client::with_uri_str(format!("{}/?serverSelectionTimeoutMS=5000", server())).await
-    })
-    .expect("client")
-}
-
-/// The JSON printed after `RESULT ` by a test script.
-fn result_json(run: &Run) -> serde_json::Value {
-    let all = run.all();
-    let line = all
-        .lines()
-        .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r.to_string()))
-        .unwrap_or_else(|| panic!("no RESULT line in output:\n{all}"));
-    serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad JSON {line}: {e}"))
 }
 
 fn sample_doc(i: i64) -> Document {
@@ -191,8 +166,8 @@ fn drop_db(rt: &tokio::runtime::Runtime, c: &Client, db: &str) {
 
 #[test]
 fn mongo_dump_restore_round_trip_is_byte_identical() {
-    let rt = rt();
-    let c = client(&rt);
+    let rt = mongo_rt();
+    let c = mongo_client(&rt);
     let src = unique_db("rt_src");
     seed(&rt, &c, &src);
     let dir = tempdir();
@@ -218,7 +193,7 @@ print("RESULT " + #{{ dump: d, restore: r, dir: dd, restore_dir: r2, g: g, r3: r
     );
     let run = run_script(dir.path(), "rt.rhai", &script, &[]);
     run.expect_code(0);
-    let j = result_json(&run);
+    let j = json_after(&run, "RESULT ");
 
     let path = PathBuf::from(j["dump"]["path"].as_str().unwrap());
     let fname = path.file_name().unwrap().to_string_lossy().to_string();
@@ -295,8 +270,8 @@ print("RESULT " + #{{ dump: d, restore: r, dir: dd, restore_dir: r2, g: g, r3: r
 
 #[test]
 fn mongo_bson_files_parse_with_pymongo_and_metadata_has_mongodump_fields() {
-    let rt = rt();
-    let c = client(&rt);
+    let rt = mongo_rt();
+    let c = mongo_client(&rt);
     let src = unique_db("py");
     seed(&rt, &c, &src);
     let dir = tempdir();
@@ -391,8 +366,8 @@ fn mongo_restore_reads_mongodump_style_directory_with_gzip_and_old_metadata() {
     // The layout `mongodump --gzip --out DIR` writes: DIR/<db>/<coll>.bson.gz and
     // <coll>.metadata.json.gz, with the "ns" field old versions put in index specs. The files
     // are made here with flate2 and the driver's own bytes (no mongodump can be installed).
-    let rt = rt();
-    let c = client(&rt);
+    let rt = mongo_rt();
+    let c = mongo_client(&rt);
     let dir = tempdir();
     let dbdir = dir.path().join("dump").join("shop");
     std::fs::create_dir_all(&dbdir).unwrap();
@@ -419,7 +394,7 @@ fn mongo_restore_reads_mongodump_style_directory_with_gzip_and_old_metadata() {
     );
     let run = run_script(dir.path(), "md.rhai", &script, &[]);
     run.expect_code(0);
-    let j = result_json(&run);
+    let j = json_after(&run, "RESULT ");
     assert_eq!(j["documents"], 10);
     assert_eq!(j["indexes"], 1);
     let snap = snapshot(&rt, &c, &target);
@@ -444,8 +419,8 @@ fn mongo_restore_reads_mongodump_style_directory_with_gzip_and_old_metadata() {
 
 #[test]
 fn mongo_sigkill_mid_dump_leaves_no_archive_under_final_name() {
-    let rt = rt();
-    let c = client(&rt);
+    let rt = mongo_rt();
+    let c = mongo_client(&rt);
     let src = unique_db("kill");
     rt.block_on(async {
         let coll = c.database(&src).collection::<Document>("big");
@@ -500,8 +475,8 @@ fn mongo_sigkill_mid_dump_leaves_no_archive_under_final_name() {
 
 #[test]
 fn mongo_dump_while_the_application_writes() {
-    let rt = rt();
-    let c = client(&rt);
+    let rt = mongo_rt();
+    let c = mongo_client(&rt);
     let src = unique_db("live");
     rt.block_on(async {
         let docs: Vec<Document> = (0..20_000)
@@ -555,7 +530,7 @@ print("RESULT " + #{{ d: d, r: r }}.to_json());
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let added = writer.join().unwrap();
     run.expect_code(0);
-    let j = result_json(&run);
+    let j = json_after(&run, "RESULT ");
     let dumped = j["d"]["documents"].as_u64().unwrap();
     // Every document present before the dump started is in it, none twice.
     assert!(
@@ -616,7 +591,7 @@ print("RESULT " + out.to_json());
         "password leaked:\n{}",
         run.all()
     );
-    let j = result_json(&run);
+    let j = json_after(&run, "RESULT ");
     let msg = |k: &str| {
         j[k]["message"]
             .as_str()
@@ -666,8 +641,8 @@ print("RESULT " + out.to_json());
 
 #[test]
 fn mongo_functions_find_count_delete_dry_run_command_stats() {
-    let rt = rt();
-    let c = client(&rt);
+    let rt = mongo_rt();
+    let c = mongo_client(&rt);
     let db = unique_db("fn");
     seed(&rt, &c, &db);
     // A document whose fields are in key order, so the write-back can be byte-compared.
@@ -714,7 +689,7 @@ print("RESULT " + out.to_json());
     // Dry run: counts, finds and the delete report happen; nothing is changed.
     let run = run_script(dir.path(), "fn.rhai", &script, &["--dry-run"]);
     run.expect_code(0);
-    let j = result_json(&run);
+    let j = json_after(&run, "RESULT ");
     assert_eq!(j["count"], 2500);
     assert_eq!(j["count_f"], 20);
     assert_eq!(j["by_date"], 10);
@@ -745,7 +720,7 @@ print("RESULT " + out.to_json());
         &[],
     );
     run.expect_code(0);
-    let j = result_json(&run);
+    let j = json_after(&run, "RESULT ");
     assert_eq!(j["delete"]["deleted"], 10);
     assert_eq!(j["delete"]["dry_run"], false);
     assert_eq!(j["after"], 30);
@@ -783,8 +758,8 @@ print("RESULT " + out.to_json());
 
 #[test]
 fn mongo_restore_test_checks_and_always_drops_scratch() {
-    let rt = rt();
-    let c = client(&rt);
+    let rt = mongo_rt();
+    let c = mongo_client(&rt);
     let src = unique_db("rtst");
     seed(&rt, &c, &src);
     let dir = tempdir();
@@ -802,7 +777,7 @@ print("RESULT " + #{{ ok: ok, ok2: ok2, bad: bad }}.to_json());
     );
     let run = run_script(dir.path(), "rt.rhai", &script, &["--state-dir", "state"]);
     run.expect_code(0);
-    let j = result_json(&run);
+    let j = json_after(&run, "RESULT ");
     assert_eq!(j["ok"]["ok"], true);
     assert_eq!(j["ok"]["restore"]["documents"], 2540);
     assert_eq!(j["ok2"]["checks"][0]["ok"], true);
@@ -841,8 +816,8 @@ print("RESULT " + #{{ ok: ok, ok2: ok2, bad: bad }}.to_json());
 
 #[test]
 fn mongo_example_scripts_check_and_run_dry() {
-    let rt = rt();
-    let c = client(&rt);
+    let rt = mongo_rt();
+    let c = mongo_client(&rt);
     let db = unique_db("ex");
     rt.block_on(async {
         let d = c.database(&db);

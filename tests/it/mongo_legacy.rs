@@ -6,7 +6,6 @@
 use std::fs;
 
 use mongodb::bson::{doc, oid::ObjectId, Bson, Document, RawDocumentBuf};
-use mongodb::Client;
 
 use crate::support::*;
 
@@ -25,16 +24,8 @@ fn bson_file(docs: &[Document]) -> Vec<u8> {
 #[test]
 fn legacy_v1_indexes_are_converted_with_a_warning() {
     let server = env_var("MTN_TEST_MONGO_URL");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let client = rt
-        .block_on(Client::with_uri_str(format!(
-            "{server}/?serverSelectionTimeoutMS=5000"
-        )))
-        .unwrap();
+    let rt = mongo_rt();
+    let client = mongo_client(&rt);
     let dir = tempdir();
     let db_dir = dir.path().join("dump/indextest");
     fs::create_dir_all(&db_dir).unwrap();

@@ -35,18 +35,10 @@ fn run_in(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
 }
 
 fn sh(cmd: &str, dir: &Path) -> String {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(cmd)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    cli(
+        Command::new("bash").arg("-c").arg(cmd).current_dir(dir),
+        cmd,
+    )
 }
 
 /// Every file under `dir` with its size, mtime and content hash.
@@ -371,13 +363,12 @@ fn procedures_maintenance_mode_enter_status_exit() {
 fn procedures_nightly_postgres_to_s3_with_retention_and_restore_test() {
     let pg = env_var("MTN_TEST_PG_URL");
     let db = format!("shop_{}", std::process::id());
-    let base = pg.rsplit_once('/').unwrap().0.to_string();
-    let url = format!("{base}/{db}");
-    sh(
-        &format!("psql '{pg}' -qc 'CREATE DATABASE {db}'"),
-        Path::new("/"),
+    let url = url_with_db(&pg, &db);
+    psql(&pg, &format!("CREATE DATABASE {db}"));
+    psql(
+        &url,
+        "CREATE TABLE orders (id serial primary key, total int); INSERT INTO orders (total) SELECT g FROM generate_series(1, 500) g",
     );
-    sh(&format!("psql '{url}' -qc 'CREATE TABLE orders (id serial primary key, total int); INSERT INTO orders (total) SELECT g FROM generate_series(1, 500) g'"), Path::new("/"));
     let d = tempdir();
     let bucket = env_var("MTN_TEST_S3_BUCKET");
     let target = format!("s3://{bucket}/nightly-{}/", std::process::id());
@@ -425,10 +416,7 @@ fn procedures_nightly_postgres_to_s3_with_retention_and_restore_test() {
     let r = run_in(d.path(), "weekly_db.rhai", &[], &env);
     r.expect_code(0);
     assert!(r.stderr.contains("vacuum:"), "{}", r.stderr);
-    let _ = sh(
-        &format!("psql '{pg}' -qc 'DROP DATABASE {db}'"),
-        Path::new("/"),
-    );
+    psql(&pg, &format!("DROP DATABASE {db}"));
 }
 
 /// ```rhai blocks of a Markdown file.

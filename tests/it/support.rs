@@ -4,6 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub mod clients;
+pub use clients::*;
+pub mod daemon;
+
 pub fn mtn_path() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_mtn"))
 }
@@ -90,14 +94,21 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(data))
 }
 
-/// The JSON a script printed after `tag` (e.g. `print("JSON:" + r.to_json())`).
-pub fn json_after(run: &Run, tag: &str) -> serde_json::Value {
+/// What a script printed after `tag` on the first line that has it (e.g. `print(`DUMP ${d.path}`)`
+/// with tag "DUMP "), trimmed.
+#[track_caller]
+pub fn text_after(run: &Run, tag: &str) -> String {
     let all = run.all();
-    let line = all
-        .lines()
-        .find_map(|l| l.split_once(tag).map(|(_, j)| j.to_string()))
-        .unwrap_or_else(|| panic!("no {tag} in output:\n{all}"));
-    serde_json::from_str(&line).expect("json")
+    all.lines()
+        .find_map(|l| l.split_once(tag).map(|(_, t)| t.trim().to_string()))
+        .unwrap_or_else(|| panic!("no {tag} in output:\n{all}"))
+}
+
+/// The JSON a script printed after `tag` (e.g. `print("JSON:" + r.to_json())`).
+#[track_caller]
+pub fn json_after(run: &Run, tag: &str) -> serde_json::Value {
+    let text = text_after(run, tag);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON after {tag} {text}: {e}"))
 }
 
 /// A variable exported by tests/run.sh. Missing means the suite was not started through it:
@@ -108,6 +119,23 @@ pub fn env_var(name: &str) -> String {
             "{name} is not set: run the suite with `bash tests/run.sh`, which starts the servers"
         )
     })
+}
+
+/// A name no other test (nor an earlier run) uses: `PREFIX_PID_NANOS`, e.g. for a database.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .subsec_nanos();
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
+/// A server URL (`scheme://user:password@host:port/db`) naming database `db` instead.
+pub fn url_with_db(url: &str, db: &str) -> String {
+    let (server, _) = url
+        .rsplit_once('/')
+        .unwrap_or_else(|| panic!("no database in the URL {url}"));
+    format!("{server}/{db}")
 }
 
 pub fn free_port() -> u16 {

@@ -3,29 +3,11 @@
 //! and readers (decompress, restore_db, verify_backup) go by content, not by name.
 
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 
 use mongodb::bson::{doc, Document};
-use mongodb::Client;
 
 use crate::support::*;
-
-/// `zstd -dc FILE` (checking frame checksums on the way).
-fn unzstd(path: &Path) -> Vec<u8> {
-    let out = Command::new("zstd")
-        .args(["-d", "-c", "-q"])
-        .arg(path)
-        .output()
-        .expect("run zstd");
-    assert!(
-        out.status.success(),
-        "zstd -d {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 #[test]
 fn compress_zstd_is_read_by_the_cli_and_decompress_goes_by_content() {
@@ -114,12 +96,7 @@ print(`KEPT ${r.kept.len()}`);
     let run = run_script(dir.path(), "s.rhai", script, &[]);
     run.expect_code(0);
     let all = run.all();
-    let path = all
-        .lines()
-        .find_map(|l| l.strip_prefix("DUMP "))
-        .unwrap()
-        .trim()
-        .to_string();
+    let path = text_after(&run, "DUMP ");
     assert!(path.ends_with(".db.zst"), "{path}");
     let dump = dir.path().join(&path);
     assert!(unzstd(&dump).starts_with(b"SQLite format 3\0"));
@@ -175,13 +152,7 @@ print(`MYOK ${{u.ok}}`);
     let run = run_script(dir.path(), "p.rhai", &script, &[]);
     run.expect_code(0);
     let all = run.all();
-    let get = |tag: &str| {
-        all.lines()
-            .find_map(|l| l.strip_prefix(tag))
-            .unwrap_or_else(|| panic!("{tag} missing:\n{all}"))
-            .trim()
-            .to_string()
-    };
+    let get = |tag: &str| text_after(&run, tag);
     let p = get("PG ");
     assert!(p.ends_with(".sql.zst"), "{p}");
     let sql = unzstd(&dir.path().join(&p));
@@ -199,19 +170,11 @@ print(`MYOK ${{u.ok}}`);
 
 #[test]
 fn mongodb_archive_in_zstd_is_a_tar_zst_and_restores() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = mongo_rt();
     let server = env_var("MTN_TEST_MONGO_URL");
     let src = format!("zsrc_{}", std::process::id());
     let dst = format!("zdst_{}", std::process::id());
-    let client = rt
-        .block_on(Client::with_uri_str(format!(
-            "{server}/?serverSelectionTimeoutMS=5000"
-        )))
-        .unwrap();
+    let client = mongo_client(&rt);
     rt.block_on(async {
         let c = client.database(&src).collection::<Document>("items");
         c.insert_many((0..2000).map(|i| doc! { "i": i, "name": format!("item {i}") }))
@@ -228,13 +191,7 @@ restore_db(d.path, "{server}/{dst}", #{{}});
     );
     let run = run_script(dir.path(), "m.rhai", &script, &[]);
     run.expect_code(0);
-    let all = run.all();
-    let path = all
-        .lines()
-        .find_map(|l| l.strip_prefix("DUMP "))
-        .unwrap()
-        .trim()
-        .to_string();
+    let path = text_after(&run, "DUMP ");
     assert!(path.ends_with(".tar.zst"), "{path}");
     let list = Command::new("tar")
         .args(["--zstd", "-tf"])

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use super::{docker, result_json, run};
+use super::run;
 use crate::support::*;
 
 fn maria() -> String {
@@ -26,13 +26,10 @@ fn ctr_mariadb(sql: &str) -> String {
 }
 
 fn gunzip(path: &std::path::Path) -> String {
-    let out = Command::new("gunzip")
-        .arg("-c")
-        .arg(path)
-        .output()
-        .expect("gunzip");
-    assert!(out.status.success(), "gunzip {}", path.display());
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    cli(
+        Command::new("gunzip").arg("-c").arg(path),
+        &format!("gunzip {}", path.display()),
+    )
 }
 
 #[test]
@@ -58,7 +55,7 @@ print("RESULT " + #{{ d: d, q: q, r: r, t: t, s: s }}.to_json());"#
     r.expect_code(0);
     let pw = env_var("MTN_TEST_DOCKER_MARIADB_PASSWORD");
     assert!(!r.all().contains(&pw), "{}", r.all());
-    let v = result_json(&r);
+    let v = json_after(&r, "RESULT ");
     // The query reached the server on the container's address (its port is not published).
     assert_eq!(docker(&["port", &maria()]), "");
     assert_eq!(v["q"][0]["n"], 400, "{}", v["q"]);
@@ -110,7 +107,7 @@ dump_db("{url}", #{{ to: "out/shop.sql.gz" }});"#
         &[],
     );
     r.expect_code(1);
-    assert_eq!(result_json(&r)["kind"], "auth", "{}", r.all());
+    assert_eq!(json_after(&r, "RESULT ")["kind"], "auth", "{}", r.all());
     assert!(!r.all().contains(wrong), "{}", r.all());
     assert!(r.all().contains("Access denied"), "{}", r.all());
     assert!(!dir.path().join("out").exists(), "nothing written");
@@ -134,7 +131,12 @@ dump_db("{url}", #{{ to: "out/dump.gz" }});"#
             &[],
         );
         r.expect_code(1);
-        assert_eq!(result_json(&r)["kind"], "not_found", "{url}: {}", r.all());
+        assert_eq!(
+            json_after(&r, "RESULT ")["kind"],
+            "not_found",
+            "{url}: {}",
+            r.all()
+        );
         assert!(r.all().contains("mtn_no_such_db"), "{}", r.all());
         assert!(!dir.path().join("out").exists(), "nothing written");
         assert!(!dir.path().join("x").exists(), "nothing written");
@@ -166,16 +168,10 @@ fn pymongo(code: &str, db: &str) -> String {
     let script = format!(
         "import sys, pymongo\nc = pymongo.MongoClient(sys.argv[1])\ndb = c.get_default_database()\n{code}"
     );
-    let out = Command::new(env_var("MTN_TEST_MONGO_PYTHON"))
-        .args(["-c", &script, &url])
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    cli(
+        Command::new(env_var("MTN_TEST_MONGO_PYTHON")).args(["-c", &script, &url]),
+        "pymongo",
+    )
 }
 
 #[test]
@@ -204,7 +200,7 @@ print("RESULT " + #{{ d: d, t: t, r: r, n: n }}.to_json());"#
         "{}",
         r.all()
     );
-    let v = result_json(&r);
+    let v = json_after(&r, "RESULT ");
     let path = dir.path().join(v["d"]["path"].as_str().unwrap());
     assert!(path.exists(), "{path:?}");
     assert!(std::fs::metadata(format!("{}.sha256", path.display())).is_ok());
