@@ -1,6 +1,7 @@
 //! Typed options of the database functions (decoded from the script's map with serde).
 
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +57,25 @@ pub struct RestoreReport {
     pub dump_bytes: u64,
     pub duration_ms: u64,
     pub dry_run: bool,
+}
+
+impl RestoreReport {
+    /// The report of a restore of `dump` into `database` that started at `started`.
+    pub fn new(
+        database: &str,
+        format: &str,
+        dump: &Path,
+        started: Instant,
+        dry_run: bool,
+    ) -> RestoreReport {
+        RestoreReport {
+            database: database.into(),
+            format: format.into(),
+            dump_bytes: std::fs::metadata(dump).map(|m| m.len()).unwrap_or(0),
+            duration_ms: started.elapsed().as_millis() as u64,
+            dry_run,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -275,17 +275,16 @@ pub fn restore(
             resolved.display()
         )));
     }
-    let dump_bytes = file_size(dump);
     if !ctx.dry_run {
         restore_into(ctx, dump, &resolved)?;
     }
-    Ok(RestoreReport {
-        database: resolved.display().to_string(),
-        format: "sqlite".into(),
-        dump_bytes,
-        duration_ms: started.elapsed().as_millis() as u64,
-        dry_run: ctx.dry_run,
-    })
+    Ok(RestoreReport::new(
+        &resolved.display().to_string(),
+        "sqlite",
+        dump,
+        started,
+        ctx.dry_run,
+    ))
 }
 
 /// Decompress `dump` next to `resolved` and copy it in through the backup API.

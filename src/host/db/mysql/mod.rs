@@ -20,11 +20,12 @@ use std::time::Instant;
 
 use super::dump_file::{self, DumpReport, Finished, Sanity};
 use super::options::*;
+use super::restore_target::{self, TargetDb};
+use super::server_dump::{self, DumpPlan};
 use super::tools;
 use super::url::{quote_ident, ServerUrl};
 use crate::ctx::RunCtx;
 use crate::error::{ErrorKind, HostError, HostResult};
-use crate::host::codec::Codec;
 use crate::host::container::db::Target;
 
 const PACKAGE: &str = "mariadb-client";
@@ -123,15 +124,7 @@ fn cli() -> HostResult<PathBuf> {
 // ---------------------------------------------------------------------------------------------
 // dump / restore
 
-/// What a dump will write, checked before anything runs: the URL, the destination (allowed by
-/// the policy) and its compression and sanity checks.
-struct DumpPlan {
-    url: ServerUrl,
-    dest: PathBuf,
-    codec: Option<Codec>,
-    sanity: Sanity,
-}
-
+/// The dump's plan: a database named, plain SQL only.
 fn plan_dump(ctx: &RunCtx, raw_url: &str, opts: &DumpOptions) -> HostResult<DumpPlan> {
     let url = ServerUrl::parse(raw_url)?;
     if url.database.is_empty() {
@@ -139,24 +132,13 @@ fn plan_dump(ctx: &RunCtx, raw_url: &str, opts: &DumpOptions) -> HostResult<Dump
             "the MySQL URL names no database (mysql://user:pw@host/DB)",
         ));
     }
-    if opts.format.as_deref().is_some_and(|f| f != "plain") {
-        return Err(HostError::invalid(
-            "MySQL/MariaDB dumps are plain SQL; drop the `format` option",
-        ));
-    }
-    let codec = dump_file::codec_of(&opts.compress)?;
-    let sanity = opts.sanity()?;
-    let dest = dump_file::destination(
-        opts.to.as_deref(),
-        &url.database,
-        &format!(".sql{}", codec.map_or("", |c| c.ext())),
-    );
-    let dest = ctx.policy.check_write(&dest)?;
-    Ok(DumpPlan {
-        url,
-        dest,
-        codec,
-        sanity,
+    server_dump::plan(ctx, url, opts, |format, codec| {
+        if format != "plain" {
+            return Err(HostError::invalid(
+                "MySQL/MariaDB dumps are plain SQL; drop the `format` option",
+            ));
+        }
+        Ok(format!(".sql{}", codec.map_or("", |c| c.ext())))
     })
 }
 
@@ -190,12 +172,13 @@ fn dump_args(opts: &DumpOptions, database: &str) -> Vec<String> {
 
 /// Check the dump's trailer, then fsync, rename and write the sidecar.
 async fn commit(finished: Finished, sanity: Sanity) -> HostResult<DumpReport> {
-    if !String::from_utf8_lossy(&finished.tail).contains("Dump completed") {
-        return Err(HostError::verification("mariadb-dump exited 0 but its output lacks the \"Dump completed\" trailer: the dump is truncated"));
-    }
-    tokio::task::spawn_blocking(move || finished.commit(&sanity, "plain"))
-        .await
-        .map_err(|e| HostError::other(format!("commit failed: {e}")))?
+    server_dump::check_trailer(
+        &finished,
+        "mariadb-dump",
+        "Dump completed",
+        "Dump completed",
+    )?;
+    server_dump::commit(finished, sanity, "plain".into()).await
 }
 
 pub async fn dump(
@@ -248,30 +231,26 @@ async fn prepare_target(
             dump.display()
         )));
     }
-    if !database_exists(url, &url.database).await? {
-        if !opts.create {
-            return Err(HostError::not_found(format!(
-                "database {:?} does not exist on {} (pass create: true to create it)",
-                url.database,
-                url.endpoint()
-            )));
-        }
-        if !ctx.dry_run {
-            create_database(url, &url.database).await?;
-        }
-    } else {
-        let n = ops::table_count(url, &url.database).await?;
-        if n > 0 {
-            if !opts.clean {
-                return Err(HostError::refused(format!("database {:?} on {} is not empty ({n} tables); pass clean: true to drop and recreate it", url.database, url.endpoint())));
-            }
-            if !ctx.dry_run {
-                drop_database(url, &url.database).await?;
-                create_database(url, &url.database).await?;
-            }
-        }
+    restore_target::prepare(url, opts, ctx.dry_run, &mut RestoreTarget(url)).await
+}
+
+/// The restore's target database (the URL's).
+struct RestoreTarget<'a>(&'a ServerUrl);
+
+impl TargetDb for RestoreTarget<'_> {
+    const OBJECTS: &'static str = "tables";
+    async fn exists(&mut self) -> HostResult<bool> {
+        database_exists(self.0, &self.0.database).await
     }
-    Ok(())
+    async fn objects(&mut self) -> HostResult<i64> {
+        ops::table_count(self.0, &self.0.database).await
+    }
+    async fn create(&mut self) -> HostResult<()> {
+        create_database(self.0, &self.0.database).await
+    }
+    async fn drop(&mut self) -> HostResult<()> {
+        drop_database(self.0, &self.0.database).await
+    }
 }
 
 pub async fn restore(
@@ -292,7 +271,6 @@ pub async fn restore(
         }
     };
     prepare_target(ctx, dump, &url, &opts).await?;
-    let dump_bytes = std::fs::metadata(dump).map(|m| m.len()).unwrap_or(0);
     if !ctx.dry_run {
         match inner_client {
             Some((c, program)) => in_container::restore(dump, &url, c, program).await?,
@@ -313,13 +291,13 @@ pub async fn restore(
             }
         }
     }
-    Ok(RestoreReport {
-        database: url.database.clone(),
-        format: "plain".into(),
-        dump_bytes,
-        duration_ms: started.elapsed().as_millis() as u64,
-        dry_run: ctx.dry_run,
-    })
+    Ok(RestoreReport::new(
+        &url.database,
+        "plain",
+        dump,
+        started,
+        ctx.dry_run,
+    ))
 }
 
 /// The client's arguments after the connection's, for a restore.

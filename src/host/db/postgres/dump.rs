@@ -13,6 +13,7 @@ use crate::host::codec::Codec;
 use crate::host::db::backend::ContainerTarget;
 use crate::host::db::dump_file::{self, DumpReport};
 use crate::host::db::options::*;
+use crate::host::db::server_dump::{self, DumpPlan};
 use crate::host::db::tools;
 use crate::host::db::url::ServerUrl;
 
@@ -22,26 +23,19 @@ pub async fn dump(
     opts: DumpOptions,
     container: Option<&ContainerTarget>,
 ) -> HostResult<DumpReport> {
+    let plan = plan_dump(ctx, raw_url, &opts)?;
     if let Some(c) = container {
-        return super::in_container::dump(ctx, raw_url, opts, c).await;
+        return super::in_container::dump(ctx, plan, opts, c).await;
     }
-    let url = ServerUrl::parse(raw_url)?;
-    let format = opts.format.clone().unwrap_or_else(|| "plain".into());
-    let codec = dump_file::codec_of(&opts.compress)?;
-    let ext = extension(&format, codec)?;
-    let ext = ext.as_str();
-    if opts.schema_only && opts.data_only {
-        return Err(HostError::invalid(
-            "schema_only and data_only exclude each other",
-        ));
-    }
-    let sanity = opts.sanity()?;
-    let dest = dump_file::destination(opts.to.as_deref(), &url.database, ext);
-    let dest = ctx.policy.check_write(&dest)?;
+    let DumpPlan {
+        url,
+        format,
+        codec,
+        sanity,
+        dest,
+    } = plan;
     let pg_dump = tools::find_tool(&["pg_dump"], CLIENT_PACKAGE)?;
-    let client = connect(&url).await?;
-    let server = server_major(&client).await?;
-    drop(client);
+    let server = server_version(&url).await?;
     let pg_dump = checked_tool(pg_dump.to_str().unwrap_or("pg_dump"), Some(server)).await?;
     if ctx.dry_run {
         return Ok(dump_file::dry_run_report(&dest, &format));
@@ -65,20 +59,42 @@ pub async fn dump(
     })
     .await?;
     if format == "plain" {
-        let tail = String::from_utf8_lossy(&finished.tail);
-        if !tail.contains("PostgreSQL database dump complete") {
-            return Err(HostError::verification(
-                "pg_dump exited 0 but its output lacks the \"dump complete\" trailer: the dump is truncated",
-            ));
-        }
+        check_trailer(&finished)?;
     } else {
         verify_archive(finished.tmp_path(), &url).await?;
     }
-    let report = tokio::task::spawn_blocking(move || finished.commit(&sanity, &format))
-        .await
-        .map_err(|e| HostError::other(format!("commit failed: {e}")))??;
+    let report = server_dump::commit(finished, sanity, format).await?;
     tracing::info!(target: "mtn::db", path = %report.path, bytes = report.bytes, raw_bytes = report.raw_bytes, "PostgreSQL dump written: {} ({} before compression)", crate::units::human(report.bytes), crate::units::human(report.raw_bytes));
     Ok(report)
+}
+
+/// The dump's plan (the same on the host and in a container): a known format, and not both
+/// schema_only and data_only.
+fn plan_dump(ctx: &RunCtx, raw_url: &str, opts: &DumpOptions) -> HostResult<DumpPlan> {
+    let plan = server_dump::plan(ctx, ServerUrl::parse(raw_url)?, opts, extension)?;
+    if opts.schema_only && opts.data_only {
+        return Err(HostError::invalid(
+            "schema_only and data_only exclude each other",
+        ));
+    }
+    Ok(plan)
+}
+
+/// The server's major version, asked before its tools run: a wrong password, host or database
+/// fails here, clearly.
+pub(super) async fn server_version(url: &ServerUrl) -> HostResult<u32> {
+    let client = connect(url).await?;
+    server_major(&client).await
+}
+
+/// A plain dump ends with pg_dump's trailer, or it is truncated.
+pub(super) fn check_trailer(finished: &dump_file::Finished) -> HostResult<()> {
+    server_dump::check_trailer(
+        finished,
+        "pg_dump",
+        "PostgreSQL database dump complete",
+        "dump complete",
+    )
 }
 
 /// pg_dump's arguments for `opts` (the same on the host and in a container).

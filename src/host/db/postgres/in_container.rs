@@ -9,15 +9,16 @@
 use std::path::Path;
 use std::time::Instant;
 
-use super::dump::{dump_args, extension};
-use super::restore::{archive_kind, prepare_target, Archive};
-use super::{server_major, tool_failure};
+use super::dump::{check_trailer, dump_args, server_version};
+use super::restore::{archive_kind, prepare_target, restore_args, Archive};
+use super::tool_failure;
 use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 use crate::host::container::db::Target;
 use crate::host::db::dump_file::{self, DumpReport};
 use crate::host::db::in_container::{self, Exit, Tool};
 use crate::host::db::options::*;
+use crate::host::db::server_dump::{self, DumpPlan};
 use crate::host::db::url::ServerUrl;
 
 /// The URL the container's tools use (its own loopback, same port), without the password.
@@ -60,59 +61,38 @@ fn failure(tool: &str, url: &ServerUrl, c: &Target, exit: &Exit) -> HostError {
 
 pub async fn dump(
     ctx: &RunCtx,
-    raw_url: &str,
+    plan: DumpPlan,
     opts: DumpOptions,
     c: &Target,
 ) -> HostResult<DumpReport> {
-    let url = ServerUrl::parse(raw_url)?;
-    let format = opts.format.clone().unwrap_or_else(|| "plain".into());
-    let codec = dump_file::codec_of(&opts.compress)?;
-    let ext = extension(&format, codec)?;
-    let ext = ext.as_str();
+    let (url, format, codec) = (&plan.url, plan.format, plan.codec);
     if format == "directory" {
         return Err(HostError::invalid(format!(
             "the directory format is not available for a database in container {} (use \"plain\" or \"custom\")",
             c.name
         )));
     }
-    if opts.schema_only && opts.data_only {
-        return Err(HostError::invalid(
-            "schema_only and data_only exclude each other",
-        ));
-    }
-    let sanity = opts.sanity()?;
-    let dest = dump_file::destination(opts.to.as_deref(), &url.database, ext);
-    let dest = ctx.policy.check_write(&dest)?;
     // The server answers on the container's address: the same check a host dump makes.
-    let client = super::conn::connect(&url).await?;
-    let server = server_major(&client).await?;
-    drop(client);
+    let server = server_version(url).await?;
     tracing::debug!(target: "mtn::db", "PostgreSQL {server} in container {}", c.name);
     if ctx.dry_run {
-        return Ok(dump_file::dry_run_report(&dest, &format));
+        return Ok(dump_file::dry_run_report(&plan.dest, &format));
     }
     let mut cmd = vec!["pg_dump".to_string()];
-    cmd.extend(dump_args(&opts, &format, codec, &inner_dsn(&url, c)?));
+    cmd.extend(dump_args(&opts, &format, codec, &inner_dsn(url, c)?));
     let level = if format == "plain" { codec } else { None };
     let (exit, written) =
-        in_container::dump_to(tool(c, &url, cmd), dest, level, opts.threads).await?;
+        in_container::dump_to(tool(c, url, cmd), plan.dest, level, opts.threads).await?;
     if exit.code != 0 {
-        return Err(failure("pg_dump", &url, c, &exit));
+        return Err(failure("pg_dump", url, c, &exit));
     }
     let finished = written?;
     if format == "plain" {
-        let tail = String::from_utf8_lossy(&finished.tail);
-        if !tail.contains("PostgreSQL database dump complete") {
-            return Err(HostError::verification(
-                "pg_dump exited 0 but its output lacks the \"dump complete\" trailer: the dump is truncated",
-            ));
-        }
+        check_trailer(&finished)?;
     } else {
-        verify_archive(c, &url, finished.tmp_path()).await?;
+        verify_archive(c, url, finished.tmp_path()).await?;
     }
-    let report = tokio::task::spawn_blocking(move || finished.commit(&sanity, &format))
-        .await
-        .map_err(|e| HostError::other(format!("commit failed: {e}")))??;
+    let report = server_dump::commit(finished, plan.sanity, format).await?;
     tracing::info!(target: "mtn::db", path = %report.path, bytes = report.bytes, raw_bytes = report.raw_bytes, container = %c.name, "PostgreSQL dump written (tools of the container)");
     Ok(report)
 }
@@ -159,49 +139,21 @@ pub async fn restore(
             c.name
         )));
     }
-    let dump_bytes = std::fs::metadata(dump).map(|m| m.len()).unwrap_or(0);
     prepare_target(&url, &opts, ctx.dry_run).await?;
-    let format = if kind == Archive::Plain {
-        "plain"
-    } else {
-        "custom"
-    };
     if !ctx.dry_run {
-        let dsn = format!("--dbname={}", inner_dsn(&url, c)?);
-        let (name, cmd) = if kind == Archive::Plain {
-            let mut cmd: Vec<String> = [
-                "psql",
-                "-X",
-                "-q",
-                "--no-password",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "--single-transaction",
-            ]
-            .map(String::from)
-            .to_vec();
-            cmd.push(dsn);
-            ("psql", cmd)
-        } else {
-            let mut cmd: Vec<String> = ["pg_restore", "--no-password", "--exit-on-error"]
-                .map(String::from)
-                .to_vec();
-            cmd.push(dsn);
-            if opts.no_owner {
-                cmd.push("--no-owner".into());
-            }
-            ("pg_restore", cmd)
-        };
+        let (name, args) = restore_args(kind, &opts, &inner_dsn(&url, c)?);
+        let mut cmd = vec![name.to_string()];
+        cmd.extend(args);
         let (exit, _) = in_container::run_fed(tool(c, &url, cmd), dump).await?;
         if exit.code != 0 {
             return Err(failure(name, &url, c, &exit));
         }
     }
-    Ok(RestoreReport {
-        database: url.database.clone(),
-        format: format.into(),
-        dump_bytes,
-        duration_ms: started.elapsed().as_millis() as u64,
-        dry_run: ctx.dry_run,
-    })
+    Ok(RestoreReport::new(
+        &url.database,
+        kind.name(),
+        dump,
+        started,
+        ctx.dry_run,
+    ))
 }

@@ -8,13 +8,14 @@ use std::time::Instant;
 
 use tokio_postgres::Client;
 
-use super::conn::{connect, query_error};
+use super::conn::{connect, query_error, PgClient};
 use super::{checked_tool, libpq_env, q, tool_dsn, tool_failure};
 use crate::ctx::RunCtx;
 use crate::error::{ErrorKind, HostError, HostResult};
 use crate::host::db::backend::ContainerTarget;
 use crate::host::db::dump_file;
 use crate::host::db::options::*;
+use crate::host::db::restore_target::{self, TargetDb};
 use crate::host::db::tools;
 use crate::host::db::url::ServerUrl;
 
@@ -83,6 +84,17 @@ pub(super) enum Archive {
     Directory,
 }
 
+impl Archive {
+    /// The restore report's `format`.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Archive::Plain => "plain",
+            Archive::Custom => "custom",
+            Archive::Directory => "directory",
+        }
+    }
+}
+
 pub(super) fn archive_kind(dump: &Path) -> HostResult<Archive> {
     if dump.is_dir() {
         if dump.join("toc.dat").exists() {
@@ -106,45 +118,38 @@ pub(super) fn archive_kind(dump: &Path) -> HostResult<Archive> {
     }
 }
 
-/// Prepare the target database: create it (create: true), refuse a non-empty one unless
-/// clean: true (then drop and recreate it).
+/// The restore's target as PostgreSQL sees it: the database itself through the admin
+/// connection, what it holds through a connection of its own.
+struct RestoreTarget<'a> {
+    admin: PgClient,
+    url: &'a ServerUrl,
+}
+
+impl TargetDb for RestoreTarget<'_> {
+    const OBJECTS: &'static str = "tables, views or sequences";
+    async fn exists(&mut self) -> HostResult<bool> {
+        database_exists(&self.admin, &self.url.database).await
+    }
+    async fn objects(&mut self) -> HostResult<i64> {
+        let target = connect(self.url).await?;
+        user_tables(&target).await
+    }
+    async fn create(&mut self) -> HostResult<()> {
+        create_database(&self.admin, &self.url.database).await
+    }
+    async fn drop(&mut self) -> HostResult<()> {
+        drop_database(&self.admin, &self.url.database).await
+    }
+}
+
+/// Prepare the target database (see restore_target.rs).
 pub(super) async fn prepare_target(
     url: &ServerUrl,
     opts: &RestoreOptions,
     dry_run: bool,
 ) -> HostResult<()> {
     let admin = admin_connect(url).await?;
-    let exists = database_exists(&admin, &url.database).await?;
-    if !exists {
-        if !opts.create {
-            return Err(HostError::not_found(format!(
-                "database {:?} does not exist on {} (pass create: true to create it)",
-                url.database,
-                url.endpoint()
-            )));
-        }
-        if !dry_run {
-            create_database(&admin, &url.database).await?;
-        }
-        return Ok(());
-    }
-    let target = connect(url).await?;
-    let n = user_tables(&target).await?;
-    drop(target);
-    if n > 0 {
-        if !opts.clean {
-            return Err(HostError::refused(format!(
-                "database {:?} on {} is not empty ({n} tables, views or sequences); pass clean: true to drop and recreate it",
-                url.database,
-                url.endpoint()
-            )));
-        }
-        if !dry_run {
-            drop_database(&admin, &url.database).await?;
-            create_database(&admin, &url.database).await?;
-        }
-    }
-    Ok(())
+    restore_target::prepare(url, opts, dry_run, &mut RestoreTarget { admin, url }).await
 }
 
 pub async fn restore(
@@ -160,63 +165,61 @@ pub async fn restore(
     let started = Instant::now();
     let url = ServerUrl::parse(raw_url)?;
     let kind = archive_kind(dump)?;
-    let dump_bytes = std::fs::metadata(dump).map(|m| m.len()).unwrap_or(0);
-    let tool = if kind == Archive::Plain {
-        "psql"
-    } else {
-        "pg_restore"
-    };
+    let (tool, args) = restore_args(kind, &opts, &tool_dsn(&url));
     let tool_path = checked_tool(tool, None).await?;
     prepare_target(&url, &opts, ctx.dry_run).await?;
-    let format = match kind {
-        Archive::Plain => "plain",
-        Archive::Custom => "custom",
-        Archive::Directory => "directory",
-    };
     if !ctx.dry_run {
         let mut cmd = tools::command(&tool_path);
         libpq_env(&mut cmd, &url);
+        cmd.args(args);
         if kind == Archive::Plain {
-            cmd.args([
-                "-X",
-                "-q",
-                "--no-password",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "--single-transaction",
-            ])
-            .arg(format!("--dbname={}", tool_dsn(&url)))
-            .stdin(Stdio::piped());
+            cmd.stdin(Stdio::piped());
             let mut child = tools::spawn(&mut cmd, &tool_path)?;
             let stderr = tools::drain_stderr(&mut child);
             let feeder = dump_file::feed(dump, tools::stdin_file(&mut child)?);
-            tools::wait_with(child, stderr, feeder, "psql", |err| {
-                tool_failure("psql", &url, err)
+            tools::wait_with(child, stderr, feeder, tool, |err| {
+                tool_failure(tool, &url, err)
             })
             .await?;
         } else {
-            cmd.args(["--no-password", "--exit-on-error"])
-                .arg(format!("--dbname={}", tool_dsn(&url)));
-            if opts.no_owner {
-                cmd.arg("--no-owner");
-            }
+            // Only a file on the host can be read by several jobs.
             if let Some(j) = opts.jobs {
                 cmd.arg(format!("--jobs={}", j.max(1)));
             }
             cmd.arg(dump);
             let mut child = tools::spawn(&mut cmd, &tool_path)?;
             let stderr = tools::drain_stderr(&mut child);
-            tools::wait(child, stderr, "pg_restore", |err| {
-                tool_failure("pg_restore", &url, err)
-            })
-            .await?;
+            tools::wait(child, stderr, tool, |err| tool_failure(tool, &url, err)).await?;
         }
     }
-    Ok(RestoreReport {
-        database: url.database.clone(),
-        format: format.into(),
-        dump_bytes,
-        duration_ms: started.elapsed().as_millis() as u64,
-        dry_run: ctx.dry_run,
-    })
+    Ok(RestoreReport::new(
+        &url.database,
+        kind.name(),
+        dump,
+        started,
+        ctx.dry_run,
+    ))
+}
+
+/// The tool that restores an archive of `kind` into `dsn` and its arguments (the same on the
+/// host and in a container): psql in one transaction for a plain dump, pg_restore for an
+/// archive. The dump itself is fed or named by the caller.
+pub(super) fn restore_args(
+    kind: Archive,
+    opts: &RestoreOptions,
+    dsn: &str,
+) -> (&'static str, Vec<String>) {
+    let dbname = format!("--dbname={dsn}");
+    if kind == Archive::Plain {
+        let mut a: Vec<String> = ["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1"]
+            .map(String::from)
+            .to_vec();
+        a.extend(["--single-transaction".into(), dbname]);
+        return ("psql", a);
+    }
+    let mut a = vec!["--no-password".into(), "--exit-on-error".into(), dbname];
+    if opts.no_owner {
+        a.push("--no-owner".into());
+    }
+    ("pg_restore", a)
 }

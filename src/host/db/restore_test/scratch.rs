@@ -147,13 +147,13 @@ impl Scratch {
                 let started = std::time::Instant::now();
                 let target = crate::host::db::url::sqlite_path(&url)?;
                 sqlite::restore_into(ctx, dump, &target)?;
-                to_json(&crate::host::db::options::RestoreReport {
-                    database: target.display().to_string(),
-                    format: "sqlite".into(),
-                    dump_bytes: std::fs::metadata(dump).map(|m| m.len()).unwrap_or(0),
-                    duration_ms: started.elapsed().as_millis() as u64,
-                    dry_run: false,
-                })
+                to_json(&crate::host::db::options::RestoreReport::new(
+                    &target.display().to_string(),
+                    "sqlite",
+                    dump,
+                    started,
+                    false,
+                ))
             }
             Place::Mongo { timeout, .. } => {
                 let mopts = mongo::restore::RestoreOptions {
