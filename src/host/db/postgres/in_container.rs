@@ -7,10 +7,9 @@
 //! have to write inside the container.
 
 use std::path::Path;
-use std::time::Instant;
 
 use super::dump::{check_trailer, dump_args, server_version};
-use super::restore::{archive_kind, prepare_target, restore_args, Archive};
+use super::restore::{prepare_target, restore_args, Archive};
 use super::tool_failure;
 use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
@@ -117,16 +116,15 @@ async fn verify_archive(c: &Target, url: &ServerUrl, path: &Path) -> HostResult<
     Ok(())
 }
 
-pub async fn restore(
+/// Restore `dump` (an archive of `kind`) through the container's own psql or pg_restore.
+pub(super) async fn restore(
     ctx: &RunCtx,
     dump: &Path,
-    raw_url: &str,
-    opts: RestoreOptions,
+    url: &ServerUrl,
+    kind: Archive,
+    opts: &RestoreOptions,
     c: &Target,
-) -> HostResult<RestoreReport> {
-    let started = Instant::now();
-    let url = ServerUrl::parse(raw_url)?;
-    let kind = archive_kind(dump)?;
+) -> HostResult<()> {
     if kind == Archive::Directory {
         return Err(HostError::invalid(format!(
             "a directory archive cannot be restored into container {} (dump it with format \"plain\" or \"custom\")",
@@ -139,21 +137,15 @@ pub async fn restore(
             c.name
         )));
     }
-    prepare_target(&url, &opts, ctx.dry_run).await?;
+    prepare_target(url, opts, ctx.dry_run).await?;
     if !ctx.dry_run {
-        let (name, args) = restore_args(kind, &opts, &inner_dsn(&url, c)?);
+        let (name, args) = restore_args(kind, opts, &inner_dsn(url, c)?);
         let mut cmd = vec![name.to_string()];
         cmd.extend(args);
-        let (exit, _) = in_container::run_fed(tool(c, &url, cmd), dump).await?;
+        let (exit, _) = in_container::run_fed(tool(c, url, cmd), dump).await?;
         if exit.code != 0 {
-            return Err(failure(name, &url, c, &exit));
+            return Err(failure(name, url, c, &exit));
         }
     }
-    Ok(RestoreReport::new(
-        &url.database,
-        kind.name(),
-        dump,
-        started,
-        ctx.dry_run,
-    ))
+    Ok(())
 }

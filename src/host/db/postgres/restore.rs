@@ -159,18 +159,36 @@ pub async fn restore(
     opts: RestoreOptions,
     container: Option<&ContainerTarget>,
 ) -> HostResult<RestoreReport> {
-    if let Some(c) = container {
-        return super::in_container::restore(ctx, dump, raw_url, opts, c).await;
-    }
     let started = Instant::now();
     let url = ServerUrl::parse(raw_url)?;
     let kind = archive_kind(dump)?;
-    let (tool, args) = restore_args(kind, &opts, &tool_dsn(&url));
+    match container {
+        Some(c) => super::in_container::restore(ctx, dump, &url, kind, &opts, c).await?,
+        None => restore_on_host(ctx, dump, &url, kind, &opts).await?,
+    }
+    Ok(RestoreReport::new(
+        &url.database,
+        kind.name(),
+        dump,
+        started,
+        ctx.dry_run,
+    ))
+}
+
+/// Restore `dump` (an archive of `kind`) with the host's psql or pg_restore.
+async fn restore_on_host(
+    ctx: &RunCtx,
+    dump: &Path,
+    url: &ServerUrl,
+    kind: Archive,
+    opts: &RestoreOptions,
+) -> HostResult<()> {
+    let (tool, args) = restore_args(kind, opts, &tool_dsn(url));
     let tool_path = checked_tool(tool, None).await?;
-    prepare_target(&url, &opts, ctx.dry_run).await?;
+    prepare_target(url, opts, ctx.dry_run).await?;
     if !ctx.dry_run {
         let mut cmd = tools::command(&tool_path);
-        libpq_env(&mut cmd, &url);
+        libpq_env(&mut cmd, url);
         cmd.args(args);
         if kind == Archive::Plain {
             cmd.stdin(Stdio::piped());
@@ -178,7 +196,7 @@ pub async fn restore(
             let stderr = tools::drain_stderr(&mut child);
             let feeder = dump_file::feed(dump, tools::stdin_file(&mut child)?);
             tools::wait_with(child, stderr, feeder, tool, |err| {
-                tool_failure(tool, &url, err)
+                tool_failure(tool, url, err)
             })
             .await?;
         } else {
@@ -189,16 +207,10 @@ pub async fn restore(
             cmd.arg(dump);
             let mut child = tools::spawn(&mut cmd, &tool_path)?;
             let stderr = tools::drain_stderr(&mut child);
-            tools::wait(child, stderr, tool, |err| tool_failure(tool, &url, err)).await?;
+            tools::wait(child, stderr, tool, |err| tool_failure(tool, url, err)).await?;
         }
     }
-    Ok(RestoreReport::new(
-        &url.database,
-        kind.name(),
-        dump,
-        started,
-        ctx.dry_run,
-    ))
+    Ok(())
 }
 
 /// The tool that restores an archive of `kind` into `dsn` and its arguments (the same on the
