@@ -134,12 +134,7 @@ print("JSON:" + #{{ out: out, l: l, n: n }}.to_json());
         assert_eq!(down["verified"], "sha256", "{down}");
         assert_eq!(&fs::read(d.join("back").join(name)).unwrap(), data);
     }
-    let listed: Vec<&str> = v["l"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["key"].as_str().unwrap())
-        .collect();
+    let listed = keys(&v["l"]);
     assert_eq!(listed, ["rt/empty", "rt/large.bin", "rt/small.txt"]);
     assert_eq!(v["l"][2]["sha256"], sha256_hex(&files[0].1).as_str());
     assert!(

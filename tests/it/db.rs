@@ -72,6 +72,24 @@ fn pg_fingerprint(db: &str) -> Vec<String> {
         .collect()
 }
 
+/// The dump a test script logged as `PATH=...`, after `gzip -t` found it whole.
+fn logged_gzip(run: &Run) -> String {
+    let all = run.all();
+    let (_, rest) = all
+        .split_once("PATH=")
+        .unwrap_or_else(|| panic!("no PATH= in output:\n{all}"));
+    let path = rest
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    cli(
+        Command::new("gzip").arg("-t").arg(&path),
+        &format!("gzip -t {path}"),
+    );
+    path
+}
+
 fn assert_no_secret(text: &str, secret: &str) {
     assert!(!text.contains(secret), "the password leaked:\n{text}");
 }
@@ -99,25 +117,8 @@ try {{ restore_db(r.path, "{dst_url}"); fail("not refused"); }} catch (e) {{ ass
     let run = run_script_env(dir.path(), "t.rhai", &script, &["-v"], &[]);
     run.expect_code(0);
     assert_no_secret(&run.all(), &pg_password());
-    let path = run
-        .all()
-        .split("PATH=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let path = logged_gzip(&run);
     assert!(path.ends_with(".sql.gz"), "{path}");
-    assert!(
-        Command::new("gzip")
-            .arg("-t")
-            .arg(&path)
-            .status()
-            .unwrap()
-            .success(),
-        "gzip -t"
-    );
     let side = std::fs::read_to_string(format!("{path}.sha256")).unwrap();
     let sum = Command::new("sha256sum").arg(&path).output().unwrap();
     assert_eq!(
@@ -412,21 +413,7 @@ assert(t.ok, `${{t}}`);"#,
     let run = run_script_env(dir.path(), "t.rhai", &script, &["-v"], &[]);
     run.expect_code(0);
     assert_no_secret(&run.all(), &env_var("MTN_TEST_MY_PASSWORD"));
-    let path = run
-        .all()
-        .split("PATH=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    assert!(Command::new("gzip")
-        .arg("-t")
-        .arg(&path)
-        .status()
-        .unwrap()
-        .success());
+    logged_gzip(&run);
     let sum = |db: &str| {
         mariadb(db, "SELECT COUNT(*), MD5(GROUP_CONCAT(CONCAT_WS('|', id, name, IFNULL(bio,'~'), born, score, HEX(IFNULL(photo,''))) ORDER BY id SEPARATOR ',')) FROM people")
     };
@@ -470,13 +457,7 @@ fn sqlite_fingerprint(path: &Path) -> Vec<(String, i64, String)> {
 
 #[test]
 fn sqlite_dump_restore_roundtrip_identical_and_nightly_script() {
-    let dir = tempdir();
-    std::fs::create_dir_all(dir.path().join("examples")).unwrap();
-    std::fs::copy(
-        repo().join("examples/app.db"),
-        dir.path().join("examples/app.db"),
-    )
-    .unwrap();
+    let dir = sandbox();
     let script = r#"
 let r = dump_db("sqlite://examples/app.db", #{ to: "out/" });
 log(`PATH=${r.path}`);
@@ -488,21 +469,7 @@ assert(x.rows == 200, `${x}`);
 "#;
     let run = run_script(dir.path(), "t.rhai", script, &[]);
     run.expect_code(0);
-    let path = run
-        .all()
-        .split("PATH=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    assert!(Command::new("gzip")
-        .arg("-t")
-        .arg(&path)
-        .status()
-        .unwrap()
-        .success());
+    logged_gzip(&run);
     let fp = sqlite_fingerprint(&dir.path().join("examples/app.db"));
     assert_eq!(fp.len(), 5);
     assert_eq!(fp, sqlite_fingerprint(&dir.path().join("restored/app.db")));

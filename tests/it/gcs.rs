@@ -144,12 +144,7 @@ print("JSON:" + #{{ l: l, n: n, ok: ok, bad: bad, r: r }}.to_json());
         &[("GCS_KEY", &g.key)],
     );
     let v = json_after(run.expect_code(0), "JSON:");
-    let listed: Vec<&str> = v["l"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["key"].as_str().unwrap())
-        .collect();
+    let listed = keys(&v["l"]);
     assert_eq!(listed.len(), 4, "{v}");
     assert_eq!(
         v["l"][0]["sha256"],

@@ -92,13 +92,7 @@ retention("./backups/", #{ keep_last: 3 }, #{ pattern: "app-*.sql.gz" });"#,
 
 #[test]
 fn messages_sizes_in_errors_are_human() {
-    let dir = tempdir();
-    std::fs::create_dir_all(dir.path().join("examples")).unwrap();
-    std::fs::copy(
-        repo().join("examples/app.db"),
-        dir.path().join("examples/app.db"),
-    )
-    .unwrap();
+    let dir = sandbox();
     let r = run_script(
         dir.path(),
         "s.rhai",

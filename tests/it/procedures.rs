@@ -8,19 +8,6 @@ use std::process::Command;
 
 use crate::support::*;
 
-/// A folder laid out like the repository root: examples/app.db, so scripts run as a user would
-/// run them from a checkout.
-fn sandbox() -> tempfile::TempDir {
-    let d = tempdir();
-    std::fs::create_dir_all(d.path().join("examples")).unwrap();
-    std::fs::copy(
-        repo().join("examples/app.db"),
-        d.path().join("examples/app.db"),
-    )
-    .unwrap();
-    d
-}
-
 fn script(name: &str) -> PathBuf {
     repo().join("scripts").join(name)
 }

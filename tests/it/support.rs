@@ -111,6 +111,29 @@ pub fn json_after(run: &Run, tag: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON after {tag} {text}: {e}"))
 }
 
+/// A folder laid out like the repository root (examples/app.db), so scripts run as a user
+/// would run them from a checkout.
+pub fn sandbox() -> tempfile::TempDir {
+    let d = tempdir();
+    std::fs::create_dir_all(d.path().join("examples")).unwrap();
+    std::fs::copy(
+        repo().join("examples/app.db"),
+        d.path().join("examples/app.db"),
+    )
+    .unwrap();
+    d
+}
+
+/// The `key` of every object in a listing a script printed (`list_remote`), in order.
+pub fn keys(listing: &serde_json::Value) -> Vec<&str> {
+    listing
+        .as_array()
+        .unwrap_or_else(|| panic!("not a listing: {listing}"))
+        .iter()
+        .map(|o| o["key"].as_str().expect("a key"))
+        .collect()
+}
+
 /// A variable exported by tests/run.sh. Missing means the suite was not started through it:
 /// that is a failure, never a skip.
 pub fn env_var(name: &str) -> String {
