@@ -9,8 +9,12 @@ use std::time::Duration;
 use rhai::{Dynamic, Map};
 use serde_json::Value;
 
+use super::batches::{self, OlderThan};
+use super::mysql::MyDelete;
 use super::options::*;
 use super::password::{self, Lookup, Target};
+use super::postgres::PgDelete;
+use super::sqlite::SqliteDelete;
 use super::url::{self as dburl, Engine, ServerUrl};
 use super::{mongo, mysql, postgres, sqlite};
 use crate::ctx::Ctx;
@@ -236,15 +240,21 @@ impl Db {
         age: Duration,
         o: DeleteOptions,
     ) -> HostResult<DeleteReport> {
-        let url = &self.url;
-        match self.engine {
-            Engine::Postgres => {
-                ctx.block_on(postgres::delete_older(ctx, url, table, column, age, o))
+        let (url, rows) = (&self.url, OlderThan { table, column, age });
+        ctx.block_on(async {
+            match self.engine {
+                Engine::Postgres => {
+                    batches::run(ctx, &rows, &o, &mut PgDelete::open(url, &rows).await?).await
+                }
+                Engine::Mysql => {
+                    batches::run(ctx, &rows, &o, &mut MyDelete::open(url, &rows).await?).await
+                }
+                Engine::Sqlite => {
+                    batches::run(ctx, &rows, &o, &mut SqliteDelete::open(ctx, url, &rows)?).await
+                }
+                Engine::Mongo => Err(self.unsupported("delete_rows_older_than")),
             }
-            Engine::Mysql => ctx.block_on(mysql::delete_older(ctx, url, table, column, age, o)),
-            Engine::Sqlite => sqlite::delete_older(ctx, url, table, column, age, o),
-            Engine::Mongo => Err(self.unsupported("delete_rows_older_than")),
-        }
+        })
     }
 
     pub fn export(

@@ -1,12 +1,28 @@
 //! The batched delete loop of `delete_rows_older_than`, the same for every SQL engine: each
-//! engine only says how to count the matching rows and how to delete one batch of them. Each
-//! batch is its own short statement, with a pause between batches, so no long lock is held.
+//! engine opens its connection for the rows to delete ([`OlderThan`]) and says how to count
+//! them and how to delete one batch of them. Each batch is its own short statement, with a pause
+//! between batches, so no long lock is held.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::options::{DeleteOptions, DeleteReport};
 use crate::ctx::RunCtx;
 use crate::error::HostResult;
+
+/// The rows `delete_rows_older_than` deletes: those of `table` whose `column` is older than
+/// `age`.
+pub struct OlderThan<'a> {
+    pub table: &'a str,
+    pub column: &'a str,
+    pub age: Duration,
+}
+
+impl OlderThan<'_> {
+    /// How errors name the rows: `table.column`.
+    pub fn what(&self) -> String {
+        format!("{}.{}", self.table, self.column)
+    }
+}
 
 /// What an engine provides to the loop.
 pub(super) trait BatchDelete {
@@ -14,11 +30,24 @@ pub(super) trait BatchDelete {
     async fn count(&mut self) -> HostResult<u64>;
     /// Delete at most `limit` matching rows; returns how many went.
     async fn delete_batch(&mut self, limit: u64) -> HostResult<u64>;
+    /// Close the connection politely once the loop is done (whatever its outcome).
+    async fn close(&mut self) {}
 }
 
 /// Count (dry run: only count), then delete batch by batch until fewer than a batch match or
 /// `max_batches` is reached; the report's `matching` is what is left.
 pub(super) async fn run(
+    ctx: &RunCtx,
+    rows: &OlderThan<'_>,
+    opts: &DeleteOptions,
+    engine: &mut impl BatchDelete,
+) -> HostResult<DeleteReport> {
+    let report = batches(ctx, rows.table, opts, engine).await;
+    engine.close().await;
+    report
+}
+
+async fn batches(
     ctx: &RunCtx,
     table: &str,
     opts: &DeleteOptions,

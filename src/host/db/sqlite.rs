@@ -14,6 +14,7 @@ use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{Map, Value};
 
+use super::batches::OlderThan;
 use super::dump_file::{self, DumpReport, DumpWriter};
 use super::export_sink::ExportPlan;
 use super::options::*;
@@ -523,7 +524,8 @@ fn older_than(col: &str) -> String {
     )
 }
 
-struct SqliteDelete {
+/// The batched delete on SQLite: rowid batches.
+pub struct SqliteDelete {
     c: Connection,
     secs: f64,
     count_sql: String,
@@ -546,27 +548,22 @@ impl super::batches::BatchDelete for SqliteDelete {
     }
 }
 
-pub fn delete_older(
-    ctx: &RunCtx,
-    url: &str,
-    table: &str,
-    column: &str,
-    age: Duration,
-    opts: DeleteOptions,
-) -> HostResult<DeleteReport> {
-    let path = sqlite_path(url)?;
-    let t = q(table);
-    let cond = older_than(&q(column));
-    let mut d = SqliteDelete {
-        c: open_existing(ctx, &path, !ctx.dry_run)?,
-        secs: age.as_secs_f64(),
-        count_sql: format!("SELECT count(*) FROM {t} WHERE {cond}"),
-        delete_sql: format!(
-            "DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} WHERE {cond} LIMIT ?2)"
-        ),
-        what: format!("{table}.{column}"),
-    };
-    ctx.block_on(super::batches::run(ctx, table, &opts, &mut d))
+impl SqliteDelete {
+    /// Open the database (read-only in a dry run).
+    pub fn open(ctx: &RunCtx, url: &str, rows: &OlderThan<'_>) -> HostResult<SqliteDelete> {
+        let path = sqlite_path(url)?;
+        let t = q(rows.table);
+        let cond = older_than(&q(rows.column));
+        Ok(SqliteDelete {
+            c: open_existing(ctx, &path, !ctx.dry_run)?,
+            secs: rows.age.as_secs_f64(),
+            count_sql: format!("SELECT count(*) FROM {t} WHERE {cond}"),
+            delete_sql: format!(
+                "DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} WHERE {cond} LIMIT ?2)"
+            ),
+            what: rows.what(),
+        })
+    }
 }
 
 pub fn export(

@@ -9,8 +9,7 @@ mod in_container;
 pub mod ops;
 
 pub use ops::{
-    create_database, database_exists, delete_older, drop_database, exec, export, query, stats,
-    vacuum,
+    create_database, database_exists, drop_database, exec, export, query, stats, vacuum, MyDelete,
 };
 
 use std::io::Write;

@@ -1,7 +1,7 @@
 //! MySQL/MariaDB queries and maintenance through mysql_async: db_query, db_exec, vacuum,
 //! db_stats, delete_rows_older_than, export_table, and the database checks restores need.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 use super::conn::{classify, connect, params, rows, scalar, values};
 use super::q;
 use crate::ctx::RunCtx;
-use crate::error::HostResult;
-use crate::host::db::batches::{self, BatchDelete};
+use crate::error::{HostError, HostResult};
+use crate::host::db::batches::{BatchDelete, OlderThan};
 use crate::host::db::export_sink::ExportPlan;
 use crate::host::db::options::*;
 use crate::host::db::url::ServerUrl;
@@ -185,55 +185,53 @@ pub async fn stats(raw_url: &str, opts: StatsOptions) -> HostResult<DbStats> {
     })
 }
 
-struct MyDelete {
+/// The batched delete on MySQL/MariaDB: `DELETE ... LIMIT n`.
+pub struct MyDelete {
     url: ServerUrl,
-    c: Conn,
+    /// None once closed (`disconnect` takes the connection).
+    c: Option<Conn>,
     secs: u64,
     count_sql: String,
     delete_sql: String,
 }
 
+fn closed() -> HostError {
+    HostError::other("delete_rows_older_than: the connection is already closed")
+}
+
 impl BatchDelete for MyDelete {
     async fn count(&mut self) -> HostResult<u64> {
-        let n = scalar(
-            &self.url,
-            &mut self.c,
-            &self.count_sql,
-            &[Value::from(self.secs)],
-        )
-        .await?;
+        let c = self.c.as_mut().ok_or_else(closed)?;
+        let n = scalar(&self.url, c, &self.count_sql, &[Value::from(self.secs)]).await?;
         Ok(n.max(0) as u64)
     }
     async fn delete_batch(&mut self, limit: u64) -> HostResult<u64> {
-        self.c
-            .exec_drop(self.delete_sql.as_str(), (self.secs, limit))
+        let c = self.c.as_mut().ok_or_else(closed)?;
+        c.exec_drop(self.delete_sql.as_str(), (self.secs, limit))
             .await
             .map_err(|e| classify(&self.url, &e))?;
-        Ok(self.c.affected_rows())
+        Ok(c.affected_rows())
+    }
+    async fn close(&mut self) {
+        if let Some(c) = self.c.take() {
+            let _ = c.disconnect().await;
+        }
     }
 }
 
-pub async fn delete_older(
-    ctx: &RunCtx,
-    raw_url: &str,
-    table: &str,
-    column: &str,
-    age: Duration,
-    opts: DeleteOptions,
-) -> HostResult<DeleteReport> {
-    let url = ServerUrl::parse(raw_url)?;
-    let c = connect(&url, None).await?;
-    let cond = format!("{} < NOW() - INTERVAL ? SECOND", q(column));
-    let mut d = MyDelete {
-        c,
-        secs: age.as_secs(),
-        count_sql: format!("SELECT COUNT(*) FROM {} WHERE {cond}", q(table)),
-        delete_sql: format!("DELETE FROM {} WHERE {cond} LIMIT ?", q(table)),
-        url,
-    };
-    let report = batches::run(ctx, table, &opts, &mut d).await;
-    let _ = d.c.disconnect().await;
-    report
+impl MyDelete {
+    pub async fn open(raw_url: &str, rows: &OlderThan<'_>) -> HostResult<MyDelete> {
+        let url = ServerUrl::parse(raw_url)?;
+        let c = connect(&url, None).await?;
+        let cond = format!("{} < NOW() - INTERVAL ? SECOND", q(rows.column));
+        Ok(MyDelete {
+            c: Some(c),
+            secs: rows.age.as_secs(),
+            count_sql: format!("SELECT COUNT(*) FROM {} WHERE {cond}", q(rows.table)),
+            delete_sql: format!("DELETE FROM {} WHERE {cond} LIMIT ?", q(rows.table)),
+            url,
+        })
+    }
 }
 
 pub async fn export(

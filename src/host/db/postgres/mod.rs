@@ -25,7 +25,7 @@ use conn::query_error;
 
 pub use dump::dump;
 pub use export::export;
-pub use ops::{delete_older, exec, query, stats, vacuum};
+pub use ops::{exec, query, stats, vacuum, PgDelete};
 pub use restore::{admin_connect, create_database, drop_database, restore};
 
 const CLIENT_PACKAGE: &str = "postgresql-client";

@@ -1,7 +1,7 @@
 //! PostgreSQL queries and maintenance through tokio-postgres: db_query, db_exec, vacuum,
 //! db_stats, delete_rows_older_than.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{Map, Value};
 use tokio_postgres::Client;
@@ -11,7 +11,7 @@ use super::q;
 use super::values::{row_to_json, Param};
 use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
-use crate::host::db::batches::{self, BatchDelete};
+use crate::host::db::batches::{BatchDelete, OlderThan};
 use crate::host::db::options::*;
 use crate::host::db::url::ServerUrl;
 
@@ -192,7 +192,8 @@ pub async fn stats(raw_url: &str, opts: StatsOptions) -> HostResult<DbStats> {
     })
 }
 
-struct PgDelete {
+/// The batched delete on PostgreSQL: ctid batches, each DELETE its own short transaction.
+pub struct PgDelete {
     c: super::conn::PgClient,
     secs: f64,
     count_sql: String,
@@ -216,29 +217,24 @@ impl BatchDelete for PgDelete {
     }
 }
 
-pub async fn delete_older(
-    ctx: &RunCtx,
-    raw_url: &str,
-    table: &str,
-    column: &str,
-    age: Duration,
-    opts: DeleteOptions,
-) -> HostResult<DeleteReport> {
-    let url = ServerUrl::parse(raw_url)?;
-    let c = connect(&url).await?;
-    let t = q(table);
-    let cond = format!("{} < now() - make_interval(secs => $1::float8)", q(column));
-    // ctid batches: each DELETE is its own short transaction, so no long lock is held.
-    let del = format!(
-        "DELETE FROM {t} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {t} WHERE {cond} LIMIT $2::int8))"
-    );
-    let delete = c.prepare(&del).await.map_err(|e| query_error(&e))?;
-    let mut d = PgDelete {
-        c,
-        secs: age.as_secs_f64(),
-        count_sql: format!("SELECT count(*) FROM {t} WHERE {cond}"),
-        delete,
-        what: format!("{table}.{column}"),
-    };
-    batches::run(ctx, table, &opts, &mut d).await
+impl PgDelete {
+    pub async fn open(raw_url: &str, rows: &OlderThan<'_>) -> HostResult<PgDelete> {
+        let c = connect(&ServerUrl::parse(raw_url)?).await?;
+        let t = q(rows.table);
+        let cond = format!(
+            "{} < now() - make_interval(secs => $1::float8)",
+            q(rows.column)
+        );
+        let del = format!(
+            "DELETE FROM {t} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {t} WHERE {cond} LIMIT $2::int8))"
+        );
+        let delete = c.prepare(&del).await.map_err(|e| query_error(&e))?;
+        Ok(PgDelete {
+            c,
+            secs: rows.age.as_secs_f64(),
+            count_sql: format!("SELECT count(*) FROM {t} WHERE {cond}"),
+            delete,
+            what: rows.what(),
+        })
+    }
 }
