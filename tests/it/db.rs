@@ -356,6 +356,49 @@ log(`SCRATCH=${{bad.database}},${{thrown.database}},${{good.database}}`);
 }
 
 #[test]
+fn pg_export_table_csv_with_where_and_jsonl_match_psql() {
+    let db = unique("mtn_exp");
+    psql(&pg_db("postgres"), &format!("CREATE DATABASE {db}"));
+    psql(&pg_db(&db), PG_SCHEMA);
+    let dir = tempdir();
+    let u = pg_db(&db);
+    let script = format!(
+        r#"let c = export_table("{u}", "customers", "out/c.csv", #{{ where: "id <= 10" }});
+let j = export_table("{u}", "orders", "out/o.jsonl.gz", #{{ format: "jsonl" }});
+print("JSON:" + #{{ c: c, j: j }}.to_json());"#
+    );
+    let run = run_script(dir.path(), "e.rhai", &script, &[]);
+    let v = json_after(run.expect_code(0), "JSON:");
+    assert_eq!(v["c"]["rows"], 10, "{v}");
+    assert_eq!(v["j"]["rows"], 8000, "{v}");
+    // The CSV is psql's own COPY of the same rows; the JSON lines parse and hold the text as
+    // stored (tabs, quotes, newlines and é undone from COPY's escaping).
+    let csv = std::fs::read_to_string(dir.path().join("out/c.csv")).unwrap();
+    let reference = psql(
+        &pg_db(&db),
+        "COPY (SELECT * FROM customers WHERE id <= 10) TO STDOUT WITH (FORMAT csv, HEADER true)",
+    );
+    assert_eq!(csv.trim_end(), reference);
+    let gz = cli(
+        Command::new("gunzip")
+            .arg("-c")
+            .arg(dir.path().join("out/o.jsonl.gz")),
+        "gunzip",
+    );
+    let first: serde_json::Value = serde_json::from_str(gz.lines().next().unwrap()).unwrap();
+    let note = psql(
+        &pg_db(&db),
+        &format!("SELECT note FROM orders WHERE id = {}", first["id"]),
+    );
+    assert_eq!(first["note"].as_str().unwrap().trim(), note);
+    assert_eq!(gz.lines().count(), 8000);
+    psql(
+        &pg_db("postgres"),
+        &format!("DROP DATABASE {db} WITH (FORCE)"),
+    );
+}
+
+#[test]
 fn pg_delete_rows_older_than_deletes_in_batches() {
     let db = unique("mtn_del");
     psql(&pg_db("postgres"), &format!("CREATE DATABASE {db}"));

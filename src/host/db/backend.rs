@@ -10,6 +10,7 @@ use rhai::{Dynamic, Map};
 use serde_json::Value;
 
 use super::batches::{self, OlderThan};
+use super::export_sink::ExportPlan;
 use super::mysql::MyDelete;
 use super::options::*;
 use super::password::{self, Lookup, Target};
@@ -264,11 +265,14 @@ impl Db {
         to: &str,
         o: ExportOptions,
     ) -> HostResult<ExportReport> {
+        if self.engine == Engine::Mongo {
+            return Err(self.unsupported("export_table"));
+        }
+        let plan = ExportPlan::new(ctx, table, to, &o)?;
         match self.engine {
-            Engine::Postgres => ctx.block_on(postgres::export(ctx, &self.url, table, to, o)),
-            Engine::Mysql => ctx.block_on(mysql::export(ctx, &self.url, table, to, o)),
-            Engine::Sqlite => sqlite::export(ctx, &self.url, table, to, o),
-            Engine::Mongo => Err(self.unsupported("export_table")),
+            Engine::Postgres => ctx.block_on(postgres::export(ctx, &self.url, plan)),
+            Engine::Mysql => ctx.block_on(mysql::export(ctx, &self.url, plan)),
+            _ => sqlite::export(ctx, &self.url, plan),
         }
     }
 }

@@ -14,9 +14,12 @@ use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 use crate::host::codec::Codec;
 
-/// Where and how an export goes, decided (and the destination checked against the policy)
-/// before the engine touches the database.
+/// What an export reads (the table, the `where` filter) and where and how it goes, decided
+/// (and the destination checked against the policy) before the engine touches the database.
 pub struct ExportPlan {
+    pub table: String,
+    /// ` WHERE (...)`, or empty.
+    pub filter: String,
     pub dest: PathBuf,
     pub format: ExportFormat,
     codec: Option<Codec>,
@@ -24,13 +27,25 @@ pub struct ExportPlan {
 }
 
 impl ExportPlan {
-    pub fn new(ctx: &RunCtx, to: &str, opts: &ExportOptions) -> HostResult<ExportPlan> {
+    pub fn new(
+        ctx: &RunCtx,
+        table: &str,
+        to: &str,
+        opts: &ExportOptions,
+    ) -> HostResult<ExportPlan> {
         Ok(ExportPlan {
             started: Instant::now(),
+            table: table.to_string(),
+            filter: opts.where_clause(),
             format: opts.format()?,
             codec: opts.codec(to)?,
             dest: ctx.policy.check_write(Path::new(to))?,
         })
+    }
+
+    /// What an engine's error adds: `export_table TABLE`.
+    pub fn context(&self) -> String {
+        format!("export_table {}", self.table)
     }
 
     /// What a dry run reports: the destination, nothing written.

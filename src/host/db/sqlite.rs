@@ -566,23 +566,12 @@ impl SqliteDelete {
     }
 }
 
-pub fn export(
-    ctx: &RunCtx,
-    url: &str,
-    table: &str,
-    to: &str,
-    opts: ExportOptions,
-) -> HostResult<ExportReport> {
-    let plan = ExportPlan::new(ctx, to, &opts)?;
+pub fn export(ctx: &RunCtx, url: &str, plan: ExportPlan) -> HostResult<ExportReport> {
     let path = sqlite_path(url)?;
     let c = open_existing(ctx, &path, false)?;
     let mut stmt = c
-        .prepare(&format!(
-            "SELECT * FROM {}{}",
-            q(table),
-            opts.where_clause()
-        ))
-        .map_err(sql_err(format!("export_table {table}")))?;
+        .prepare(&format!("SELECT * FROM {}{}", q(&plan.table), plan.filter))
+        .map_err(sql_err(plan.context()))?;
     if ctx.dry_run {
         return Ok(plan.dry());
     }
@@ -590,13 +579,8 @@ pub fn export(
     let width = names.len();
     let mut sink = plan.sink()?;
     sink.columns(names)?;
-    let mut rows = stmt
-        .query([])
-        .map_err(sql_err(format!("export_table {table}")))?;
-    while let Some(row) = rows
-        .next()
-        .map_err(sql_err(format!("export_table {table}")))?
-    {
+    let mut rows = stmt.query([]).map_err(sql_err(plan.context()))?;
+    while let Some(row) = rows.next().map_err(sql_err(plan.context()))? {
         if sink.rows().is_multiple_of(10_000) {
             ctx.check_cancelled()?;
         }

@@ -234,21 +234,14 @@ impl MyDelete {
     }
 }
 
-pub async fn export(
-    ctx: &RunCtx,
-    raw_url: &str,
-    table: &str,
-    to: &str,
-    opts: ExportOptions,
-) -> HostResult<ExportReport> {
-    let plan = ExportPlan::new(ctx, to, &opts)?;
+pub async fn export(ctx: &RunCtx, raw_url: &str, plan: ExportPlan) -> HostResult<ExportReport> {
     let url = ServerUrl::parse(raw_url)?;
     let mut c = connect(&url, None).await?;
-    let sql = format!("SELECT * FROM {}{}", q(table), opts.where_clause());
+    let sql = format!("SELECT * FROM {}{}", q(&plan.table), plan.filter);
     // A wrong table name or condition fails here, in a dry run too.
     c.prep(sql.as_str())
         .await
-        .map_err(|e| classify(&url, &e).context(format!("export_table {table}")))?;
+        .map_err(|e| classify(&url, &e).context(plan.context()))?;
     if ctx.dry_run {
         return Ok(plan.dry());
     }
@@ -257,7 +250,7 @@ pub async fn export(
     let mut result = c
         .query_iter(sql.as_str())
         .await
-        .map_err(|e| classify(&url, &e).context(format!("export_table {table}")))?;
+        .map_err(|e| classify(&url, &e).context(plan.context()))?;
     let names: Vec<String> = result
         .columns_ref()
         .iter()
@@ -268,7 +261,7 @@ pub async fn export(
     while let Some(mut row) = result
         .next()
         .await
-        .map_err(|e| classify(&url, &e).context(format!("export_table {table}")))?
+        .map_err(|e| classify(&url, &e).context(plan.context()))?
     {
         if sink.rows().is_multiple_of(10_000) {
             ctx.check_cancelled()?;

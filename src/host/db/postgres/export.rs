@@ -12,33 +12,26 @@ use crate::host::db::export_sink::ExportPlan;
 use crate::host::db::options::*;
 use crate::host::db::url::ServerUrl;
 
-pub async fn export(
-    ctx: &RunCtx,
-    raw_url: &str,
-    table: &str,
-    to: &str,
-    opts: ExportOptions,
-) -> HostResult<ExportReport> {
-    let plan = ExportPlan::new(ctx, to, &opts)?;
+pub async fn export(ctx: &RunCtx, raw_url: &str, plan: ExportPlan) -> HostResult<ExportReport> {
     let format = plan.format;
     let url = ServerUrl::parse(raw_url)?;
     let c = connect(&url).await?;
-    let t = q(table);
+    let t = q(&plan.table);
     let sql = match format {
         ExportFormat::Csv => format!(
             "COPY (SELECT * FROM {t}{}) TO STDOUT WITH (FORMAT csv, HEADER true)",
-            opts.where_clause()
+            plan.filter
         ),
         ExportFormat::Jsonl => format!(
             "COPY (SELECT row_to_json(x)::text FROM {t} x{}) TO STDOUT",
-            opts.where_clause()
+            plan.filter
         ),
     };
     // Plan it even in dry-run so a wrong table name shows up.
     let stream = c
         .copy_out(sql.as_str())
         .await
-        .map_err(|e| query_error(&e).context(format!("export_table {table}")))?;
+        .map_err(|e| query_error(&e).context(plan.context()))?;
     if ctx.dry_run {
         return Ok(plan.dry());
     }
@@ -46,7 +39,7 @@ pub async fn export(
     let mut counter = RowCounter::new(format);
     futures::pin_mut!(stream);
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| query_error(&e).context(format!("export_table {table}")))?;
+        let chunk = chunk.map_err(|e| query_error(&e).context(plan.context()))?;
         sink.raw(&counter.feed(&chunk))?;
     }
     sink.finish(Some(counter.rows()))
