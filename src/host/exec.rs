@@ -59,7 +59,52 @@ pub struct ExecReport {
     pub dry_run: bool,
 }
 
+/// How a program ended, as `exec` and `container_exec` report it.
+pub struct Ended {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub ok: bool,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub truncated: bool,
+}
+
 impl ExecReport {
+    /// The report of a program that ran (`what` names it in errors, e.g. "`tar -c ...`"): its
+    /// output redacted; with `check`, a failure is an error with its last line of stderr.
+    pub fn of(ended: Ended, started: Instant, check: bool, what: &str) -> HostResult<Self> {
+        let report = ExecReport {
+            code: ended.code,
+            signal: ended.signal,
+            ok: ended.ok,
+            stdout: crate::redact::redact(&String::from_utf8_lossy(&ended.stdout)),
+            stderr: crate::redact::redact(&String::from_utf8_lossy(&ended.stderr)),
+            duration_ms: (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0,
+            truncated: ended.truncated,
+            dry_run: false,
+        };
+        if !check || report.ok {
+            return Ok(report);
+        }
+        let last = report.stderr.trim().lines().last().unwrap_or_default();
+        Err(HostError::new(
+            ErrorKind::Failed,
+            format!(
+                "{what} exited with {}{}",
+                match (report.code, report.signal) {
+                    (Some(c), _) => format!("code {c}"),
+                    (None, Some(s)) => format!("signal {s}"),
+                    _ => "an unknown status".to_string(),
+                },
+                if last.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {last}")
+                }
+            ),
+        ))
+    }
+
     /// What a program that was not run reports in a dry run (`exec` and `container_exec`).
     pub fn dry_run() -> Self {
         ExecReport {
@@ -73,6 +118,18 @@ impl ExecReport {
             dry_run: true,
         }
     }
+}
+
+/// The error of a program killed at its timeout (`what` names it); worth a retry.
+pub fn timed_out(what: &str, timeout: Duration) -> HostError {
+    HostError::new(
+        ErrorKind::Failed,
+        format!(
+            "{what} killed after its timeout of {}",
+            humantime::format_duration(timeout)
+        ),
+    )
+    .with_retryable(true)
 }
 
 /// Kills the child's process group unless disarmed: covers timeout, cancellation and panics.
@@ -205,50 +262,22 @@ pub async fn exec(
         Err(_) => {
             guard.kill();
             let _ = child.wait().await;
-            return Err(HostError::new(
-                ErrorKind::Failed,
-                format!(
-                    "`{shown}` killed after its timeout of {}",
-                    humantime::format_duration(timeout)
-                ),
-            )
-            .with_retryable(true));
+            return Err(timed_out(&format!("`{shown}`"), timeout));
         }
     };
     // The leader exited: the group may still hold children it left running; end them too.
     guard.kill();
     let status = status.map_err(|e| HostError::io(format!("waiting for `{program}`"), &e))?;
     use std::os::unix::process::ExitStatusExt;
-    let report = ExecReport {
+    let ended = Ended {
         code: status.code(),
         signal: status.signal(),
         ok: status.success(),
-        stdout: crate::redact::redact(&String::from_utf8_lossy(&stdout)),
-        stderr: crate::redact::redact(&String::from_utf8_lossy(&stderr)),
-        duration_ms: (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0,
+        stdout,
+        stderr,
         truncated: cut_out || cut_err,
-        dry_run: false,
     };
-    if o.check && !report.ok {
-        let last = report.stderr.trim().lines().last().unwrap_or_default();
-        return Err(HostError::new(
-            ErrorKind::Failed,
-            format!(
-                "`{shown}` exited with {}{}",
-                match (report.code, report.signal) {
-                    (Some(c), _) => format!("code {c}"),
-                    (None, Some(s)) => format!("signal {s}"),
-                    _ => "an unknown status".to_string(),
-                },
-                if last.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {last}")
-                }
-            ),
-        ));
-    }
-    Ok(report)
+    ExecReport::of(ended, started, o.check, &format!("`{shown}`"))
 }
 
 pub fn register(r: &mut Registrar) {
@@ -266,4 +295,48 @@ pub fn register(r: &mut Registrar) {
         let c2 = ctx.clone();
         ctx.block_on(async move { exec(&c2, program, args, opts).await })
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(code: Option<i32>, signal: Option<i32>, stderr: &str) -> Ended {
+        Ended {
+            code,
+            signal,
+            ok: code == Some(0),
+            stdout: b"out\n".to_vec(),
+            stderr: stderr.as_bytes().to_vec(),
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn a_checked_failure_names_the_program_its_status_and_last_stderr_line() {
+        let started = Instant::now();
+        let e = ExecReport::of(
+            ended(Some(3), None, "a\nlast words\n"),
+            started,
+            true,
+            "`x`",
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Failed);
+        assert_eq!(e.message, "`x` exited with code 3: last words");
+        let e = ExecReport::of(
+            ended(None, Some(9), ""),
+            started,
+            true,
+            "`y` in container c",
+        )
+        .unwrap_err();
+        assert_eq!(e.message, "`y` in container c exited with signal 9");
+        // Unchecked, a failure is a result; success passes either way.
+        let r = ExecReport::of(ended(Some(3), None, "e"), started, false, "`x`").unwrap();
+        assert!(!r.ok && r.code == Some(3) && r.stdout == "out\n");
+        assert!(ExecReport::of(ended(Some(0), None, ""), started, true, "`x`").is_ok());
+        let t = timed_out("`z`", Duration::from_secs(90));
+        assert_eq!(t.message, "`z` killed after its timeout of 1m 30s");
+    }
 }

@@ -9,9 +9,9 @@ use tokio::io::AsyncWriteExt;
 
 use super::process::{self, Spec};
 use crate::ctx::RunCtx;
-use crate::error::{ErrorKind, HostError, HostResult};
+use crate::error::{HostError, HostResult};
 use crate::host::binding::serde_duration;
-use crate::host::exec::{ExecReport, DEFAULT_MAX_OUTPUT, DEFAULT_TIMEOUT};
+use crate::host::exec::{timed_out, Ended, ExecReport, DEFAULT_MAX_OUTPUT, DEFAULT_TIMEOUT};
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -52,6 +52,7 @@ pub async fn container_exec(
         tracing::info!(target: "mtn::host", "dry run: would run {shown} in container {container}");
         return Ok(ExecReport::dry_run());
     }
+    let what = format!("`{shown}` in container {container}");
     let mut cmd = vec![program.to_string()];
     cmd.extend(args);
     let started = Instant::now();
@@ -82,40 +83,17 @@ pub async fn container_exec(
         Ok(r) => r?,
         Err(_) => {
             running.guard.kill();
-            return Err(HostError::new(
-                ErrorKind::Failed,
-                format!(
-                    "`{shown}` in container {container} killed after its timeout of {}",
-                    humantime::format_duration(timeout)
-                ),
-            )
-            .with_retryable(true));
+            return Err(timed_out(&what, timeout));
         }
     };
     let code = i32::try_from(code).unwrap_or(-1);
-    let report = ExecReport {
+    let ended = Ended {
         code: Some(code),
         signal: None,
         ok: code == 0,
-        stdout: crate::redact::redact(&String::from_utf8_lossy(&stdout)),
-        stderr: crate::redact::redact(&String::from_utf8_lossy(&stderr)),
-        duration_ms: (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0,
+        stdout,
+        stderr,
         truncated,
-        dry_run: false,
     };
-    if o.check && !report.ok {
-        let last = report.stderr.trim().lines().last().unwrap_or_default();
-        return Err(HostError::new(
-            ErrorKind::Failed,
-            format!(
-                "`{shown}` in container {container} exited with code {code}{}",
-                if last.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {last}")
-                }
-            ),
-        ));
-    }
-    Ok(report)
+    ExecReport::of(ended, started, o.check, &what)
 }
