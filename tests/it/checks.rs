@@ -478,17 +478,23 @@ assert(l.one >= 0.0 && l.cpus == cpu_count() && cpu_count() >= 1, `load: ${{l}}`
     drop(open);
 }
 
-#[test]
-fn checks_policy_refuses_hosts() {
+/// Run `script` under a config whose `[policy]` allows only `hosts`.
+fn run_allowing_hosts(hosts: &str, script: &str) -> Run {
     let dir = tempdir();
-    std::fs::write(
-        dir.path().join("mtn.toml"),
-        "[policy]\nallow_hosts = [\"example.com\"]\n",
-    )
-    .unwrap();
-    let r = run_script(
+    let config = dir.path().join("mtn.toml");
+    std::fs::write(&config, format!("[policy]\nallow_hosts = [{hosts:?}]\n")).unwrap();
+    run_script(
         dir.path(),
         "t.rhai",
+        script,
+        &["--config", config.to_str().unwrap()],
+    )
+}
+
+#[test]
+fn checks_policy_refuses_hosts() {
+    let r = run_allowing_hosts(
+        "example.com",
         &format!(
             r#"
 try {{ http_check("{ok}"); assert(false, "allowed"); }}
@@ -498,22 +504,14 @@ catch (e) {{ assert(e.kind == "refused", `refused: ${{e}}`); }}
 "#,
             ok = server().url("/ok")
         ),
-        &["--config", dir.path().join("mtn.toml").to_str().unwrap()],
     );
     r.expect_code(0);
 }
 
 #[test]
 fn checks_redirects_obey_allow_hosts() {
-    let dir = tempdir();
-    std::fs::write(
-        dir.path().join("mtn.toml"),
-        "[policy]\nallow_hosts = [\"127.0.0.1\"]\n",
-    )
-    .unwrap();
-    let r = run_script(
-        dir.path(),
-        "t.rhai",
+    let r = run_allowing_hosts(
+        "127.0.0.1",
         &format!(
             r#"
 let same = http_check("{same}");
@@ -524,7 +522,6 @@ assert(!other.ok && other.error.contains("redirect refused"), `other host: ${{ot
             same = server().url("/redirect"),
             other = server().url("/redirect-localhost")
         ),
-        &["--config", dir.path().join("mtn.toml").to_str().unwrap()],
     );
     r.expect_code(0);
 }
