@@ -11,6 +11,7 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
 
 use super::conn::{sftp_err, with_retry, Session};
 use super::{Remote, CHUNK, IN_FLIGHT};
@@ -19,6 +20,8 @@ use crate::error::{HostError, HostResult};
 
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
 const FSYNC: &str = "fsync@openssh.com";
+/// Chunks read ahead of the sending (1 MiB): enough to keep the writes fed while a read waits.
+const READ_AHEAD: usize = 16;
 
 pub(super) fn parent_and_name(path: &str) -> (String, String) {
     match path.rfind('/') {
@@ -215,6 +218,61 @@ async fn upload_once(
     res
 }
 
+/// Reads `source` in `CHUNK` pieces on a blocking thread and hashes them there, so the disk
+/// reads and the sha256 overlap the sending instead of taking turns with it on the async task.
+/// At most `READ_AHEAD` chunks wait in the channel (memory stays flat); when the receiver is
+/// dropped (an error, a cancelled run) the thread stops at its next chunk. The handle gives the
+/// sha256 of every chunk read, i.e. of what was sent when all of them were.
+fn read_chunks(
+    source: &Path,
+) -> HostResult<(
+    mpsc::Receiver<HostResult<Vec<u8>>>,
+    tokio::task::JoinHandle<String>,
+)> {
+    let mut file = std::fs::File::open(source)
+        .map_err(|e| HostError::io(format!("opening {}", source.display()), &e))?;
+    let (tx, rx) = mpsc::channel(READ_AHEAD);
+    let src = source.to_path_buf();
+    let hashing = tokio::task::spawn_blocking(move || {
+        let mut hasher = Sha256::new();
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let filled = match fill(&mut file, &mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(HostError::io(
+                        format!("reading {}", src.display()),
+                        &e,
+                    )));
+                    break;
+                }
+            };
+            buf.truncate(filled);
+            hasher.update(&buf);
+            if filled > 0 && tx.blocking_send(Ok(buf)).is_err() {
+                break;
+            }
+            if filled < CHUNK {
+                break;
+            }
+        }
+        hex::encode(hasher.finalize())
+    });
+    Ok((rx, hashing))
+}
+
+/// Read until `buf` is full or the file ends: the number of bytes read.
+fn fill(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
 async fn send_file(
     s: &Session,
     handle: &str,
@@ -222,44 +280,35 @@ async fn send_file(
     tmp: &str,
     ctx: &RunCtx,
 ) -> HostResult<(u64, String)> {
-    let mut file = std::fs::File::open(source)
-        .map_err(|e| HostError::io(format!("opening {}", source.display()), &e))?;
-    let mut hasher = Sha256::new();
+    let (mut chunks, hashing) = read_chunks(source)?;
     let mut offset = 0u64;
     let mut pending = FuturesOrdered::new();
     let handle: Arc<str> = Arc::from(handle);
     loop {
         ctx.check_cancelled()?;
-        let mut buf = vec![0u8; CHUNK];
-        let mut filled = 0;
-        while filled < CHUNK {
-            let n = file
-                .read(&mut buf[filled..])
-                .map_err(|e| HostError::io(format!("reading {}", source.display()), &e))?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        buf.truncate(filled);
-        if filled > 0 {
-            hasher.update(&buf);
-            let sftp: Arc<RawSftpSession> = s.sftp.clone();
-            let h = handle.clone();
-            let at = offset;
-            pending.push_back(async move { sftp.write(&*h, at, buf).await });
-            offset += filled as u64;
-        }
-        while pending.len() >= IN_FLIGHT || (filled < CHUNK && !pending.is_empty()) {
+        let buf = match chunks.recv().await {
+            Some(chunk) => chunk?,
+            None => break,
+        };
+        let len = buf.len() as u64;
+        let sftp: Arc<RawSftpSession> = s.sftp.clone();
+        let h = handle.clone();
+        let at = offset;
+        pending.push_back(async move { sftp.write(&*h, at, buf).await });
+        offset += len;
+        while pending.len() >= IN_FLIGHT {
             if let Some(r) = pending.next().await {
                 r.map_err(|e| sftp_err(&format!("writing {tmp}"), e))?;
             }
         }
-        if filled < CHUNK {
-            break;
-        }
     }
-    Ok((offset, hex::encode(hasher.finalize())))
+    while let Some(r) = pending.next().await {
+        r.map_err(|e| sftp_err(&format!("writing {tmp}"), e))?;
+    }
+    let sha = hashing
+        .await
+        .map_err(|e| HostError::other(format!("hashing {}: {e}", source.display())))?;
+    Ok((offset, sha))
 }
 
 async fn finish_upload(
