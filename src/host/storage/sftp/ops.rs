@@ -218,17 +218,17 @@ async fn upload_once(
     res
 }
 
+/// The chunks of a file being read for sending (a read error ends them).
+type Chunks = mpsc::Receiver<HostResult<Vec<u8>>>;
+/// The sha256 (hex) of every chunk read, once the reading thread is done.
+type Hashing = tokio::task::JoinHandle<String>;
+
 /// Reads `source` in `CHUNK` pieces on a blocking thread and hashes them there, so the disk
 /// reads and the sha256 overlap the sending instead of taking turns with it on the async task.
 /// At most `READ_AHEAD` chunks wait in the channel (memory stays flat); when the receiver is
 /// dropped (an error, a cancelled run) the thread stops at its next chunk. The handle gives the
 /// sha256 of every chunk read, i.e. of what was sent when all of them were.
-fn read_chunks(
-    source: &Path,
-) -> HostResult<(
-    mpsc::Receiver<HostResult<Vec<u8>>>,
-    tokio::task::JoinHandle<String>,
-)> {
+fn read_chunks(source: &Path) -> HostResult<(Chunks, Hashing)> {
     let mut file = std::fs::File::open(source)
         .map_err(|e| HostError::io(format!("opening {}", source.display()), &e))?;
     let (tx, rx) = mpsc::channel(READ_AHEAD);
