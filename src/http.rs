@@ -57,6 +57,7 @@ impl HttpClients {
         } else {
             reqwest::redirect::Policy::none()
         };
+        crate::tls::install_default_provider();
         let mut builder = reqwest::Client::builder()
             .redirect(redirect)
             .tls_info(true)

@@ -18,6 +18,7 @@ fn main() {
         cli = mtn::cli::Cli::parse();
     }
     mtn::logging::set_color(cli.color);
+    mtn::tls::install_default_provider();
     let code = mtn::commands::dispatch(cli);
     std::process::exit(code);
 }

@@ -16,10 +16,21 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-/// The crypto provider of every hand-built TLS client. Explicit, because more than one rustls
-/// backend is compiled in (through dependencies), so rustls has no process default.
+/// The crypto provider of every hand-built TLS client: ring, the one backend compiled in (reqwest's
+/// and object_store's default aws-lc-rs is left out: a second crypto library of several MB).
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Makes ring the process-wide rustls provider, which reqwest (and so object_store) reads when it
+/// builds a client and panics without. `main` calls it first; the HTTP and object-store client
+/// factories call it too, so the library used in-process (tests) never meets a client without one.
+pub fn install_default_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err only when a provider is already installed, which is what we want.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 /// Accepts any certificate; see the module comment for the only two places that may use it.

@@ -286,6 +286,8 @@ pub(super) fn retry_config(conn: &ConnOptions) -> RetryConfig {
 
 /// HTTP client settings of every object store (`with_client_options` replaces them all).
 pub(super) fn client_options(conn: &ConnOptions, allow_http: bool) -> ClientOptions {
+    // Every store's reqwest client takes its TLS from the process-wide provider.
+    crate::tls::install_default_provider();
     ClientOptions::new()
         .with_allow_http(allow_http)
         .with_timeout(conn.request_timeout.unwrap_or(Duration::from_secs(300)))
