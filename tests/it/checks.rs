@@ -378,7 +378,7 @@ fn start_tls_server(cert: &Path, key: &Path) -> u16 {
     ))
     .unwrap()
     .unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
