@@ -65,14 +65,16 @@ print(f"{dt:.3f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
 PY
 }
 
-# Four forms: the default .tar.gz (gzip level 6), the .tar.gz at level 1, mongodump's own
-# default output (a directory of uncompressed .bson files), and the zstd archive (.tar.zst).
+# Five forms: the default .tar.gz (gzip level 6), the .tar.gz at level 1, mongodump's own
+# default output (a directory of uncompressed .bson files), and the zstd archive (.tar.zst) at
+# its default level (1) and at zstd's usual level 3.
 variant_opts() {
   case "$1" in
     archive6) echo '#{ to: "'"$TMP"'/out", name: "bench.tar.gz" }' ;;
     archive1) echo '#{ to: "'"$TMP"'/out", name: "bench.tar.gz", level: 1 }' ;;
     directory) echo '#{ to: "'"$TMP"'/out", name: "bench", format: "directory" }' ;;
     zstd) echo '#{ to: "'"$TMP"'/out", name: "bench.tar.zst", compress: "zstd" }' ;;
+    zstd3) echo '#{ to: "'"$TMP"'/out", name: "bench.tar.zst", compress: "zstd:3" }' ;;
   esac
 }
 
@@ -80,11 +82,12 @@ best() { python3 -c "import sys; print(min(float(x) for x in sys.argv[1:]))" "$@
 
 scans=()
 declare -A times rss
-for v in archive6 archive1 directory zstd; do times[$v]=""; rss[$v]=0; done
+VARIANTS="archive6 archive1 directory zstd zstd3"
+for v in $VARIANTS; do times[$v]=""; rss[$v]=0; done
 for round in 1 2 3; do
   read -r s _ < <(measure "$SCAN" "$URL" docs 1000)
   scans+=("$s")
-  for v in archive6 archive1 directory zstd; do
+  for v in $VARIANTS; do
     rm -rf "$TMP/out"
     echo "let r = dump_db(\"$URL\", $(variant_opts $v)); assert(r.documents == $DOCS, \"short dump\");" >"$TMP/dump.rhai"
     read -r t m < <(measure "$MTN" run "$TMP/dump.rhai" --allow-path "$TMP" -q)
@@ -96,11 +99,11 @@ done
 scan=$(best "${scans[@]}")
 echo "documents: $DOCS (best of 3 runs each; whole mtn process including start-up)"
 printf '%-34s %12s docs/s  %6.2f s\n' "driver cursor scan (ceiling)" "$(python3 -c "print(f'{$DOCS/$scan:,.0f}')")" "$scan"
-for v in archive6 archive1 directory zstd; do
+for v in $VARIANTS; do
   t=$(best ${times[$v]})
   python3 -c "
 n, t, s, r = $DOCS, $t, $scan, ${rss[$v]}
-label = {'archive6': 'dump_db .tar.gz (level 6, default)', 'archive1': 'dump_db .tar.gz (level: 1)', 'directory': 'dump_db directory (.bson, like mongodump)', 'zstd': 'dump_db .tar.zst (zstd level 3)'}['$v']
+label = {'archive6': 'dump_db .tar.gz (level 6, default)', 'archive1': 'dump_db .tar.gz (level: 1)', 'directory': 'dump_db directory (.bson, like mongodump)', 'zstd': 'dump_db .tar.zst (zstd, level 1)', 'zstd3': 'dump_db .tar.zst (zstd:3)'}['$v']
 print(f'{label:34} {n/t:12,.0f} docs/s  {t:6.2f} s  ratio {s/t:.2f}  peak RSS {r/1024:.1f} MiB')
 "
 done
