@@ -26,9 +26,16 @@ use crate::error::{HostError, HostResult};
 
 /// SFTP requests outstanding at once on one file (OpenSSH's `sftp -R` default is 64).
 pub const IN_FLIGHT: usize = 64;
-/// Bytes per read or write request. OpenSSH's server takes up to 256 KiB; 64 KiB halves the
-/// per-request overhead of OpenSSH's 32 KiB while keeping `IN_FLIGHT` × this at 4 MiB.
+/// Bytes per read request, and per write request when the server does not announce its limit.
+/// 64 KiB halves the per-request overhead of OpenSSH's 32 KiB while keeping `IN_FLIGHT` × this
+/// at 4 MiB.
 pub const CHUNK: usize = 64 * 1024;
+/// Largest write request: OpenSSH's server announces 255 KiB (`limits@openssh.com`). A write
+/// that size needs a quarter of the requests, replies and per-packet work of a 64 KiB one, on
+/// both ends (docs/benchmarks.md, SFTP).
+pub const MAX_WRITE: usize = 255 * 1024;
+/// Bytes of write requests outstanding at once, whatever their size (memory stays flat).
+pub const WRITE_WINDOW: usize = IN_FLIGHT * CHUNK;
 
 /// Where and as whom: everything needed to open a connection, parsed from the URL and options.
 #[derive(Debug, Clone)]

@@ -1,7 +1,8 @@
 //! Upload, download, list and delete over SFTP, with the guarantees of the S3 path: a temporary
 //! name until the data is complete and its size checked, a `.sha256` sidecar beside the object
-//! (verified after writing and on download), flat memory (at most `IN_FLIGHT` × `CHUNK` bytes in
-//! flight), retries on a fresh connection, and the run's cancellation checked per request.
+//! (verified after writing and on download), flat memory (at most `WRITE_WINDOW` bytes of writes
+//! or `IN_FLIGHT` × `CHUNK` of reads in flight), retries on a fresh connection, and the run's
+//! cancellation checked per request.
 
 use std::io::Read;
 use std::path::Path;
@@ -14,13 +15,14 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::conn::{sftp_err, with_retry, Session};
-use super::{Remote, CHUNK, IN_FLIGHT};
+use super::{Remote, CHUNK, MAX_WRITE, WRITE_WINDOW};
 use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
 
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
 const FSYNC: &str = "fsync@openssh.com";
-/// Chunks read ahead of the sending (1 MiB): enough to keep the writes fed while a read waits.
+const LIMITS: &str = "limits@openssh.com";
+/// Chunks read ahead of the sending: enough to keep the writes fed while a read waits.
 const READ_AHEAD: usize = 16;
 
 pub(super) fn parent_and_name(path: &str) -> (String, String) {
@@ -218,17 +220,28 @@ async fn upload_once(
     res
 }
 
+/// Bytes per write request: the server's announced maximum up to `MAX_WRITE`, else `CHUNK`.
+async fn write_size(s: &Session) -> usize {
+    if !s.has(LIMITS) {
+        return CHUNK;
+    }
+    match s.sftp.limits().await {
+        Ok(l) if l.max_write_len > 0 => (l.max_write_len as usize).min(MAX_WRITE),
+        _ => CHUNK,
+    }
+}
+
 /// The chunks of a file being read for sending (a read error ends them).
 type Chunks = mpsc::Receiver<HostResult<Vec<u8>>>;
 /// The sha256 (hex) of every chunk read, once the reading thread is done.
 type Hashing = tokio::task::JoinHandle<String>;
 
-/// Reads `source` in `CHUNK` pieces on a blocking thread and hashes them there, so the disk
+/// Reads `source` in `size` pieces on a blocking thread and hashes them there, so the disk
 /// reads and the sha256 overlap the sending instead of taking turns with it on the async task.
 /// At most `READ_AHEAD` chunks wait in the channel (memory stays flat); when the receiver is
 /// dropped (an error, a cancelled run) the thread stops at its next chunk. The handle gives the
 /// sha256 of every chunk read, i.e. of what was sent when all of them were.
-fn read_chunks(source: &Path) -> HostResult<(Chunks, Hashing)> {
+fn read_chunks(source: &Path, size: usize) -> HostResult<(Chunks, Hashing)> {
     let mut file = std::fs::File::open(source)
         .map_err(|e| HostError::io(format!("opening {}", source.display()), &e))?;
     let (tx, rx) = mpsc::channel(READ_AHEAD);
@@ -236,7 +249,7 @@ fn read_chunks(source: &Path) -> HostResult<(Chunks, Hashing)> {
     let hashing = tokio::task::spawn_blocking(move || {
         let mut hasher = Sha256::new();
         loop {
-            let mut buf = vec![0u8; CHUNK];
+            let mut buf = vec![0u8; size];
             let filled = match fill(&mut file, &mut buf) {
                 Ok(n) => n,
                 Err(e) => {
@@ -252,7 +265,7 @@ fn read_chunks(source: &Path) -> HostResult<(Chunks, Hashing)> {
             if filled > 0 && tx.blocking_send(Ok(buf)).is_err() {
                 break;
             }
-            if filled < CHUNK {
+            if filled < size {
                 break;
             }
         }
@@ -280,7 +293,9 @@ async fn send_file(
     tmp: &str,
     ctx: &RunCtx,
 ) -> HostResult<(u64, String)> {
-    let (mut chunks, hashing) = read_chunks(source)?;
+    let size = write_size(s).await;
+    let in_flight = (WRITE_WINDOW / size).max(1);
+    let (mut chunks, hashing) = read_chunks(source, size)?;
     let mut offset = 0u64;
     let mut pending = FuturesOrdered::new();
     let handle: Arc<str> = Arc::from(handle);
@@ -296,7 +311,7 @@ async fn send_file(
         let at = offset;
         pending.push_back(async move { sftp.write(&*h, at, buf).await });
         offset += len;
-        while pending.len() >= IN_FLIGHT {
+        while pending.len() >= in_flight {
             if let Some(r) = pending.next().await {
                 r.map_err(|e| sftp_err(&format!("writing {tmp}"), e))?;
             }
