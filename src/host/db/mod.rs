@@ -75,7 +75,7 @@ A server in a container is named `postgres://user@container:NAME/db` (also `mysq
 the Docker exec API, through the same write path (docs/containers.md).
 Options: `to` (file or folder; default `./backups/<db>_<YYYY-mm-dd_HHMMSS>.sql.gz`), `format`
 (plain | custom | directory, PostgreSQL), `compress` ("gzip", "gzip:9", "zstd", "zstd:19", "none"; MongoDB:
-"gzip" per .bson file, "zstd" for a `.tar.zst` archive, with `level`), `tables`, `exclude_tables`,
+"gzip" per .bson file, "zstd" for a `.tar.zst` archive at level 1 unless "zstd:N" or `level` says otherwise), `tables`, `exclude_tables`,
 `schema_only`, `data_only`, `jobs` (directory format), `min_size` (bytes or "10MB"), `max_shrink` (fail when
 smaller than this fraction of the previous dump in the folder), `threads`.
 Returns `#{ path, bytes, raw_bytes, sha256, duration_ms, dry_run, format }`.
