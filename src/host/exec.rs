@@ -63,7 +63,6 @@ pub struct ExecReport {
 pub struct Ended {
     pub code: Option<i32>,
     pub signal: Option<i32>,
-    pub ok: bool,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub truncated: bool,
@@ -76,7 +75,7 @@ impl ExecReport {
         let report = ExecReport {
             code: ended.code,
             signal: ended.signal,
-            ok: ended.ok,
+            ok: ended.code == Some(0),
             stdout: crate::redact::redact(&String::from_utf8_lossy(&ended.stdout)),
             stderr: crate::redact::redact(&String::from_utf8_lossy(&ended.stderr)),
             duration_ms: (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0,
@@ -272,7 +271,6 @@ pub async fn exec(
     let ended = Ended {
         code: status.code(),
         signal: status.signal(),
-        ok: status.success(),
         stdout,
         stderr,
         truncated: cut_out || cut_err,
@@ -305,7 +303,6 @@ mod tests {
         Ended {
             code,
             signal,
-            ok: code == Some(0),
             stdout: b"out\n".to_vec(),
             stderr: stderr.as_bytes().to_vec(),
             truncated: false,

@@ -90,7 +90,6 @@ pub async fn container_exec(
     let ended = Ended {
         code: Some(code),
         signal: None,
-        ok: code == 0,
         stdout,
         stderr,
         truncated,

@@ -330,16 +330,22 @@ fn changed(src: &Path) -> HostError {
 /// Read up to `len` bytes (fewer only at the end of the file).
 fn read_part(file: &mut File, len: usize) -> std::io::Result<Bytes> {
     let mut buf = BytesMut::zeroed(len);
-    let mut filled = 0;
-    while filled < len {
-        let n = file.read(&mut buf[filled..])?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
+    let filled = fill(file, &mut buf)?;
     buf.truncate(filled);
     Ok(buf.freeze())
+}
+
+/// Read until `buf` is full or the file ends: the number of bytes read (fewer only at the end).
+/// Every uploader's chunking (object stores' parts, SFTP's write requests) reads through this.
+pub(super) fn fill(file: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -4,7 +4,6 @@
 //! or `IN_FLIGHT` × `CHUNK` of reads in flight), retries on a fresh connection, and the run's
 //! cancellation checked per request.
 
-use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -18,6 +17,7 @@ use super::conn::{sftp_err, with_retry, Session};
 use super::{Remote, CHUNK, MAX_WRITE, WRITE_WINDOW};
 use crate::ctx::RunCtx;
 use crate::error::{HostError, HostResult};
+use crate::host::storage::upload::fill;
 
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
 const FSYNC: &str = "fsync@openssh.com";
@@ -272,18 +272,6 @@ fn read_chunks(source: &Path, size: usize) -> HostResult<(Chunks, Hashing)> {
         hex::encode(hasher.finalize())
     });
     Ok((rx, hashing))
-}
-
-/// Read until `buf` is full or the file ends: the number of bytes read.
-fn fill(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
 }
 
 async fn send_file(
