@@ -327,22 +327,30 @@ fn kill_tree(pid: u32) {
 }
 
 fn own_sshd() -> (Child, u16) {
+    let (child, port, _) = own_sshd_with(&[]);
+    (child, port)
+}
+
+/// A disposable sshd with the test config plus `-o` options: (process, port, its log file).
+fn own_sshd_with(options: &[&str]) -> (Child, u16, PathBuf) {
     let port = free_port();
     let dir = tempdir().keep();
-    let child = Command::new("/usr/sbin/sshd")
-        .args([
-            "-D",
-            "-f",
-            &env_var("MTN_TEST_SFTP_CONFIG"),
-            "-p",
-            &port.to_string(),
-        ])
-        .arg("-o")
-        .arg(format!("PidFile={}", dir.join("pid").display()))
-        .arg("-E")
-        .arg(dir.join("log"))
-        .spawn()
-        .expect("start sshd");
+    let mut cmd = Command::new("/usr/sbin/sshd");
+    cmd.args([
+        "-D",
+        "-f",
+        &env_var("MTN_TEST_SFTP_CONFIG"),
+        "-p",
+        &port.to_string(),
+    ])
+    .arg("-o")
+    .arg(format!("PidFile={}", dir.join("pid").display()))
+    .arg("-E")
+    .arg(dir.join("log"));
+    for o in options {
+        cmd.arg("-o").arg(o);
+    }
+    let child = cmd.spawn().expect("start sshd");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -351,7 +359,50 @@ fn own_sshd() -> (Child, u16) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    (child, port)
+    (child, port, dir.join("log"))
+}
+
+/// An upload flushes the file to the server's disk as it goes through a second SFTP session of
+/// the same connection (docs/storage.md), and a server that allows one session per connection
+/// still gets the whole file through the one.
+#[test]
+fn uploads_flush_through_a_second_sftp_session_and_do_without_when_refused() {
+    let s = server();
+    let fp = env_var("MTN_TEST_SFTP_HOST_FP");
+    let dir = tempdir();
+    big_file(&dir.path().join("big.bin"), 200);
+    let sha = sha256_of(&dir.path().join("big.bin"));
+    for (sessions, opened) in [("10", 2), ("1", 1)] {
+        let (mut sshd, port, log) = own_sshd_with(&[&format!("MaxSessions={sessions}")]);
+        let sub = format!("flush-{sessions}-{}-{}", std::process::id(), nanos());
+        let remote_dir = Path::new(&s.dir).join(&sub);
+        let url = format!("sftp://{}@127.0.0.1:{port}{}/{sub}/", s.user, s.dir);
+        let run = run_script(
+            dir.path(),
+            "flush.rhai",
+            &format!(
+                r#"let u = upload("big.bin", "{url}", #{{ ssh_key: "{}", host_key: "{fp}" }}); print(`SHA ${{u.sha256}}`);"#,
+                s.key
+            ),
+            &[],
+        );
+        kill_tree(sshd.id());
+        let _ = sshd.wait();
+        run.expect_code(0);
+        assert!(run.all().contains(&format!("SHA {sha}")), "{}", run.all());
+        assert_eq!(
+            sha256_of(&remote_dir.join("big.bin")),
+            sha,
+            "MaxSessions={sessions}"
+        );
+        let log = fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            log.matches("subsystem request for sftp").count(),
+            opened,
+            "MaxSessions={sessions}: {log}"
+        );
+        let _ = fs::remove_dir_all(&remote_dir);
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@ use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::protocol::StatusCode;
 
+use super::stream::SftpStream;
 use super::Remote;
 use crate::ctx::RunCtx;
 use crate::error::{ErrorKind, HostError, HostResult};
@@ -107,12 +108,20 @@ pub struct Session {
     pub sftp: Arc<RawSftpSession>,
     /// Extensions the server announced (posix-rename@openssh.com, fsync@openssh.com, ...).
     pub extensions: Vec<String>,
-    handle: Handle<Checker>,
+    handle: Arc<Handle<Checker>>,
+    remote: Remote,
 }
 
 impl Session {
     pub fn has(&self, ext: &str) -> bool {
         self.extensions.iter().any(|e| e == ext)
+    }
+
+    /// Another SFTP session on this connection (its own channel; on OpenSSH its own
+    /// sftp-server process, so its requests run beside this one's: see `ops::Flusher`).
+    pub async fn open_session(&self) -> HostResult<Arc<RawSftpSession>> {
+        let (sftp, _) = open_sftp(&self.handle, &self.remote).await?;
+        Ok(Arc::new(sftp))
     }
 
     pub async fn close(self) {
@@ -208,6 +217,22 @@ pub async fn connect(remote: &Remote) -> HostResult<Session> {
         }
     };
     authenticate(remote, &mut handle).await?;
+    let handle = Arc::new(handle);
+    let (sftp, extensions) = open_sftp(&handle, remote).await?;
+    Ok(Session {
+        sftp: Arc::new(sftp),
+        extensions,
+        handle,
+        remote: remote.clone(),
+    })
+}
+
+/// An SFTP session on a new channel of the connection: (the session, the extensions announced).
+async fn open_sftp(
+    handle: &Arc<Handle<Checker>>,
+    remote: &Remote,
+) -> HostResult<(RawSftpSession, Vec<String>)> {
+    let at = remote.shown();
     let channel = handle
         .channel_open_session()
         .await
@@ -221,16 +246,14 @@ pub async fn connect(remote: &Remote) -> HostResult<Session> {
         max_packet_len: 512 * 1024,
         ..Default::default()
     };
-    let sftp = RawSftpSession::new_with_config(channel.into_stream(), cfg);
+    let id = channel.id();
+    let stream = SftpStream::new(channel.into_stream(), handle.clone(), id);
+    let sftp = RawSftpSession::new_with_config(stream, cfg);
     let version = sftp
         .init()
         .await
         .map_err(|e| sftp_err(&format!("starting sftp on {at}"), e))?;
-    Ok(Session {
-        sftp: Arc::new(sftp),
-        extensions: version.extensions.keys().cloned().collect(),
-        handle,
-    })
+    Ok((sftp, version.extensions.keys().cloned().collect()))
 }
 
 /// Password, key file, or (neither given) the agent and the default key files — in that order.

@@ -17,6 +17,7 @@ pub mod conn;
 pub mod download;
 pub mod glue;
 pub mod ops;
+mod stream;
 
 use std::path::PathBuf;
 use std::time::Duration;
