@@ -204,7 +204,12 @@ async fn upload_once(
     let (dir, _) = parent_and_name(path);
     make_dirs(s, &dir).await?;
     let (tmp, handle) = create_temp(s, path).await?;
-    let mut flusher = Flusher::open(s, &tmp).await;
+    // A file that fits in one flush interval gets only the final fsync (no second session).
+    let big = std::fs::metadata(source).is_ok_and(|m| m.len() > FLUSH_EVERY);
+    let mut flusher = match big {
+        true => Flusher::open(s, &tmp).await,
+        false => None,
+    };
     let res = send_file(s, &handle, flusher.as_mut(), source, &tmp, ctx).await;
     // After a failure the flusher is dropped instead (its flush aborted): the server may be gone.
     if let (Some(f), true) = (flusher, res.is_ok()) {
@@ -297,7 +302,8 @@ struct Flusher {
 
 impl Flusher {
     /// Open `tmp` on a second session. Best effort: a server without fsync@openssh.com, or one
-    /// that refuses another session (MaxSessions), just gets the one fsync at the end.
+    /// that refuses another session (MaxSessions), just gets the one fsync at the end, as does
+    /// a file smaller than `FLUSH_EVERY`.
     async fn open(s: &Session, tmp: &str) -> Option<Flusher> {
         if !s.has(FSYNC) {
             return None;
