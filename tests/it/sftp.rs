@@ -451,8 +451,15 @@ fn server_killed_mid_upload_leaves_nothing_under_the_final_name() {
         std::thread::sleep(Duration::from_millis(20));
     }
     kill_tree(sshd.id());
+    let killed = Instant::now();
     let _ = sshd.wait();
     let out = run.wait_with_output().unwrap();
+    // The writes in flight end with the connection, not after request_timeout (1 min).
+    assert!(
+        killed.elapsed() < Duration::from_secs(30),
+        "mtn took {:?} to notice the server was gone",
+        killed.elapsed()
+    );
     let r = Run::from(out);
     r.expect_code(1);
     assert!(

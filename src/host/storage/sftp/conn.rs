@@ -11,6 +11,7 @@ use russh::keys::{HashAlg, PrivateKeyWithHashAlg};
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::protocol::StatusCode;
+use tokio_util::sync::CancellationToken;
 
 use super::stream::SftpStream;
 use super::Remote;
@@ -110,6 +111,8 @@ pub struct Session {
     pub extensions: Vec<String>,
     handle: Arc<Handle<Checker>>,
     remote: Remote,
+    /// Cancelled when the main SFTP channel ends (see `stream::SftpStream`).
+    pub closed: CancellationToken,
 }
 
 impl Session {
@@ -120,7 +123,7 @@ impl Session {
     /// Another SFTP session on this connection (its own channel; on OpenSSH its own
     /// sftp-server process, so its requests run beside this one's: see `ops::Flusher`).
     pub async fn open_session(&self) -> HostResult<Arc<RawSftpSession>> {
-        let (sftp, _) = open_sftp(&self.handle, &self.remote).await?;
+        let (sftp, _, _) = open_sftp(&self.handle, &self.remote).await?;
         Ok(Arc::new(sftp))
     }
 
@@ -218,20 +221,22 @@ pub async fn connect(remote: &Remote) -> HostResult<Session> {
     };
     authenticate(remote, &mut handle).await?;
     let handle = Arc::new(handle);
-    let (sftp, extensions) = open_sftp(&handle, remote).await?;
+    let (sftp, extensions, closed) = open_sftp(&handle, remote).await?;
     Ok(Session {
         sftp: Arc::new(sftp),
         extensions,
         handle,
         remote: remote.clone(),
+        closed,
     })
 }
 
-/// An SFTP session on a new channel of the connection: (the session, the extensions announced).
+/// An SFTP session on a new channel of the connection: (the session, the extensions announced,
+/// the token cancelled when the channel ends).
 async fn open_sftp(
     handle: &Arc<Handle<Checker>>,
     remote: &Remote,
-) -> HostResult<(RawSftpSession, Vec<String>)> {
+) -> HostResult<(RawSftpSession, Vec<String>, CancellationToken)> {
     let at = remote.shown();
     let channel = handle
         .channel_open_session()
@@ -247,13 +252,14 @@ async fn open_sftp(
         ..Default::default()
     };
     let id = channel.id();
-    let stream = SftpStream::new(channel.into_stream(), handle.clone(), id);
+    let closed = CancellationToken::new();
+    let stream = SftpStream::new(channel.into_stream(), handle.clone(), id, closed.clone());
     let sftp = RawSftpSession::new_with_config(stream, cfg);
     let version = sftp
         .init()
         .await
         .map_err(|e| sftp_err(&format!("starting sftp on {at}"), e))?;
-    Ok((sftp, version.extensions.keys().cloned().collect()))
+    Ok((sftp, version.extensions.keys().cloned().collect(), closed))
 }
 
 /// Password, key file, or (neither given) the agent and the default key files — in that order.

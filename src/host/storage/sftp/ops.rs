@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use futures::stream::{FuturesOrdered, StreamExt};
+use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use sha2::{Digest, Sha256};
@@ -359,6 +360,20 @@ impl Drop for Flusher {
     }
 }
 
+/// The next reply of the writes in flight — or, when the connection ends first, a retryable
+/// error at once rather than after `request_timeout` (russh-sftp keeps waiting for replies that
+/// can no longer come).
+async fn reply<F, T>(s: &Session, pending: &mut FuturesOrdered<F>) -> Option<Result<T, SftpError>>
+where
+    F: std::future::Future<Output = Result<T, SftpError>>,
+{
+    tokio::select! {
+        biased;
+        r = pending.next() => r,
+        () = s.closed.cancelled() => Some(Err(SftpError::IO("the connection closed".into()))),
+    }
+}
+
 async fn send_file(
     s: &Session,
     handle: &str,
@@ -386,7 +401,7 @@ async fn send_file(
         pending.push_back(async move { sftp.write(&*h, at, buf).await });
         offset += len;
         while pending.len() >= in_flight {
-            if let Some(r) = pending.next().await {
+            if let Some(r) = reply(s, &mut pending).await {
                 r.map_err(|e| sftp_err(&format!("writing {tmp}"), e))?;
             }
         }
@@ -394,7 +409,7 @@ async fn send_file(
             f.written(offset);
         }
     }
-    while let Some(r) = pending.next().await {
+    while let Some(r) = reply(s, &mut pending).await {
         r.map_err(|e| sftp_err(&format!("writing {tmp}"), e))?;
     }
     let sha = hashing

@@ -19,6 +19,7 @@ use std::task::{ready, Context, Poll};
 use russh::client::{Handle, Handler, Msg};
 use russh::{ChannelId, ChannelStream, CryptoVec};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::sync::CancellationToken;
 
 type Sending = Pin<Box<dyn Future<Output = Result<(), CryptoVec>> + Send>>;
 
@@ -28,15 +29,25 @@ pub struct SftpStream<H: Handler> {
     id: ChannelId,
     /// The write being handed over, and its length (what `poll_write` reports once it is).
     sending: Option<(Sending, usize)>,
+    /// Cancelled when the channel ends (EOF or an error either way). russh-sftp leaves the
+    /// requests already sent waiting for their `request_timeout` then; the upload waits on this
+    /// beside them, so a server that dies is noticed at once.
+    closed: CancellationToken,
 }
 
 impl<H: Handler> SftpStream<H> {
-    pub fn new(channel: ChannelStream<Msg>, handle: Arc<Handle<H>>, id: ChannelId) -> Self {
+    pub fn new(
+        channel: ChannelStream<Msg>,
+        handle: Arc<Handle<H>>,
+        id: ChannelId,
+        closed: CancellationToken,
+    ) -> Self {
         SftpStream {
             channel,
             handle,
             id,
             sending: None,
+            closed,
         }
     }
 }
@@ -47,7 +58,13 @@ impl<H: Handler> AsyncRead for SftpStream<H> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.channel).poll_read(cx, buf)
+        let (before, room) = (buf.filled().len(), buf.remaining() > 0);
+        let r = ready!(Pin::new(&mut self.channel).poll_read(cx, buf));
+        // Nothing read into room for something is AsyncRead's end of stream.
+        if r.is_err() || (room && buf.filled().len() == before) {
+            self.closed.cancel();
+        }
+        Poll::Ready(r)
     }
 }
 
@@ -77,10 +94,10 @@ impl<H: Handler + 'static> AsyncWrite for SftpStream<H> {
         this.sending = None;
         Poll::Ready(match sent {
             Ok(()) => Ok(len),
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the SSH connection is closed",
-            )),
+            Err(_) => Err({
+                this.closed.cancel();
+                io::Error::new(io::ErrorKind::BrokenPipe, "the SSH connection is closed")
+            }),
         })
     }
 
