@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::stream::{FuturesOrdered, StreamExt};
 use russh::client::{self, Handle};
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg};
 use russh_sftp::client::error::Error as SftpError;
@@ -125,6 +126,20 @@ impl Session {
     pub async fn open_session(&self) -> HostResult<Arc<RawSftpSession>> {
         let (sftp, _, _) = open_sftp(&self.handle, &self.remote).await?;
         Ok(Arc::new(sftp))
+    }
+
+    /// The next reply of the requests in flight — or, when the connection ends first, a
+    /// retryable error at once rather than after `request_timeout` (russh-sftp keeps waiting for
+    /// replies that can no longer come).
+    pub async fn reply<F, T>(&self, pending: &mut FuturesOrdered<F>) -> Option<Result<T, SftpError>>
+    where
+        F: Future<Output = Result<T, SftpError>>,
+    {
+        tokio::select! {
+            biased;
+            r = pending.next() => r,
+            () = self.closed.cancelled() => Some(Err(SftpError::IO("the connection closed".into()))),
+        }
     }
 
     pub async fn close(self) {

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::io::{Seek, Write};
 use std::sync::Arc;
 
-use futures::stream::{FuturesOrdered, StreamExt};
+use futures::stream::FuturesOrdered;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use sha2::{Digest, Sha256};
 
@@ -105,7 +105,9 @@ async fn download_once(
                 asked.push_back((at, len));
                 next += CHUNK as u64;
             }
-            let Some(r) = pending.next().await else { break };
+            let Some(r) = s.reply(&mut pending).await else {
+                break;
+            };
             let (at, len) = asked.pop_front().unwrap_or((got, CHUNK as u32));
             ctx.check_cancelled()?;
             let data = match r {

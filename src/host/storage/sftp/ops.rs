@@ -7,8 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use futures::stream::{FuturesOrdered, StreamExt};
-use russh_sftp::client::error::Error as SftpError;
+use futures::stream::FuturesOrdered;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use sha2::{Digest, Sha256};
@@ -207,9 +206,10 @@ async fn upload_once(
     let (tmp, handle) = create_temp(s, path).await?;
     // A file that fits in one flush interval gets only the final fsync (no second session).
     let big = std::fs::metadata(source).is_ok_and(|m| m.len() > FLUSH_EVERY);
-    let mut flusher = match big {
-        true => Flusher::open(s, &tmp).await,
-        false => None,
+    let mut flusher = if big {
+        Flusher::open(s, &tmp).await
+    } else {
+        None
     };
     let res = send_file(s, &handle, flusher.as_mut(), source, &tmp, ctx).await;
     // After a failure the flusher is dropped instead (its flush aborted): the server may be gone.
@@ -360,20 +360,6 @@ impl Drop for Flusher {
     }
 }
 
-/// The next reply of the writes in flight — or, when the connection ends first, a retryable
-/// error at once rather than after `request_timeout` (russh-sftp keeps waiting for replies that
-/// can no longer come).
-async fn reply<F, T>(s: &Session, pending: &mut FuturesOrdered<F>) -> Option<Result<T, SftpError>>
-where
-    F: std::future::Future<Output = Result<T, SftpError>>,
-{
-    tokio::select! {
-        biased;
-        r = pending.next() => r,
-        () = s.closed.cancelled() => Some(Err(SftpError::IO("the connection closed".into()))),
-    }
-}
-
 async fn send_file(
     s: &Session,
     handle: &str,
@@ -401,7 +387,7 @@ async fn send_file(
         pending.push_back(async move { sftp.write(&*h, at, buf).await });
         offset += len;
         while pending.len() >= in_flight {
-            if let Some(r) = reply(s, &mut pending).await {
+            if let Some(r) = s.reply(&mut pending).await {
                 r.map_err(|e| sftp_err(&format!("writing {tmp}"), e))?;
             }
         }
@@ -409,7 +395,7 @@ async fn send_file(
             f.written(offset);
         }
     }
-    while let Some(r) = reply(s, &mut pending).await {
+    while let Some(r) = s.reply(&mut pending).await {
         r.map_err(|e| sftp_err(&format!("writing {tmp}"), e))?;
     }
     let sha = hashing

@@ -92,13 +92,12 @@ impl<H: Handler + 'static> AsyncWrite for SftpStream<H> {
         let len = *len;
         let sent = ready!(sending.as_mut().poll(cx));
         this.sending = None;
-        Poll::Ready(match sent {
-            Ok(()) => Ok(len),
-            Err(_) => Err({
-                this.closed.cancel();
-                io::Error::new(io::ErrorKind::BrokenPipe, "the SSH connection is closed")
-            }),
-        })
+        if sent.is_err() {
+            this.closed.cancel();
+            let e = io::Error::new(io::ErrorKind::BrokenPipe, "the SSH connection is closed");
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(len))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
