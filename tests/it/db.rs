@@ -94,11 +94,17 @@ fn assert_no_secret(text: &str, secret: &str) {
     assert!(!text.contains(secret), "the password leaked:\n{text}");
 }
 
+/// A new PostgreSQL database (named from `prefix`) holding PG_SCHEMA's tables and rows.
+fn pg_schema_db(prefix: &str) -> String {
+    let db = unique(prefix);
+    psql(&pg_db("postgres"), &format!("CREATE DATABASE {db}"));
+    psql(&pg_db(&db), PG_SCHEMA);
+    db
+}
+
 #[test]
 fn pg_dump_restore_roundtrip_identical_and_plain_gunzip_psql() {
-    let src = unique("mtn_src");
-    psql(&pg_db("postgres"), &format!("CREATE DATABASE {src}"));
-    psql(&pg_db(&src), PG_SCHEMA);
+    let src = pg_schema_db("mtn_src");
     let dir = tempdir();
     let dst = unique("mtn_dst");
     let script = format!(
@@ -156,9 +162,7 @@ try {{ restore_db(r.path, "{dst_url}"); fail("not refused"); }} catch (e) {{ ass
 
 #[test]
 fn pg_custom_format_lists_and_restores() {
-    let src = unique("mtn_csrc");
-    psql(&pg_db("postgres"), &format!("CREATE DATABASE {src}"));
-    psql(&pg_db(&src), PG_SCHEMA);
+    let src = pg_schema_db("mtn_csrc");
     let dst = unique("mtn_cdst");
     let dir = tempdir();
     let script = format!(
@@ -286,9 +290,7 @@ fn pg_clear_errors_exit_1_and_no_file() {
 
 #[test]
 fn pg_restore_test_drops_scratch_when_check_fails_and_records_success() {
-    let src = unique("mtn_rt");
-    psql(&pg_db("postgres"), &format!("CREATE DATABASE {src}"));
-    psql(&pg_db(&src), PG_SCHEMA);
+    let src = pg_schema_db("mtn_rt");
     let dir = tempdir();
     let script = format!(
         r#"
@@ -357,9 +359,7 @@ log(`SCRATCH=${{bad.database}},${{thrown.database}},${{good.database}}`);
 
 #[test]
 fn pg_export_table_csv_with_where_and_jsonl_match_psql() {
-    let db = unique("mtn_exp");
-    psql(&pg_db("postgres"), &format!("CREATE DATABASE {db}"));
-    psql(&pg_db(&db), PG_SCHEMA);
+    let db = pg_schema_db("mtn_exp");
     let dir = tempdir();
     let u = pg_db(&db);
     let script = format!(
