@@ -421,19 +421,24 @@ fn times_out(dir: &Path, script: &str) -> Run {
 fn a_timeout_reaches_long_host_calls() {
     let tmp = tempdir();
     let d = tmp.path();
-    // compress: 96 MiB at level 9 on one thread takes several seconds.
+    // compress: 4 × 61 MB at level 9 on one thread takes about 4 s on a fast machine (61 MB
+    // took 1.06 s on round 7's, a race with the 1 s timeout); the test waits only for the timeout.
     let big = d.join("big.log");
     {
         use std::io::Write;
-        let mut f = std::io::BufWriter::new(fs::File::create(&big).unwrap());
+        let mut block = Vec::new();
         for i in 0..1_500_000u64 {
             writeln!(
-                f,
+                block,
                 "{i:012} {} the quick brown fox {}",
                 i * 7919 % 10007,
                 i % 97
             )
             .unwrap();
+        }
+        let mut f = fs::File::create(&big).unwrap();
+        for _ in 0..4 {
+            f.write_all(&block).unwrap();
         }
     }
     let before = fs::metadata(&big).unwrap().len();
