@@ -419,7 +419,7 @@ fn server_killed_mid_upload_leaves_nothing_under_the_final_name() {
     fs::write(
         &script,
         format!(
-            r#"upload("big.bin", "{url}", #{{ ssh_key: "{}", host_key: "{fp}", retries: 1, retry_timeout: "2s" }});"#,
+            r#"upload("big.bin", "{url}", #{{ ssh_key: "{}", host_key: "{fp}", retries: 1, retry_timeout: "30s" }});"#,
             s.key
         ),
     )
@@ -462,6 +462,8 @@ fn server_killed_mid_upload_leaves_nothing_under_the_final_name() {
     );
     let r = Run::from(out);
     r.expect_code(1);
+    // The lost connection counts as transient: it was retried (on a new connection, refused).
+    assert!(r.stderr.contains("after 2 attempts"), "{}", r.stderr);
     assert!(
         !remote_dir.join("big.bin").exists(),
         "a partial object has the final name"

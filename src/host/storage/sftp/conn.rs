@@ -430,8 +430,17 @@ pub fn ssh_err(what: &str, e: russh::Error) -> HostError {
     .with_retryable(retry)
 }
 
+/// What russh-sftp answers a request whose reply can no longer come: the session reading the
+/// replies ended (the connection dropped) and took the request's sender with it.
+const REPLY_SENDER_DROPPED: &str = "sender dropped";
+
 /// SFTP status codes map onto mtn's kinds; timeouts and a closed channel are worth retrying.
 pub fn sftp_err(what: &str, e: SftpError) -> HostError {
+    if matches!(&e, SftpError::UnexpectedBehavior(m) if m == REPLY_SENDER_DROPPED) {
+        // A dropped connection, not a misbehaving server: retryable, and said plainly.
+        return HostError::network(format!("{what}: the connection to the server was lost"))
+            .with_retryable(true);
+    }
     let (kind, retry) = match &e {
         SftpError::Status(s) => match s.status_code {
             StatusCode::NoSuchFile => (ErrorKind::NotFound, false),

@@ -191,4 +191,23 @@ mod tests {
         };
         assert!(parse("sftp://u@h/x", &pinned).is_err());
     }
+
+    /// A request whose reply can no longer come (the connection dropped) is a retryable network
+    /// error said plainly; other unexpected answers are the server's and not retried.
+    #[test]
+    fn a_dropped_connection_is_retryable() {
+        use russh_sftp::client::error::Error as SftpError;
+        let e = conn::sftp_err(
+            "writing x",
+            SftpError::UnexpectedBehavior("sender dropped".into()),
+        );
+        assert!(e.retryable);
+        assert_eq!(e.kind, crate::error::ErrorKind::Network);
+        assert_eq!(
+            e.message,
+            "writing x: the connection to the server was lost"
+        );
+        let e = conn::sftp_err("writing x", SftpError::UnexpectedBehavior("odd".into()));
+        assert!(!e.retryable);
+    }
 }
