@@ -52,7 +52,7 @@ run_tool() { # TOOL ROUND: time one run into T_TOOL_ROUND, peak RSS into R_TOOL_
     sftp) /usr/bin/time -v -o "$rep" "${SFTP[@]}" -b put.batch "$AT" >/dev/null ;;
     sftpf) /usr/bin/time -v -o "$rep" "${SFTP[@]}" -b putf.batch "$AT" >/dev/null ;;
     gcm) /usr/bin/time -v -o "$rep" "${SFTP[@]}" -c aes256-gcm@openssh.com -b gcm.batch "$AT" >/dev/null ;;
-    scp) /usr/bin/time -v -o "$rep" scp -q "${SSHOPTS[@]}" -P "$MTN_TEST_SFTP_PORT" big.bin "$MTN_TEST_SFTP_USER@127.0.0.1:$REMOTE/scp.bin" ;;
+    scp) /usr/bin/time -v -o "$rep" scp -q "${SSHOPTS[@]}" -P "$MTN_TEST_SFTP_PORT" big.bin "$AT:$REMOTE/scp.bin" ;;
     mtn) /usr/bin/time -v -o "$rep" "$MTN" run -q up.rhai ;;
   esac
   printf -v "T_${tool}_$r" '%s' "$(since "$t")"

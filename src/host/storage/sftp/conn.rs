@@ -128,9 +128,10 @@ impl Session {
         Ok(Arc::new(sftp))
     }
 
-    /// The next reply of the requests in flight — or, when the connection ends first, a
-    /// retryable error at once rather than after `request_timeout` (russh-sftp keeps waiting for
-    /// replies that can no longer come).
+    /// The next reply of the requests in flight — or, when the connection ends first, at once
+    /// rather than after `request_timeout` (russh-sftp keeps waiting for replies that can no
+    /// longer come), the answer russh-sftp itself gives a request whose reply is lost, so
+    /// `sftp_err` words and classifies both cases alike (retryable).
     pub async fn reply<F, T>(&self, pending: &mut FuturesOrdered<F>) -> Option<Result<T, SftpError>>
     where
         F: Future<Output = Result<T, SftpError>>,
@@ -138,7 +139,7 @@ impl Session {
         tokio::select! {
             biased;
             r = pending.next() => r,
-            () = self.closed.cancelled() => Some(Err(SftpError::IO("the connection closed".into()))),
+            () = self.closed.cancelled() => Some(Err(SftpError::UnexpectedBehavior(REPLY_SENDER_DROPPED.into()))),
         }
     }
 
@@ -431,7 +432,8 @@ pub fn ssh_err(what: &str, e: russh::Error) -> HostError {
 }
 
 /// What russh-sftp answers a request whose reply can no longer come: the session reading the
-/// replies ended (the connection dropped) and took the request's sender with it.
+/// replies ended (the connection dropped) and took the request's sender with it. `Session::reply`
+/// answers the same when it sees the channel end first.
 const REPLY_SENDER_DROPPED: &str = "sender dropped";
 
 /// SFTP status codes map onto mtn's kinds; timeouts and a closed channel are worth retrying.
